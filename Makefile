@@ -1,0 +1,56 @@
+# Two commands set up and run everything on a fresh machine:
+#   make book   create .venv if missing, install the pinned dependencies and MathJax, build the book strictly
+#   make test   the same set-up, then the test suite
+# Both are idempotent: a second run installs nothing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MATHJAX_VERSION := 3.2.2
+MATHJAX := book/_static/mathjax/tex-chtml.js
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: book test setup bench clean clean-cache clean-cache-if-stale
+
+setup: $(STAMP) $(MATHJAX)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+# MathJax 3 from the npm registry, served by the book itself (no CDN at reading time).
+$(MATHJAX):
+	@command -v npm >/dev/null || { echo "npm is needed once to fetch MathJax $(MATHJAX_VERSION) (apt-get install npm)"; exit 1; }
+	@rm -rf book/_static/mathjax && mkdir -p book/_static/mathjax
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null \
+	  && tar -xzf mathjax-$(MATHJAX_VERSION).tgz package/es5/tex-chtml.js package/es5/output/chtml/fonts \
+	  && cp -r package/es5/. $(CURDIR)/book/_static/mathjax/ && rm -rf $$tmp
+	@test -s $@ && echo "MathJax $(MATHJAX_VERSION) installed in book/_static/mathjax"
+
+# The execution cache is keyed on the notebooks only; drop it when the library changes,
+# so that no figure is served from a cache made with other code.
+clean-cache-if-stale:
+	@mkdir -p _build
+	@h=$$(cat $$(find src -name '*.py' | sort) | sha256sum | cut -c1-16); \
+	  if [ "$$(cat _build/.src-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache; echo $$h > _build/.src-hash; fi
+
+book: setup clean-cache-if-stale
+	$(BIN)/jupyter-book build -W -n --keep-going book/
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_flatness.py
+
+clean-cache:
+	rm -rf _build/.jupyter_cache _build/.src-hash
+
+clean:
+	rm -rf _build

@@ -1,0 +1,277 @@
+"""Relative flatness of the last layer of a softmax / cross-entropy classifier.
+
+Notation (book chapter :ref:`closed-form`): a classifier with penultimate
+features ``phi`` in R^m, last-layer weight ``W`` in R^{k x m} (row ``w_s`` is
+the weight vector of output neuron ``s``), bias ``b`` in R^k, logits
+``z = W phi + b``, probabilities ``p = softmax(z)`` and loss
+``l = -log p_y``. ``vec(W)`` is row-major: entry ``W[s, i]`` has index
+``s * m + i``.
+
+Closed forms implemented here (labels as in the book):
+
+* ``eq-hessian``   H = (diag(p) - p p^T) kron (phi phi^T)          shape (k m, k m)
+* ``eq-trace``     Tr H = ||phi||^2 (1 - ||p||^2)
+* ``eq-kappa-layer``   kappa_layer = ||W||_F^2 Tr H
+* ``eq-kappa-neuron``  kappa_neuron = sum_{s,s'} <w_s, w_s'> Tr H_{s,s'}
+                      = ||phi||^2 tr Cov_{s~p}(w_s)
+                      = ||phi||^2 * 1/2 sum_{s,s'} p_s p_s' ||w_s - w_s'||^2
+* ``eq-kappa-eigen``   kappa_eigen = sum_s ||w_s||^2 lambda_max(H_{s,s})
+                      = ||phi||^2 sum_s p_s (1 - p_s) ||w_s||^2
+
+Nothing here forms the Hessian to compute a sharpness. Every sharpness is a
+sum of non-negative terms (no cancellation when the softmax saturates), and
+probabilities come from ``log_softmax`` so logits of magnitude 1e4 stay
+finite. The ``autograd_*`` functions are the references computed with
+``torch.func``; they exist for the tests and for the book's comparison.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, hessian, vmap  # noqa: F401  (functional_call re-exported)
+
+Kind = Literal["layer", "neuron", "eigen"]
+KINDS: tuple[str, ...] = get_args(Kind)
+
+__all__ = [
+    "KINDS",
+    "Kind",
+    "autograd_hessian_trace",
+    "autograd_last_layer_hessian",
+    "autograd_relative_sharpness",
+    "complement_probabilities",
+    "hessian_trace",
+    "kappa_from_hessian",
+    "last_layer_hessian",
+    "logits_of",
+    "relative_sharpness",
+    "relative_sharpness_dataset",
+    "softmax_covariance",
+]
+
+
+# ---------------------------------------------------------------------------
+# input checks
+
+
+def _check(weight: Tensor, features: Tensor, bias: Tensor | None) -> None:
+    if weight.dim() != 2:
+        raise ValueError(f"weight must have shape (k, m); got {tuple(weight.shape)}")
+    if features.dim() != 2:
+        raise ValueError(
+            f"features must have shape (n, m); got {tuple(features.shape)} "
+            "(use features.unsqueeze(0) for a single sample)"
+        )
+    k, m = weight.shape
+    if features.shape[1] != m:
+        raise ValueError(
+            f"features have m={features.shape[1]} columns but weight has m={m} columns"
+        )
+    if bias is not None and bias.shape != (k,):
+        raise ValueError(f"bias must have shape ({k},); got {tuple(bias.shape)}")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+
+
+def logits_of(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Logits ``z = phi W^T + b``: (k, m), (n, m), (k,) -> (n, k)."""
+    z = features @ weight.T
+    return z if bias is None else z + bias
+
+
+# ---------------------------------------------------------------------------
+# closed forms
+
+
+def softmax_covariance(logits: Tensor) -> Tensor:
+    """Hessian of the cross-entropy in the logits, ``diag(p) - p p^T`` (eq-hessian-logits).
+
+    (n, k) -> (n, k, k). It does not depend on the label.
+    """
+    p = torch.softmax(logits, dim=-1)
+    return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+
+def complement_probabilities(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """``(p, 1 - p)`` computed without cancellation: (n, k) -> ((n, k), (n, k)).
+
+    ``1 - p_s`` is formed directly for every class but the arg-max; for the
+    arg-max it is the sum of the other probabilities, a sum of non-negative
+    terms, so it stays accurate when the prediction saturates (``p_max -> 1``).
+    Only the arg-max can have ``p_s > 1/2``, so no other entry loses digits.
+    """
+    log_p = torch.log_softmax(logits, dim=-1)
+    p = log_p.exp()
+    top = p.argmax(dim=-1, keepdim=True)
+    others = p.scatter(-1, top, 0.0).sum(dim=-1, keepdim=True)
+    q = (1.0 - p).scatter(-1, top, others)
+    return p, q
+
+
+def last_layer_hessian(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Closed-form per-sample Hessian of the cross-entropy in ``vec(W)`` (eq-hessian).
+
+    ``H = (diag(p) - p p^T) kron (phi phi^T)`` with row-major ``vec(W)``
+    (index ``s * m + i``). Independent of the label.
+
+    Shapes: weight (k, m), features (n, m), bias (k,) or None -> (n, k*m, k*m).
+    This materialises n (k m)^2 numbers; the sharpness functions never call it.
+    """
+    _check(weight, features, bias)
+    k, m = weight.shape
+    sigma = softmax_covariance(logits_of(weight, features, bias))
+    outer = features.unsqueeze(-1) * features.unsqueeze(-2)  # (n, m, m)
+    h = sigma[:, :, None, :, None] * outer[:, None, :, None, :]  # (n, k, m, k, m)
+    return h.reshape(features.shape[0], k * m, k * m)
+
+
+def hessian_trace(
+    weight: Tensor,
+    features: Tensor,
+    bias: Tensor | None = None,
+    *,
+    logits: Tensor | None = None,
+) -> Tensor:
+    """Per-sample ``Tr H = ||phi||^2 (1 - ||p||^2) = ||phi||^2 sum_s p_s (1 - p_s)`` (eq-trace).
+
+    Shapes: weight (k, m), features (n, m), bias (k,) or None -> (n,).
+    ``logits`` (n, k), when given, must equal ``W phi + b``: it saves the
+    matrix product when the caller's forward pass already has them.
+    """
+    _check(weight, features, bias)
+    z = logits_of(weight, features, bias) if logits is None else logits
+    p, q = complement_probabilities(z)
+    return features.pow(2).sum(-1) * (p * q).sum(-1)
+
+
+def relative_sharpness(
+    weight: Tensor,
+    features: Tensor,
+    bias: Tensor | None = None,
+    kind: Kind = "layer",
+    *,
+    logits: Tensor | None = None,
+) -> Tensor:
+    """Per-sample relative sharpness of the last layer, closed form. (n,) result.
+
+    * ``kind="layer"``: ``||W||_F^2 Tr H`` (eq-kappa-layer), the form the
+      2025 paper uses;
+    * ``kind="neuron"``: ``sum_{s,s'} <w_s, w_s'> Tr H_{s,s'}`` (eq-kappa-neuron),
+      Petzka et al.'s trace form, computed as
+      ``||phi||^2 * 1/2 sum_{s,s'} p_s p_s' ||w_s - w_s'||^2``;
+    * ``kind="eigen"``: ``sum_s ||w_s||^2 lambda_max(H_{s,s})`` (eq-kappa-eigen)
+      ``= ||phi||^2 sum_s p_s (1 - p_s) ||w_s||^2``.
+
+    Shapes: weight (k, m), features (n, m), bias (k,) or None, logits (n, k)
+    or None (see :func:`hessian_trace`) -> (n,). Works batched, in float32
+    and float64, on any device; costs O(n k m + k^2 m + n k^2), never O((k m)^2).
+    """
+    _check_kind(kind)
+    _check(weight, features, bias)
+    z = logits_of(weight, features, bias) if logits is None else logits
+    phi_sq = features.pow(2).sum(-1)
+    if kind == "layer":
+        return weight.pow(2).sum() * hessian_trace(weight, features, bias, logits=z)
+    p, q = complement_probabilities(z)
+    if kind == "neuron":
+        diff = weight.unsqueeze(1) - weight.unsqueeze(0)  # (k, k, m)
+        dist_sq = diff.pow(2).sum(-1)  # (k, k), zero diagonal
+        return phi_sq * 0.5 * ((p @ dist_sq) * p).sum(-1)
+    return phi_sq * (p * q * weight.pow(2).sum(-1)).sum(-1)
+
+
+def relative_sharpness_dataset(
+    weight: Tensor,
+    features: Tensor,
+    bias: Tensor | None = None,
+    kind: Kind = "layer",
+) -> Tensor:
+    """Relative sharpness of the empirical loss on a sample set (eq-kappa-dataset). Scalar.
+
+    The empirical loss is the mean of the per-sample losses, its Hessian the
+    mean of the per-sample Hessians, and every kind is linear in the Hessian
+    for a fixed ``W``: the set's value is the mean of the per-sample values.
+    """
+    return relative_sharpness(weight, features, bias, kind).mean()
+
+
+def kappa_from_hessian(weight: Tensor, hess: Tensor, kind: Kind = "layer") -> Tensor:
+    """Apply the definition of relative sharpness to given Hessians (eq-kappa-def).
+
+    Shapes: weight (k, m), hess (n, k*m, k*m) in row-major ``vec(W)`` -> (n,).
+    Used with autograd Hessians as the reference for :func:`relative_sharpness`.
+    """
+    _check_kind(kind)
+    k, m = weight.shape
+    if hess.dim() != 3 or hess.shape[1:] != (k * m, k * m):
+        raise ValueError(f"hess must have shape (n, {k * m}, {k * m}); got {tuple(hess.shape)}")
+    blocks = hess.reshape(-1, k, m, k, m)
+    block_traces = torch.diagonal(blocks, dim1=2, dim2=4).sum(-1)  # (n, k, k): Tr H_{s,s'}
+    if kind == "layer":
+        return weight.pow(2).sum() * torch.diagonal(block_traces, dim1=1, dim2=2).sum(-1)
+    if kind == "neuron":
+        gram = weight @ weight.T  # <w_s, w_s'>
+        return (gram * block_traces).sum((-1, -2))
+    diag_blocks = torch.diagonal(blocks, dim1=1, dim2=3).permute(0, 3, 1, 2)  # (n, k, m, m)
+    lam_max = torch.linalg.eigvalsh(diag_blocks)[..., -1]  # (n, k)
+    return (weight.pow(2).sum(-1) * lam_max).sum(-1)
+
+
+# ---------------------------------------------------------------------------
+# autograd references (torch.func)
+
+
+def _cross_entropy_in_weight(weight: Tensor, feature: Tensor, bias: Tensor | None, label: Tensor) -> Tensor:
+    """``l(W) = -log softmax(W phi + b)_y`` for one sample: (k, m), (m,), (k,)|None, () -> ()."""
+    z = weight @ feature
+    if bias is not None:
+        z = z + bias
+    return -torch.log_softmax(z, dim=-1).gather(0, label.reshape(1)).squeeze(0)
+
+
+def autograd_last_layer_hessian(
+    weight: Tensor,
+    features: Tensor,
+    bias: Tensor | None = None,
+    labels: Tensor | None = None,
+) -> Tensor:
+    """Reference Hessian of the per-sample cross-entropy in ``vec(W)`` by ``torch.func.hessian``.
+
+    Shapes: weight (k, m), features (n, m), bias (k,) or None, labels (n,)
+    (default: class 0; the result does not depend on it) -> (n, k*m, k*m).
+    """
+    _check(weight, features, bias)
+    k, m = weight.shape
+    n = features.shape[0]
+    if labels is None:
+        labels = torch.zeros(n, dtype=torch.long, device=features.device)
+    h = vmap(hessian(_cross_entropy_in_weight), in_dims=(None, 0, None, 0))(weight, features, bias, labels)
+    return h.reshape(n, k * m, k * m)
+
+
+def autograd_hessian_trace(
+    weight: Tensor,
+    features: Tensor,
+    bias: Tensor | None = None,
+    labels: Tensor | None = None,
+) -> Tensor:
+    """Reference ``Tr H`` from the full autograd Hessian: -> (n,)."""
+    h = autograd_last_layer_hessian(weight, features, bias, labels)
+    return torch.diagonal(h, dim1=1, dim2=2).sum(-1)
+
+
+def autograd_relative_sharpness(
+    weight: Tensor,
+    features: Tensor,
+    bias: Tensor | None = None,
+    kind: Kind = "layer",
+    labels: Tensor | None = None,
+) -> Tensor:
+    """Reference relative sharpness from the full autograd Hessian: -> (n,)."""
+    return kappa_from_hessian(weight, autograd_last_layer_hessian(weight, features, bias, labels), kind)
