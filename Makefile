@@ -47,7 +47,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/bench_flatness.py
+	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu.json
 
 clean-cache:
 	rm -rf _build/.jupyter_cache _build/.src-hash

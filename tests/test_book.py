@@ -1,0 +1,100 @@
+"""The book's layout, and every chapter executed the way a user re-runs it (jupytext | papermill)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+
+
+def toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def notebook_chapters():
+    out = []
+    for f in toc_files():
+        path = BOOK / f"{f}.md"
+        if path.read_text().startswith("---\njupytext:"):
+            out.append(path)
+    return out
+
+
+def test_toc_symlink_and_config_at_root():
+    link = BOOK / "_toc.yml"
+    assert link.is_symlink() and link.resolve() == (ROOT / "_toc.yml").resolve()
+    assert (ROOT / "_config.yml").exists() and not (BOOK / "_config.yml").exists()
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "cache"
+    assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert config["sphinx"]["config"]["mathjax_path"].startswith("mathjax/"), "math must not come from a CDN"
+
+
+def test_every_toc_entry_exists():
+    for f in toc_files():
+        assert (BOOK / f"{f}.md").exists(), f
+
+
+@pytest.mark.parametrize("path", notebook_chapters(), ids=lambda p: p.stem)
+def test_first_code_cell_is_tagged_parameters(path):
+    nb = jupytext.read(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and "parameters" in code[0].metadata.get("tags", []), f"{path.name}: first code cell must be tagged parameters"
+
+
+def run_chapter(path: Path, out: Path, params: dict, env: dict) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "papermill", "-", str(out), "--cwd", str(path.parent), "-k", "python3"]
+    if params:
+        args += ["-y", yaml.safe_dump(params)]
+    ipynb = subprocess.run(
+        [sys.executable, "-m", "jupytext", "--to", "ipynb", "-o", "-", str(path)], check=True, capture_output=True
+    ).stdout
+    return subprocess.run(args, input=ipynb, capture_output=True, env=env, timeout=900)
+
+
+@pytest.fixture()
+def chapter_env(tmp_cache):
+    env = dict(os.environ, MPLBACKEND="Agg", FLATROB_CACHE=str(tmp_cache))
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+# Small parameters: the chapters' own assertions must hold for any training length.
+FAST = {
+    "relative-flatness": {"epochs": 3, "n_autograd": 4},
+    "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
+    "intro": {},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", notebook_chapters(), ids=lambda p: p.stem)
+def test_chapter_executes_with_papermill_parameters(path, tmp_path, chapter_env):
+    params = FAST[path.stem]
+    out = tmp_path / f"{path.stem}.ipynb"
+    proc = run_chapter(path, out, params, chapter_env)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    nb = json.loads(out.read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    if params:
+        assert injected and all(f"{k} = {v!r}" in "".join(injected[0]["source"]) for k, v in params.items())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+@pytest.mark.slow
+def test_bad_parameter_fails_with_its_name(tmp_path, chapter_env):
+    proc = run_chapter(BOOK / "theory" / "closed-form.md", tmp_path / "bad.ipynb", {"n_check": 0}, chapter_env)
+    assert proc.returncode != 0
+    assert "n_check must be >= 1" in proc.stderr.decode() + (tmp_path / "bad.ipynb").read_text()
