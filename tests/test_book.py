@@ -65,7 +65,8 @@ def run_chapter(path: Path, out: Path, params: dict, env: dict) -> subprocess.Co
 
 @pytest.fixture()
 def chapter_env(tmp_cache):
-    env = dict(os.environ, MPLBACKEND="Agg", FLATROB_CACHE=str(tmp_cache))
+    env = dict(os.environ, FLATROB_CACHE=str(tmp_cache))
+    env.pop("MPLBACKEND", None)  # the kernel draws inline, as in the book
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
 
