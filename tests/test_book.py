@@ -98,4 +98,4 @@ def test_chapter_executes_with_papermill_parameters(path, tmp_path, chapter_env)
 def test_bad_parameter_fails_with_its_name(tmp_path, chapter_env):
     proc = run_chapter(BOOK / "theory" / "closed-form.md", tmp_path / "bad.ipynb", {"n_check": 0}, chapter_env)
     assert proc.returncode != 0
-    assert "n_check must be >= 1" in proc.stderr.decode() + (tmp_path / "bad.ipynb").read_text()
+    assert "parameter 'n_check' of chapter 'closed-form' must be >= 1" in proc.stderr.decode() + (tmp_path / "bad.ipynb").read_text()

@@ -7,12 +7,13 @@ attacks work in input space) and a deterministic, stratified train/test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Split", "load_digits"]
+__all__ = ["DATASETS", "Split", "load_cifar", "load_dataset", "load_digits", "load_mnist1d"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,104 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
     tr, te = _stratified_split(y, test_fraction, seed)
     yt = torch.from_numpy(y)
     return Split("digits", x[tr], yt[tr], x[te], yt[te], n_classes=10)
+
+
+def load_mnist1d(seed: int = 0, num_samples: int = 5000) -> Split:
+    """MNIST-1D (Greydanus, 2020) generated locally by the ``mnist1d`` package: 40 features, 10 classes.
+
+    The package's ``make_dataset`` builds the set from its templates in about 2 s;
+    its download path is never used. Its own 80/20 split is kept. The raw values
+    (about -5.5 .. 4.5) are mapped affinely to [0, 1] with the training set's
+    minimum and maximum; test values outside are clipped. Inputs have shape (n, 1, 40).
+    ``seed`` is the generator's seed (the package's default is 42, we add ours to it).
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = 42 + seed
+    args.num_samples = num_samples
+    d = make_dataset(args)
+    lo, hi = float(d["x"].min()), float(d["x"].max())
+
+    def scale(a: np.ndarray) -> Tensor:
+        return torch.tensor(np.clip((a - lo) / (hi - lo), 0.0, 1.0), dtype=torch.float32).unsqueeze(1)
+
+    return Split(
+        "mnist1d",
+        scale(d["x"]),
+        torch.as_tensor(d["y"], dtype=torch.int64),
+        scale(d["x_test"]),
+        torch.as_tensor(d["y_test"], dtype=torch.int64),
+        n_classes=10,
+    )
+
+
+_CIFAR_HELP = (
+    "{name} was not found under {root!r}. Put the python version of the data set there "
+    "(the folder {folder!r} from {archive!r}, as distributed by the CIFAR authors at "
+    "https://www.cs.toronto.edu/~kriz/cifar.html, or by torchvision.datasets.{cls} with its download option "
+    "on a machine with internet) and pass that folder as the data root. Nothing is downloaded here."
+)
+
+
+def load_cifar(root: str | Path, name: str = "cifar10", verify_md5: bool = True) -> Split:
+    """CIFAR-10 or CIFAR-100 from a folder, read by torchvision (no download, ever).
+
+    ``root`` holds ``cifar-10-batches-py/`` or ``cifar-100-python/``. Inputs
+    (n, 3, 32, 32) in [0, 1]; the official train/test split. With
+    ``verify_md5=False`` the files are not checked against the official
+    checksums (used by the tests, which write small files in the same format).
+    """
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    classes = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+    if name not in classes:
+        raise ValueError(f"name must be one of {sorted(classes)}; got {name!r}")
+    base = classes[name]
+    root = Path(root).expanduser()
+    folder = root / base.base_folder
+    archive = base.filename
+    needed = [f for f, _ in base.train_list + base.test_list] + [base.meta["filename"]]
+    missing = [f for f in needed if not (folder / f).exists()]
+    if missing:
+        raise FileNotFoundError(
+            _CIFAR_HELP.format(name=name.upper(), root=str(root), folder=base.base_folder, archive=archive,
+                               cls=base.__name__)
+            + f" Missing: {', '.join(missing)}."
+        )
+
+    class _Reader(base):  # type: ignore[misc, valid-type]
+        def _check_integrity(self) -> bool:
+            return True if not verify_md5 else super()._check_integrity()
+
+    try:
+        train, test = _Reader(str(root), train=True), _Reader(str(root), train=False)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+        raise RuntimeError(
+            f"{name.upper()} files under {str(folder)!r} do not match the official checksums; "
+            "re-extract the archive (or pass verify_md5=False for files you made yourself)"
+        ) from err
+
+    def to_tensor(ds: "CIFAR10") -> tuple[Tensor, Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).float().div_(255.0)
+        return x, torch.as_tensor(ds.targets, dtype=torch.int64)
+
+    x_tr, y_tr = to_tensor(train)
+    x_te, y_te = to_tensor(test)
+    return Split(name, x_tr, y_tr, x_te, y_te, n_classes=len(train.classes))
+
+
+DATASETS: tuple[str, ...] = ("digits", "mnist1d", "cifar10", "cifar100")
+
+
+def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Split:
+    """Load a data set by name: ``digits``, ``mnist1d`` (generated), ``cifar10``/``cifar100`` (from ``root``)."""
+    if name == "digits":
+        return load_digits(seed=seed)
+    if name == "mnist1d":
+        return load_mnist1d(seed=seed)
+    if name in ("cifar10", "cifar100"):
+        if root is None:
+            raise ValueError(f"{name} needs data_root: the folder that holds the CIFAR files")
+        return load_cifar(root, name)
+    raise ValueError(f"dataset must be one of {DATASETS}; got {name!r}")

@@ -11,7 +11,22 @@ import copy
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DigitsCNN", "FeatureClassifier", "last_layer_inputs", "last_linear", "rescale_feature_layer"]
+__all__ = [
+    "ARCHITECTURES",
+    "DigitsCNN",
+    "FeatureClassifier",
+    "MLP",
+    "MNIST1DCNN",
+    "build_model",
+    "densenet121_cifar",
+    "last_layer_inputs",
+    "last_linear",
+    "rescale_feature_layer",
+    "resnet18_cifar",
+    "scale_last_layer",
+    "vgg11_bn_cifar",
+    "wide_resnet_cifar",
+]
 
 
 class FeatureClassifier(nn.Module):
@@ -109,3 +124,168 @@ def last_layer_inputs(
         w, phi = w.to(dtype), phi.to(dtype)
         b = None if b is None else b.to(dtype)
     return w, b, phi
+
+
+# ---------------------------------------------------------------------------
+# the model zoo: small nets for CPU-scale data, the paper's CIFAR architectures
+
+
+class MNIST1DCNN(FeatureClassifier):
+    """A 1-D CNN for MNIST-1D inputs (n, 1, L).
+
+    conv5(1->c) ReLU conv3(c->2c) ReLU maxpool2 conv3(2c->2c) ReLU maxpool2 -> Linear(2c L/4 -> m) ReLU -> Linear(m -> k).
+    """
+
+    def __init__(self, n_classes: int = 10, length: int = 40, channels: int = 32, width: int = 128) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(1, channels, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(channels, 2 * channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(2 * channels, 2 * channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Flatten(),
+            nn.Linear(2 * channels * (length // 4), width),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(width, n_classes)
+
+
+class MLP(FeatureClassifier):
+    """Flatten -> (Linear ReLU) x len(hidden) -> Linear(hidden[-1] -> k). Features: the last hidden layer."""
+
+    def __init__(self, input_dim: int, n_classes: int = 10, hidden: tuple[int, ...] = (256, 256)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        d = input_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Linear(d, n_classes)
+
+
+class _Wrapped(FeatureClassifier):
+    """A torchvision-style network split into body and classifier."""
+
+    def __init__(self, body: nn.Module, classifier: nn.Linear) -> None:
+        super().__init__()
+        self.body = body
+        self.classifier = classifier
+
+
+def resnet18_cifar(n_classes: int = 10) -> FeatureClassifier:
+    """torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no max-pool); m = 512."""
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=n_classes)
+    net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    body = nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.layer1, net.layer2, net.layer3, net.layer4, net.avgpool, nn.Flatten()
+    )
+    return _Wrapped(body, net.fc)
+
+
+def vgg11_bn_cifar(n_classes: int = 10) -> FeatureClassifier:
+    """torchvision's VGG-11-BN convolutional stack; for 32x32 inputs it ends at 1x1x512, then Linear(512 -> k)."""
+    from torchvision.models import vgg11_bn
+
+    return _Wrapped(nn.Sequential(vgg11_bn().features, nn.Flatten()), nn.Linear(512, n_classes))
+
+
+def densenet121_cifar(n_classes: int = 10) -> FeatureClassifier:
+    """torchvision's DenseNet-121 with a 3x3 stride-1 stem and no initial pooling; m = 1024."""
+    from torchvision.models import densenet121
+
+    net = densenet121(num_classes=n_classes)
+    net.features.conv0 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    net.features.pool0 = nn.Identity()
+    body = nn.Sequential(net.features, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return _Wrapped(body, net.classifier)
+
+
+class _WideBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = None if (c_in == c_out and stride == 1) else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(torch.relu(self.bn2(y)))
+        return y + (x if self.shortcut is None else self.shortcut(o))
+
+
+def wide_resnet_cifar(depth: int = 28, widen: int = 4, n_classes: int = 10) -> FeatureClassifier:
+    """Wide ResNet WRN-depth-widen (Zagoruyko and Komodakis, 2016) for 32x32 inputs; m = 64 widen."""
+    if (depth - 4) % 6:
+        raise ValueError(f"depth must be 6n + 4; got {depth}")
+    n = (depth - 4) // 6
+    widths = [16, 16 * widen, 32 * widen, 64 * widen]
+    layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)]
+    c = widths[0]
+    for stage, stride in zip(widths[1:], (1, 2, 2)):
+        for i in range(n):
+            layers.append(_WideBlock(c, stage, stride if i == 0 else 1))
+            c = stage
+    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return _Wrapped(nn.Sequential(*layers), nn.Linear(c, n_classes))
+
+
+ARCHITECTURES: dict[str, str] = {
+    "digits-cnn": "small CNN for (1, 8, 8) digits",
+    "mnist1d-cnn": "1-D CNN for (1, L) MNIST-1D",
+    "mlp": "two hidden layers of 256, any input",
+    "resnet18": "ResNet-18, CIFAR stem, (3, 32, 32)",
+    "wrn-28-4": "WideResNet-28-4, (3, 32, 32)",
+    "vgg11-bn": "VGG-11 with batch norm, (3, 32, 32)",
+    "densenet121": "DenseNet-121, CIFAR stem, (3, 32, 32)",
+}
+
+
+def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> FeatureClassifier:
+    """A fresh model by name (see ``ARCHITECTURES``) for inputs of ``input_shape`` (without the batch axis)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}; got {name!r}")
+    shape = tuple(input_shape)
+    if name == "mlp":
+        return MLP(int(torch.tensor(shape).prod()), n_classes)
+    wants = {"digits-cnn": "(1, 8, 8)", "mnist1d-cnn": "(1, L)"}.get(name, "(3, 32, 32)")
+    ok = {
+        "digits-cnn": shape == (1, 8, 8),
+        "mnist1d-cnn": len(shape) == 2 and shape[0] == 1 and shape[1] % 4 == 0,
+    }.get(name, shape == (3, 32, 32))
+    if not ok:
+        raise ValueError(f"architecture {name!r} needs inputs of shape {wants}; the data have {shape}")
+    if name == "digits-cnn":
+        return DigitsCNN(n_classes)
+    if name == "mnist1d-cnn":
+        return MNIST1DCNN(n_classes, length=shape[1])
+    return {
+        "resnet18": resnet18_cifar,
+        "vgg11-bn": vgg11_bn_cifar,
+        "densenet121": densenet121_cifar,
+        "wrn-28-4": lambda k: wide_resnet_cifar(28, 4, k),
+    }[name](n_classes)
+
+
+@torch.no_grad()
+def scale_last_layer(model: FeatureClassifier, s: float, scale_bias: bool = True) -> FeatureClassifier:
+    """A copy with the last layer scaled, W -> s W (and b -> s b when ``scale_bias``).
+
+    With the bias scaled too, the logits are multiplied by s and the arg-max is
+    unchanged for s > 0; with the bias kept, it can change.
+    """
+    if not s > 0:
+        raise ValueError(f"s must be positive; got {s}")
+    out = copy.deepcopy(model)
+    layer = last_linear(out)
+    layer.weight.mul_(s)
+    if scale_bias and layer.bias is not None:
+        layer.bias.mul_(s)
+    return out

@@ -1,10 +1,14 @@
-"""Training recipe of the paper (SGD, momentum 0.9, cosine schedule, weight decay 1e-4)."""
+"""Training: the paper's recipe (SGD, momentum 0.9, cosine schedule, weight decay 1e-4), optional
+PGD adversarial training, and checkpoints that are reused when they match and resumed when interrupted."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +25,7 @@ __all__ = [
     "fit_or_load",
     "predict_logits",
     "train",
+    "train_model",
     "trained_digits_cnn",
 ]
 
@@ -32,7 +37,13 @@ def default_device() -> torch.device:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of :func:`train`. Defaults are the paper's recipe except epochs, lr and batch size."""
+    """Hyper-parameters of :func:`train`. Defaults are the paper's recipe except epochs, lr and batch size.
+
+    ``adv_eps > 0`` turns on PGD-l_inf adversarial training (Madry et al.): each
+    batch is replaced by its PGD adversarial examples (``adv_steps`` steps of
+    ``adv_step_size``, random start). ``augment`` adds random crops (padding 4)
+    and horizontal flips, for 32x32 images.
+    """
 
     epochs: int = 30
     lr: float = 0.05
@@ -40,9 +51,13 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     seed: int = 0
+    augment: bool = False
+    adv_eps: float = 0.0
+    adv_steps: int = 10
+    adv_step_size: float = 2 / 255
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "adv_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if not self.lr > 0:
@@ -51,9 +66,28 @@ class TrainConfig:
             raise ValueError(f"momentum must lie in [0, 1); got {self.momentum}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        if self.adv_eps < 0 or not self.adv_step_size > 0:
+            raise ValueError(f"adv_eps must be >= 0 and adv_step_size > 0; got {self.adv_eps}, {self.adv_step_size}")
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Random crop with zero padding 4 and random horizontal flip, for (n, c, h, w) images."""
+    n, _, h, w = x.shape
+    padded = nn.functional.pad(x, (4, 4, 4, 4))
+    dx, dy = torch.randint(0, 9, (n,), generator=gen), torch.randint(0, 9, (n,), generator=gen)
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def train(
@@ -64,28 +98,50 @@ def train(
     *,
     device: torch.device | None = None,
     progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place with SGD + cosine schedule on (x (n, ...), y (n,)).
 
-    Shuffling is seeded by ``config.seed``. Returns one record per epoch
-    (epoch, mean training loss, training accuracy).
+    Shuffling and augmentation are seeded by ``config.seed``. With
+    ``checkpoint``, the full state (model, optimiser, schedule, random
+    generator, history) is written atomically after every epoch, and a run that
+    finds one resumes after its last completed epoch: an interrupted training
+    loses at most the epoch in progress and ends with the same weights.
+    Returns one record per epoch (epoch, mean training loss, training accuracy).
     """
+    from flatrob.attacks import AttackConfig, pgd
+
     device = device or default_device()
     model.to(device).train()
-    opt = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(y) // config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, float]] = []
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        history = state["history"]
+    attack = None
+    if config.adv_eps > 0:
+        attack = AttackConfig("linf", config.adv_eps, config.adv_steps, config.adv_step_size, random_start=True)
     loss_fn = nn.CrossEntropyLoss()
-    history = []
-    for epoch in tqdm(range(config.epochs), desc="train", disable=not progress):
+    bar = tqdm(range(len(history), config.epochs), desc="train", disable=not progress, initial=len(history), total=config.epochs)
+    for epoch in bar:
         order = torch.randperm(len(y), generator=gen)
         total, correct = 0.0, 0
         for start in range(0, len(y), config.batch_size):
             idx = order[start : start + config.batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
+            if config.augment:
+                xb = _augment(xb, gen)
+            if attack is not None:
+                seeded = AttackConfig(**(attack.as_dict() | {"seed": int(torch.randint(0, 2**31 - 1, (), generator=gen))}))
+                xb = pgd(model, xb, yb, seeded)  # eval mode for the attack
+                model.train()
             logits = model(xb)
             loss = loss_fn(logits, yb)
             opt.zero_grad(set_to_none=True)
@@ -95,6 +151,13 @@ def train(
             total += loss.item() * len(idx)
             correct += int((logits.argmax(-1) == yb).sum())
         history.append({"epoch": epoch + 1, "loss": total / len(y), "accuracy": correct / len(y)})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}")
+        if checkpoint is not None:
+            _atomic_save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "generator": gen.get_state(), "history": history},
+                checkpoint,
+            )
     model.eval()
     return history
 
@@ -117,19 +180,15 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 
 def _code_fingerprint() -> str:
-    """Hash of the modules that determine a trained model (data, models, training)."""
-    import hashlib
-
+    """Hash of the modules that determine a trained model (data, models, training, attacks)."""
     h = hashlib.sha256()
-    for name in ("data.py", "models.py", "training.py"):
+    for name in ("data.py", "models.py", "training.py", "attacks.py", "flatness.py"):
         h.update((Path(__file__).with_name(name)).read_bytes())
     return h.hexdigest()[:12]
 
 
 def cache_dir() -> Path:
     """Folder of cached checkpoints: ``$FLATROB_CACHE`` or ``<repo>/cache``."""
-    import os
-
     from flatrob.runs import repo_root
 
     return Path(os.environ.get("FLATROB_CACHE", repo_root() / "cache"))
@@ -147,16 +206,13 @@ def fit_or_load(
 ) -> tuple[nn.Module, dict]:
     """Train ``model`` (freshly initialised by the caller) or load the cached result of the same training.
 
-    The cache key is ``name`` (which must identify the architecture and data), the
-    training config, the model's initial parameters and a hash of the code in
-    data.py, models.py and training.py: any change in them trains anew. The
-    checkpoint is written atomically. Returns (model in eval mode, record) where
-    the record holds the key, the history and whether it came from the cache.
+    The cache key is ``name`` (which must identify the architecture and data),
+    the training config, the model's initial parameters, a hash of the data and
+    a hash of the library code that trains: any change trains anew. A training
+    in progress keeps a resumable checkpoint (``*.partial.pt``) beside the final
+    one. Returns (model in eval mode, record) where the record holds the key,
+    the path, the history and whether the model came from the cache.
     """
-    import hashlib
-    import json
-    import os
-
     init = hashlib.sha256()
     for t in model.state_dict().values():
         init.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -167,18 +223,43 @@ def fit_or_load(
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir() / "models" / f"{name}-{key}.pt"
+    partial = path.with_suffix(".partial.pt")
     device = device or default_device()
     if path.exists():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(blob["state_dict"])
         model.to(device).eval()
         return model, {"key": key, "path": str(path), "history": json.loads(blob["history"]), "cached": True}
-    history = train(model, x, y, config, device=device, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": model.state_dict(), "history": json.dumps(history)}, tmp)
-    os.replace(tmp, path)
-    return model, {"key": key, "path": str(path), "history": history, "cached": False}
+    resumed_from = 0
+    if partial.exists():
+        resumed_from = len(torch.load(partial, map_location="cpu", weights_only=False)["history"])
+    history = train(model, x, y, config, device=device, progress=progress, checkpoint=partial)
+    _atomic_save({"state_dict": model.state_dict(), "history": json.dumps(history)}, path)
+    partial.unlink(missing_ok=True)
+    return model, {"key": key, "path": str(path), "history": history, "cached": False, "resumed_from_epoch": resumed_from}
+
+
+def train_model(
+    architecture: str,
+    split: Split,
+    config: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, dict]:
+    """Build ``architecture`` for ``split`` (initialisation seeded by ``config.seed``) and fit or load it.
+
+    The record gains the test accuracy.
+    """
+    from flatrob.models import build_model
+
+    torch.manual_seed(config.seed)
+    model = build_model(architecture, split.n_classes, split.input_shape)
+    model, record = fit_or_load(
+        model, f"{split.name}-{architecture}", split.x_train, split.y_train, config, device=device, progress=progress
+    )
+    record["test_accuracy"] = accuracy(model, split.x_test, split.y_test)
+    return model, record
 
 
 def trained_digits_cnn(
@@ -192,7 +273,7 @@ def trained_digits_cnn(
     device: torch.device | None = None,
     progress: bool = False,
 ) -> tuple[nn.Module, Split, dict]:
-    """The book's reference network: :class:`~flatrob.models.DigitsCNN` trained on scikit-learn's digits.
+    """The theory chapters' reference network: :class:`~flatrob.models.DigitsCNN` trained on scikit-learn's digits.
 
     Initialisation, split and shuffling are seeded by ``seed``; the result is cached
     (:func:`fit_or_load`). Returns (model, split, record).

@@ -1,0 +1,249 @@
+"""Projected gradient descent, instrumented, and control paths.
+
+:func:`pgd` is the attack of Madry et al. in the form torchattacks implements
+it (cross-entropy averaged over the batch, signed steps for l_inf, normalised
+steps for l_2, projection onto the eps-ball and onto [0, 1]). With
+``track=True`` it records, at every iterate ``x_0 .. x_T``, per sample:
+the loss, the probabilities, the prediction, the feature norm ``||phi||``,
+``Tr H`` (eq-trace) and the relative sharpness (eq-kappa-layer,
+eq-kappa-neuron), all from the forward pass the attack makes anyway (plus
+one forward pass, without backward, at the final iterate).
+
+:func:`interpolation_path` walks from each input straight to noise and
+records the same statistics: the control the uncanny valley is compared with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from flatrob import flatness
+from flatrob.models import FeatureClassifier, last_linear
+
+__all__ = ["AttackConfig", "Trajectory", "interpolation_path", "pgd", "record_statistics"]
+
+Norm = Literal["linf", "l2"]
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """PGD settings. ``eps`` and ``step_size`` are in input units ([0, 1] pixels)."""
+
+    norm: Norm = "linf"
+    eps: float = 8 / 255
+    steps: int = 10
+    step_size: float = 2 / 255
+    random_start: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("linf", "l2"):
+            raise ValueError(f"norm must be 'linf' or 'l2'; got {self.norm!r}")
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0; got {self.eps}")
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0; got {self.step_size}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0; got {self.steps}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+STAT_NAMES = ("loss", "feature_norm", "trace", "kappa_layer", "kappa_neuron", "confidence", "p_label")
+
+
+@dataclass
+class Trajectory:
+    """Per-iterate statistics of a batch: every tensor has shape (T + 1, n) except ``probs`` (T + 1, n, k).
+
+    ``x_final`` (n, ...) is the last iterate, ``labels`` (n,) the labels attacked.
+    """
+
+    labels: Tensor
+    probs: Tensor
+    pred: Tensor
+    stats: dict[str, Tensor]
+    x_final: Tensor
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return self.pred.shape[0] - 1
+
+    def flip_step(self) -> Tensor:
+        """(n,) first iterate whose prediction differs from the label; -1 if none (or wrong at the start: 0)."""
+        wrong = self.pred != self.labels.unsqueeze(0)
+        first = torch.where(wrong.any(0), wrong.float().argmax(0), torch.full_like(self.labels, -1))
+        return first
+
+    def to_frame(self, **extra: object):
+        """Long table: one row per (sample, step) with every statistic; ``extra`` columns are constant."""
+        import pandas as pd
+
+        t, n = self.pred.shape
+        cols = {
+            "sample": np.tile(np.arange(n), t),
+            "step": np.repeat(np.arange(t), n),
+            "pred": self.pred.reshape(-1).numpy(),
+            "label": np.tile(self.labels.numpy(), t),
+        }
+        for name, v in self.stats.items():
+            cols[name] = v.reshape(-1).numpy()
+        frame = pd.DataFrame(cols)
+        frame["correct"] = frame["pred"] == frame["label"]
+        flips = self.flip_step().numpy()
+        frame["flip_step"] = np.tile(flips, t)
+        for k, v in extra.items():
+            frame[k] = v
+        return frame
+
+
+def record_statistics(model: FeatureClassifier, logits: Tensor, phi: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Statistics of one forward pass: probs (n, k) and a dict of (n,) tensors named in ``STAT_NAMES``.
+
+    Uses only the logits and features already computed; nothing is differentiated.
+    """
+    layer = last_linear(model)
+    W = layer.weight.detach()
+    b = None if layer.bias is None else layer.bias.detach()
+    logits, phi = logits.detach(), phi.detach()
+    log_p = torch.log_softmax(logits, -1)
+    p = log_p.exp()
+    stats = {
+        "loss": -log_p.gather(1, y[:, None]).squeeze(1),
+        "feature_norm": phi.norm(dim=1),
+        "trace": flatness.hessian_trace(W, phi, b, logits=logits),
+        "kappa_layer": flatness.relative_sharpness(W, phi, b, "layer", logits=logits),
+        "kappa_neuron": flatness.relative_sharpness(W, phi, b, "neuron", logits=logits),
+        "confidence": p.max(1).values,
+        "p_label": p.gather(1, y[:, None]).squeeze(1),
+    }
+    return p, stats
+
+
+class _Recorder:
+    """Collects :func:`record_statistics` over iterates and assembles a :class:`Trajectory`."""
+
+    def __init__(self, model: FeatureClassifier, y: Tensor) -> None:
+        self.model, self.y = model, y
+        self.probs: list[Tensor] = []
+        self.stats: dict[str, list[Tensor]] = {name: [] for name in STAT_NAMES}
+
+    def add(self, logits: Tensor, phi: Tensor) -> None:
+        p, s = record_statistics(self.model, logits, phi, self.y)
+        self.probs.append(p.cpu())
+        for name, v in s.items():
+            self.stats[name].append(v.cpu())
+
+    def trajectory(self, x_final: Tensor, meta: dict) -> Trajectory:
+        probs = torch.stack(self.probs)
+        return Trajectory(
+            labels=self.y.cpu(),
+            probs=probs,
+            pred=probs.argmax(-1),
+            stats={k: torch.stack(v) for k, v in self.stats.items()},
+            x_final=x_final.detach().cpu(),
+            meta=meta,
+        )
+
+
+def _flat_norm(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1).norm(p=2, dim=1).reshape(-1, *([1] * (t.dim() - 1)))
+
+
+def _random_start(x: Tensor, cfg: AttackConfig, gen: torch.Generator) -> Tensor:
+    if cfg.norm == "linf":
+        noise = (torch.rand(x.shape, generator=gen) * 2 - 1).to(x) * cfg.eps
+    else:
+        d = torch.randn(x.shape, generator=gen).to(x)
+        r = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen).to(x)
+        noise = d / _flat_norm(d) * r * cfg.eps
+    return (x + noise).clamp(0, 1)
+
+
+def pgd(
+    model: FeatureClassifier,
+    x: Tensor,
+    y: Tensor,
+    config: AttackConfig = AttackConfig(),
+    *,
+    track: bool = False,
+    progress: bool = False,
+) -> Tensor | Trajectory:
+    """Untargeted PGD on the cross-entropy. x (n, ...) in [0, 1], y (n,) on the model's device.
+
+    Returns the adversarial inputs (n, ...) or, with ``track=True``, a
+    :class:`Trajectory` (on the CPU) whose iterate 0 is the starting point (the
+    clean input, or the random start) and iterate T the returned input. The
+    model is put in eval mode.
+    """
+    model.eval()
+    x = x.detach()
+    x_adv = x.clone()
+    if config.random_start:
+        x_adv = _random_start(x, config, torch.Generator().manual_seed(config.seed))
+    rec = _Recorder(model, y)
+    for _ in tqdm(range(config.steps), desc=f"PGD-{config.norm}", disable=not progress, leave=False):
+        x_adv.requires_grad_(True)
+        if track:
+            logits, phi = model.forward_with_features(x_adv)
+            rec.add(logits, phi)
+        else:
+            logits = model(x_adv)
+        loss = F.cross_entropy(logits, y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        with torch.no_grad():
+            if config.norm == "linf":
+                x_adv = x_adv.detach() + config.step_size * grad.sign()
+                delta = (x_adv - x).clamp(-config.eps, config.eps)
+            else:
+                x_adv = x_adv.detach() + config.step_size * grad / (_flat_norm(grad) + 1e-10)
+                delta = x_adv - x
+                delta = delta * torch.minimum(config.eps / _flat_norm(delta), torch.ones(()).to(delta))
+            x_adv = (x + delta).clamp(0, 1)
+    x_adv = x_adv.detach()
+    if not track:
+        return x_adv
+    with torch.no_grad():
+        rec.add(*model.forward_with_features(x_adv))
+    return rec.trajectory(x_adv, {"kind": "pgd", **config.as_dict()})
+
+
+@torch.no_grad()
+def interpolation_path(
+    model: FeatureClassifier,
+    x: Tensor,
+    y: Tensor,
+    target: Literal["gaussian", "uniform"] = "gaussian",
+    steps: int = 20,
+    seed: int = 0,
+) -> Trajectory:
+    """Control path: x_t = (1 - t/T) x + (t/T) u for t = 0..T, u noise of x's shape.
+
+    ``gaussian``: u ~ N(0.5, 0.25^2) clipped to [0, 1]; ``uniform``: u ~ U[0, 1].
+    Records the statistics of :func:`record_statistics` at every point.
+    """
+    if target not in ("gaussian", "uniform"):
+        raise ValueError(f"target must be 'gaussian' or 'uniform'; got {target!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    if target == "uniform":
+        u = torch.rand(x.shape, generator=gen)
+    else:
+        u = (0.5 + 0.25 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    u = u.to(x)
+    rec = _Recorder(model, y)
+    for t in range(steps + 1):
+        a = t / steps
+        rec.add(*model.forward_with_features((1 - a) * x + a * u))
+    return rec.trajectory(u, {"kind": f"interpolation to {target} noise", "steps": steps, "seed": seed})
