@@ -76,6 +76,7 @@ FAST = {
     "relative-flatness": {"epochs": 3, "n_autograd": 4},
     "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
     "intro": {},
+    "uncanny-valley": {"epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
 }
 
 

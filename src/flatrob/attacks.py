@@ -106,50 +106,53 @@ class Trajectory:
         return frame
 
 
-def record_statistics(model: FeatureClassifier, logits: Tensor, phi: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """Statistics of one forward pass: probs (n, k) and a dict of (n,) tensors named in ``STAT_NAMES``.
+def record_statistics(model: FeatureClassifier, logits: Tensor, phi_sq: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Statistics of forward passes: probs (..., n, k) and a dict of (..., n) tensors named in ``STAT_NAMES``.
 
-    Uses only the logits and features already computed; nothing is differentiated.
+    From the logits (..., n, k) and squared feature norms (..., n) that the
+    passes computed anyway; nothing is differentiated, nothing re-evaluated.
     """
-    layer = last_linear(model)
-    W = layer.weight.detach()
-    b = None if layer.bias is None else layer.bias.detach()
-    logits, phi = logits.detach(), phi.detach()
-    log_p = torch.log_softmax(logits, -1)
-    p = log_p.exp()
+    W = last_linear(model).weight.detach()
+    f = flatness.last_layer_statistics(W, logits, phi_sq)
+    p = f["p"]
+    idx = y.expand(p.shape[:-1]).unsqueeze(-1)
     stats = {
-        "loss": -log_p.gather(1, y[:, None]).squeeze(1),
-        "feature_norm": phi.norm(dim=1),
-        "trace": flatness.hessian_trace(W, phi, b, logits=logits),
-        "kappa_layer": flatness.relative_sharpness(W, phi, b, "layer", logits=logits),
-        "kappa_neuron": flatness.relative_sharpness(W, phi, b, "neuron", logits=logits),
-        "confidence": p.max(1).values,
-        "p_label": p.gather(1, y[:, None]).squeeze(1),
+        "loss": -f["log_p"].gather(-1, idx).squeeze(-1),
+        "feature_norm": phi_sq.sqrt(),
+        "trace": f["trace"],
+        "kappa_layer": f["kappa_layer"],
+        "kappa_neuron": f["kappa_neuron"],
+        "confidence": p.amax(-1),
+        "p_label": p.gather(-1, idx).squeeze(-1),
     }
     return p, stats
 
 
 class _Recorder:
-    """Collects :func:`record_statistics` over iterates and assembles a :class:`Trajectory`."""
+    """Keeps the logits and ``||phi||^2`` of every iterate; evaluates all statistics at once at the end.
+
+    Per iterate this costs one detach and one squared norm, so tracking adds
+    almost nothing to the attack's own forward and backward passes.
+    """
 
     def __init__(self, model: FeatureClassifier, y: Tensor) -> None:
         self.model, self.y = model, y
-        self.probs: list[Tensor] = []
-        self.stats: dict[str, list[Tensor]] = {name: [] for name in STAT_NAMES}
+        self.logits: list[Tensor] = []
+        self.phi_sq: list[Tensor] = []
 
     def add(self, logits: Tensor, phi: Tensor) -> None:
-        p, s = record_statistics(self.model, logits, phi, self.y)
-        self.probs.append(p.cpu())
-        for name, v in s.items():
-            self.stats[name].append(v.cpu())
+        self.logits.append(logits.detach())
+        self.phi_sq.append(phi.detach().pow(2).sum(-1))
 
     def trajectory(self, x_final: Tensor, meta: dict) -> Trajectory:
-        probs = torch.stack(self.probs)
+        with torch.no_grad():
+            probs, stats = record_statistics(self.model, torch.stack(self.logits), torch.stack(self.phi_sq), self.y)
+        probs = probs.cpu()
         return Trajectory(
             labels=self.y.cpu(),
             probs=probs,
             pred=probs.argmax(-1),
-            stats={k: torch.stack(v) for k, v in self.stats.items()},
+            stats={k: v.cpu() for k, v in stats.items()},
             x_final=x_final.detach().cpu(),
             meta=meta,
         )

@@ -46,7 +46,9 @@ __all__ = [
     "hessian_trace",
     "kappa_from_hessian",
     "last_layer_hessian",
+    "last_layer_statistics",
     "logits_of",
+    "pairwise_sq_distances",
     "relative_sharpness",
     "relative_sharpness_dataset",
     "softmax_covariance",
@@ -106,12 +108,35 @@ def complement_probabilities(logits: Tensor) -> tuple[Tensor, Tensor]:
     terms, so it stays accurate when the prediction saturates (``p_max -> 1``).
     Only the arg-max can have ``p_s > 1/2``, so no other entry loses digits.
     """
+    _, p, q = _probabilities(logits)
+    return p, q
+
+
+def _probabilities(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     log_p = torch.log_softmax(logits, dim=-1)
     p = log_p.exp()
     top = p.argmax(dim=-1, keepdim=True)
     others = p.scatter(-1, top, 0.0).sum(dim=-1, keepdim=True)
     q = (1.0 - p).scatter(-1, top, others)
-    return p, q
+    return log_p, p, q
+
+
+def pairwise_sq_distances(weight: Tensor) -> Tensor:
+    """``D_{ss'} = ||w_s - w_s'||^2``: (k, m) -> (k, k), exact zeros on the diagonal."""
+    return (weight.unsqueeze(1) - weight.unsqueeze(0)).pow(2).sum(-1)
+
+
+# The three closed forms from shared pieces: p, q = 1 - p, ||phi||^2 (eq-trace, eq-kappa-neuron, eq-kappa-eigen).
+def _trace(p: Tensor, q: Tensor, phi_sq: Tensor) -> Tensor:
+    return phi_sq * (p * q).sum(-1)
+
+
+def _neuron(p: Tensor, phi_sq: Tensor, dist_sq: Tensor) -> Tensor:
+    return phi_sq * 0.5 * ((p @ dist_sq) * p).sum(-1)
+
+
+def _eigen(p: Tensor, q: Tensor, phi_sq: Tensor, w_sq: Tensor) -> Tensor:
+    return phi_sq * (p * q * w_sq).sum(-1)
 
 
 def last_layer_hessian(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -146,8 +171,8 @@ def hessian_trace(
     """
     _check(weight, features, bias)
     z = logits_of(weight, features, bias) if logits is None else logits
-    p, q = complement_probabilities(z)
-    return features.pow(2).sum(-1) * (p * q).sum(-1)
+    _, p, q = _probabilities(z)
+    return _trace(p, q, features.pow(2).sum(-1))
 
 
 def relative_sharpness(
@@ -175,15 +200,36 @@ def relative_sharpness(
     _check_kind(kind)
     _check(weight, features, bias)
     z = logits_of(weight, features, bias) if logits is None else logits
+    _, p, q = _probabilities(z)
     phi_sq = features.pow(2).sum(-1)
     if kind == "layer":
-        return weight.pow(2).sum() * hessian_trace(weight, features, bias, logits=z)
-    p, q = complement_probabilities(z)
+        return weight.pow(2).sum() * _trace(p, q, phi_sq)
     if kind == "neuron":
-        diff = weight.unsqueeze(1) - weight.unsqueeze(0)  # (k, k, m)
-        dist_sq = diff.pow(2).sum(-1)  # (k, k), zero diagonal
-        return phi_sq * 0.5 * ((p @ dist_sq) * p).sum(-1)
-    return phi_sq * (p * q * weight.pow(2).sum(-1)).sum(-1)
+        return _neuron(p, phi_sq, pairwise_sq_distances(weight))
+    return _eigen(p, q, phi_sq, weight.pow(2).sum(-1))
+
+
+def last_layer_statistics(
+    weight: Tensor, logits: Tensor, phi_sq: Tensor, *, dist_sq: Tensor | None = None
+) -> dict[str, Tensor]:
+    """Everything an instrumented forward pass records, sharing one softmax.
+
+    Shapes: weight (k, m), logits (..., k) = W phi + b, phi_sq (...) = ||phi||^2,
+    dist_sq (k, k) from :func:`pairwise_sq_distances` (optional). Any leading
+    shape, so that the iterates of a whole attack are evaluated in one call.
+    Returns ``log_p``, ``p`` (..., k) and ``trace``, ``kappa_layer``,
+    ``kappa_neuron`` (...), equal to :func:`hessian_trace` and :func:`relative_sharpness`.
+    """
+    log_p, p, q = _probabilities(logits)
+    trace = _trace(p, q, phi_sq)
+    dist_sq = pairwise_sq_distances(weight) if dist_sq is None else dist_sq
+    return {
+        "log_p": log_p,
+        "p": p,
+        "trace": trace,
+        "kappa_layer": weight.pow(2).sum() * trace,
+        "kappa_neuron": _neuron(p, phi_sq, dist_sq),
+    }
 
 
 def relative_sharpness_dataset(

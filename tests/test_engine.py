@@ -1,0 +1,334 @@
+"""Data loaders, model zoo, instrumented PGD, adversarial training with resume, claims and the chapter runner."""
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flatrob import claims, flatness
+from flatrob.attacks import STAT_NAMES, AttackConfig, Trajectory, interpolation_path, pgd
+from flatrob.data import load_cifar, load_dataset, load_mnist1d
+from flatrob.models import ARCHITECTURES, DigitsCNN, build_model, last_layer_inputs, scale_last_layer
+from flatrob.runs import ParameterError, parameter_defaults, run_chapter, validate
+from flatrob.training import TrainConfig, fit_or_load, train
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_mnist1d_generated_locally():
+    s = load_mnist1d()
+    assert s.input_shape == (1, 40) and s.n_classes == 10
+    assert len(s.y_train) == 4000 and len(s.y_test) == 1000
+    assert float(s.x_train.min()) == 0.0 and float(s.x_train.max()) == 1.0
+    assert 0.0 <= float(s.x_test.min()) and float(s.x_test.max()) <= 1.0
+    assert torch.equal(load_mnist1d().x_test, s.x_test)
+
+
+def write_cifar(root: Path, name: str, n_train=12, n_test=6, seed=0):
+    """Small files in the CIFAR python format (pickled dicts of uint8 rows), as torchvision reads them."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    key = "labels" if name == "cifar10" else "fine_labels"
+    k = 10 if name == "cifar10" else 100
+    files = [f for f, _ in cls.train_list] + [f for f, _ in cls.test_list]
+    expected = {}
+    for f in files:
+        n = n_test if f in [g for g, _ in cls.test_list] else n_train
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, k, size=n).tolist()
+        with open(folder / f, "wb") as fh:
+            pickle.dump({"data": data, key: labels}, fh)
+        expected[f] = (data, labels)
+    with open(folder / cls.meta["filename"], "wb") as fh:
+        pickle.dump({cls.meta["key"]: [f"class{i}" for i in range(k)]}, fh)
+    return expected
+
+
+@pytest.mark.parametrize("name,k", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_loader_on_small_files(tmp_path, name, k):
+    expected = write_cifar(tmp_path, name)
+    s = load_cifar(tmp_path, name, verify_md5=False)
+    n_train = sum(len(v[1]) for f, v in expected.items() if "test" not in f)
+    assert s.x_train.shape == (n_train, 3, 32, 32) and s.x_test.shape == (6, 3, 32, 32) and s.n_classes == k
+    test_file = "test_batch" if name == "cifar10" else "test"
+    data, labels = expected[test_file]
+    # channel-first, [0, 1]: pixel (c, i, j) is byte c*1024 + i*32 + j of the row
+    assert float(s.x_test[2, 1, 3, 4]) == pytest.approx(data[2, 1024 + 3 * 32 + 4] / 255.0)
+    assert s.y_test.tolist() == labels
+    with pytest.raises(RuntimeError, match="do not match the official checksums"):
+        load_cifar(tmp_path, name)  # the default verifies the official md5 sums
+
+
+def test_cifar_missing_files_say_where_to_put_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py.*Nothing is downloaded"):
+        load_cifar(tmp_path / "nothing", "cifar10")
+    with pytest.raises(ValueError, match="needs data_root"):
+        load_dataset("cifar10")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_dataset("imagenet")
+
+
+# ---------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_model_zoo_interface(name):
+    shape = {"digits-cnn": (1, 8, 8), "mnist1d-cnn": (1, 40), "mlp": (1, 40)}.get(name, (3, 32, 32))
+    torch.manual_seed(0)
+    model = build_model(name, 10, shape).eval()
+    x = torch.rand(2, *shape)
+    logits, phi = model.forward_with_features(x)
+    assert logits.shape == (2, 10) and phi.dim() == 2
+    torch.testing.assert_close(model.classifier(phi), logits)
+    torch.testing.assert_close(model(x), logits)
+
+
+def test_model_zoo_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match="needs inputs of shape"):
+        build_model("resnet18", 10, (1, 8, 8))
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        build_model("resnet50", 10, (3, 32, 32))
+
+
+def test_scale_last_layer():
+    torch.manual_seed(0)
+    model = DigitsCNN().eval()
+    x = torch.rand(16, 1, 8, 8)
+    with torch.no_grad():
+        z = model(x)
+        for s in (0.25, 10.0):
+            z_s = scale_last_layer(model, s)(x)
+            torch.testing.assert_close(z_s, s * z)  # bias scaled too: logits scale, arg-max unchanged
+            z_nb = scale_last_layer(model, s, scale_bias=False)(x)
+            torch.testing.assert_close(z_nb, s * (z - model.classifier.bias) + model.classifier.bias)
+    with pytest.raises(ValueError):
+        scale_last_layer(model, 0)
+
+
+# ---------------------------------------------------------------- attacks
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from flatrob.data import load_digits
+
+    s = load_digits()
+    torch.manual_seed(0)
+    model = DigitsCNN(channels=8, width=32)
+    train(model, s.x_train, s.y_train, TrainConfig(epochs=3, batch_size=128), device=torch.device("cpu"), progress=False)
+    return model.eval(), s.x_test[:48], s.y_test[:48]
+
+
+@pytest.mark.parametrize("norm,eps,step", [("linf", 0.1, 0.02), ("l2", 1.0, 0.15)])
+def test_pgd_matches_torchattacks(small_model, norm, eps, step):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = small_model
+    cfg = AttackConfig(norm, eps, 10, step)
+    ref_attack = (torchattacks.PGD if norm == "linf" else torchattacks.PGDL2)(model, eps=eps, alpha=step, steps=10, random_start=False)
+    ref = ref_attack(x, y)
+    ours = pgd(model, x, y, cfg)
+    tracked = pgd(model, x, y, cfg, track=True)
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(tracked.x_final, ours, atol=0, rtol=0)  # tracking changes nothing
+    assert (ours != x).any()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_stays_in_the_ball_with_random_start(small_model, norm):
+    model, x, y = small_model
+    eps = 0.05 if norm == "linf" else 0.5
+    adv = pgd(model, x, y, AttackConfig(norm, eps, 5, eps / 2, random_start=True, seed=3))
+    d = (adv - x).reshape(len(x), -1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert float(size.max()) <= eps + 1e-6 and float(adv.min()) >= 0 and float(adv.max()) <= 1
+    again = pgd(model, x, y, AttackConfig(norm, eps, 5, eps / 2, random_start=True, seed=3))
+    assert torch.equal(adv, again)
+
+
+def test_tracked_statistics_equal_separate_computation(small_model):
+    model, x, y = small_model
+    traj = pgd(model, x, y, AttackConfig("linf", 0.2, 6, 0.05), track=True)
+    assert traj.steps == 6 and set(traj.stats) == set(STAT_NAMES)
+    assert traj.probs.shape == (7, len(x), 10) and all(v.shape == (7, len(x)) for v in traj.stats.values())
+    # the final iterate's statistics, recomputed from scratch
+    W, b, phi = last_layer_inputs(model, traj.x_final)
+    torch.testing.assert_close(traj.stats["kappa_layer"][-1], flatness.relative_sharpness(W, phi, b, "layer"))
+    torch.testing.assert_close(traj.stats["kappa_neuron"][-1], flatness.relative_sharpness(W, phi, b, "neuron"))
+    torch.testing.assert_close(traj.stats["feature_norm"][-1], phi.norm(dim=1))
+    loss = torch.nn.functional.cross_entropy(model(traj.x_final), y, reduction="none").detach()
+    torch.testing.assert_close(traj.stats["loss"][-1], loss)
+    # iterate 0 is the clean input
+    W0, b0, phi0 = last_layer_inputs(model, x)
+    torch.testing.assert_close(traj.stats["trace"][0], flatness.hessian_trace(W0, phi0, b0))
+    flips = traj.flip_step()
+    for i in range(len(x)):
+        wrong = (traj.pred[:, i] != y[i]).nonzero()
+        assert int(flips[i]) == (int(wrong[0]) if len(wrong) else -1)
+    frame = traj.to_frame(model="m")
+    assert len(frame) == 7 * len(x) and {"kappa_layer", "flip_step", "model"} <= set(frame.columns)
+
+
+def test_interpolation_path_endpoints(small_model):
+    model, x, y = small_model
+    for target in ("gaussian", "uniform"):
+        traj = interpolation_path(model, x, y, target, steps=4, seed=1)
+        W, b, phi = last_layer_inputs(model, x)
+        torch.testing.assert_close(traj.stats["kappa_layer"][0], flatness.relative_sharpness(W, phi, b))
+        W, b, phi = last_layer_inputs(model, traj.x_final)
+        torch.testing.assert_close(traj.stats["kappa_layer"][-1], flatness.relative_sharpness(W, phi, b))
+        assert 0 <= float(traj.x_final.min()) and float(traj.x_final.max()) <= 1
+    with pytest.raises(ValueError, match="target"):
+        interpolation_path(model, x, y, "pink")
+
+
+def test_attack_config_validation():
+    with pytest.raises(ValueError, match="norm"):
+        AttackConfig("l1")
+    with pytest.raises(ValueError, match="eps"):
+        AttackConfig(eps=-1)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import flatrob.training as tr
+    from flatrob.data import load_digits
+
+    s = load_digits()
+    x, y = s.x_train[:256], s.y_train[:256]
+    cfg = TrainConfig(epochs=3, batch_size=64, adv_eps=0.05, adv_steps=2, adv_step_size=0.03)
+    cpu = torch.device("cpu")
+
+    def fresh():
+        torch.manual_seed(0)
+        return DigitsCNN(channels=4, width=16)
+
+    full = fresh()
+    train(full, x, y, cfg, device=cpu, progress=False)
+
+    # interrupt a checkpointed run right after its second epoch was saved
+    ckpt = tmp_path / "run.partial.pt"
+    saves = {"n": 0}
+    save = tr._atomic_save
+
+    def save_then_interrupt(obj, path):
+        save(obj, path)
+        saves["n"] += 1
+        if saves["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "_atomic_save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), x, y, cfg, device=cpu, progress=False, checkpoint=ckpt)
+    monkeypatch.setattr(tr, "_atomic_save", save)
+    assert len(torch.load(ckpt, weights_only=False)["history"]) == 2
+
+    resumed = fresh()  # a new process: fresh weights, state from the checkpoint
+    history = train(resumed, x, y, cfg, device=cpu, progress=False, checkpoint=ckpt)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_fit_or_load_resumes_a_partial_checkpoint(tmp_cache):
+    from flatrob.data import load_digits
+
+    s = load_digits()
+    cfg = TrainConfig(epochs=2, batch_size=256)
+    torch.manual_seed(0)
+    _, rec = fit_or_load(DigitsCNN(channels=4, width=16), "r", s.x_train, s.y_train, cfg, progress=False)
+    assert rec["resumed_from_epoch"] == 0 and not list((tmp_cache / "models").glob("*.partial.pt"))
+
+
+# ---------------------------------------------------------------- claims
+
+
+def synthetic(kappa_path, pred_path, label=0, norm=None):
+    t = len(kappa_path)
+    kappa = torch.tensor(kappa_path, dtype=torch.float64)[:, None].repeat(1, 4)
+    pred = torch.tensor(pred_path)[:, None].repeat(1, 4)
+    norm = torch.ones(t, 4) * 2.0 if norm is None else torch.tensor(norm)[:, None].repeat(1, 4)
+    conf = torch.where(kappa < 1e-2, torch.tensor(0.999, dtype=torch.float64), torch.tensor(0.6, dtype=torch.float64))
+    stats = {name: torch.ones(t, 4, dtype=torch.float64) for name in STAT_NAMES}
+    stats |= {"kappa_layer": kappa, "feature_norm": norm.double(), "confidence": conf, "trace": kappa / 10}
+    return Trajectory(torch.full((4,), label), torch.zeros(t, 4, 3), pred, stats, torch.zeros(4, 1))
+
+
+def test_claim_checks_give_both_verdicts():
+    valley = synthetic([0.1, 1, 10, 100, 10, 1, 1e-3, 1e-4], [0, 0, 0, 1, 1, 1, 1, 1])
+    checks = claims.check_valley_shape(claims.valley_summary(valley), "m")
+    assert [c.verdict for c in checks] == ["reproduced"] * 3
+    no_valley = synthetic([1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5], [0, 0, 0, 0, 0, 0, 1, 1])
+    checks = claims.check_valley_shape(claims.valley_summary(no_valley), "m")
+    assert [c.verdict for c in checks] == ["not reproduced"] * 3
+    never = synthetic([1] * 5, [0] * 5)
+    assert all(c.verdict == "not testable here" for c in claims.check_valley_shape(claims.valley_summary(never), "m"))
+    later = synthetic([0.1, 0.1, 1, 10, 100, 10, 1e-3, 1e-4], [0, 0, 0, 0, 1, 1, 1, 1])
+    shift = claims.check_adversarial_training_shift(claims.valley_summary(valley), claims.valley_summary(later))
+    assert shift.verdict == "reproduced"
+    assert claims.check_adversarial_training_shift(claims.valley_summary(later), claims.valley_summary(valley)).verdict == "not reproduced"
+    moving = synthetic([0.1, 1, 10, 100, 10, 1, 1e-3, 1e-4], [0, 0, 0, 1, 1, 1, 1, 1], norm=[1, 1, 1, 2, 2, 3, 3, 3])
+    assert claims.check_feature_norm(claims.valley_summary(valley), "m").verdict == "reproduced"
+    assert claims.check_feature_norm(claims.valley_summary(moving), "m").verdict == "not reproduced"
+
+
+# ---------------------------------------------------------------- runner
+
+
+def test_validation_names_the_parameter():
+    assert set(validate("uncanny-valley", {})) == set(parameter_defaults("uncanny-valley"))
+    with pytest.raises(ParameterError, match="unknown parameter.*'stepz'.*accepted: dataset"):
+        validate("uncanny-valley", {"stepz": 3})
+    with pytest.raises(ParameterError, match="'attack_steps'.*must be an integer"):
+        validate("uncanny-valley", {"attack_steps": "many"})
+    with pytest.raises(ParameterError, match="'attack_steps'.*must be >= 1; got 0"):
+        validate("uncanny-valley", {"attack_steps": 0})
+    with pytest.raises(ParameterError, match="'dataset'.*must be one of \\['digits', 'mnist1d', 'cifar10', 'cifar100'\\]"):
+        validate("uncanny-valley", {"dataset": "mnist"})
+    with pytest.raises(ParameterError, match="'augment'.*must be a boolean"):
+        validate("uncanny-valley", {"augment": 1})
+    with pytest.raises(ParameterError, match="unknown chapter"):
+        validate("no-such-chapter", {})
+    assert validate("uncanny-valley", {"attack_eps": 1})["attack_eps"] == 1.0  # an int is a fine float
+
+
+def test_cli_rejects_bad_parameters_before_any_compute(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "flatrob", "run", "uncanny-valley", "-p", "attack_steps", "-3", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "parameter 'attack_steps' of chapter 'uncanny-valley' must be >= 1; got -3" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_run_command_stores_a_run_with_provenance(tmp_path, tmp_cache, monkeypatch):
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    out = run_chapter(
+        "uncanny-valley",
+        {"epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
+        out_root=tmp_path, run_name="small", progress=False,
+    )
+    assert out == tmp_path / "uncanny-valley" / "small"
+    names = {p.name for p in out.iterdir()}
+    assert {"params.json", "provenance.json", "notebook.ipynb", "curves.csv", "checks.json", "summary.json"} <= names
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["params"]["attack_steps"] == 6 and prov["chapter"] == "uncanny-valley"
+    assert {"commit", "device", "versions", "time_utc", "duration_s"} <= set(prov)
+    verdicts = json.loads((out / "checks.json").read_text())
+    assert {c["verdict"] for c in verdicts} <= {"reproduced", "partly", "not reproduced", "not testable here"}
+    assert not list((tmp_path / "uncanny-valley").glob(".*partial"))
+    with pytest.raises(FileExistsError):
+        run_chapter("uncanny-valley", {}, out_root=tmp_path, run_name="small", progress=False)
