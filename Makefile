@@ -48,6 +48,8 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu.json
+	$(BIN)/python benchmarks/bench_pgd.py --repeat 41 --out data/benchmarks/pgd-tracking-digits-cnn-cpu.json
+	$(BIN)/python benchmarks/bench_pgd.py --arch resnet18 --batch 16 --steps 10 --repeat 5 --out data/benchmarks/pgd-tracking-resnet18-cpu.json
 
 clean-cache:
 	rm -rf _build/.jupyter_cache _build/.src-hash
