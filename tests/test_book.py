@@ -76,6 +76,8 @@ FAST = {
     "relative-flatness": {"epochs": 3, "n_autograd": 4},
     "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
     "intro": {},
+    "loss-change": {"epochs": 3, "n_random": 2000, "attack_steps": 5},
+    "feature-robustness": {"epochs": 3, "n_points": 4, "n_haar": 200, "symbolic_sizes": [2, 3]},
     "uncanny-valley": {"epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
 }
 

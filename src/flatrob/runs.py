@@ -136,6 +136,16 @@ def _chapters() -> dict[str, Chapter]:
             {"epochs": pos, "lr": Constraint(min=1e-12), "batch_size": pos, "channels": pos, "width": pos,
              "n_check": pos, "symbolic_sizes": Constraint(item_choices=(2, 3, 4, 5, 6))},
         ),
+        "loss-change": Chapter(
+            "theory/loss-change.md",
+            {"symbolic_sizes": Constraint(item_choices=(2, 3, 4, 5, 6)), "n_random": pos, "epochs": pos,
+             "attack_eps": Constraint(min=1e-12), "attack_steps": pos},
+        ),
+        "feature-robustness": Chapter(
+            "theory/feature-robustness.md",
+            {"symbolic_sizes": Constraint(item_choices=(2, 3, 4, 5)), "n_points": pos, "n_haar": pos, "epochs": pos,
+             "deltas": Constraint(item_min=1e-12)},
+        ),
         "uncanny-valley": Chapter(
             "experiments/uncanny-valley.md",
             {

@@ -12,7 +12,19 @@ import sympy as sp
 from sympy.matrices.expressions.kronecker import KroneckerProduct, combine_kronecker
 
 __all__ = [
+    "check_confident_is_flat",
+    "check_directional_derivatives",
     "check_eigen_form",
+    "check_expected_quadratic",
+    "check_feature_weight_identity",
+    "check_flip_threshold",
+    "check_haar_first_moment",
+    "check_haar_second_moment",
+    "check_householder",
+    "check_second_order_by_kappa",
+    "check_third_moment_bounds",
+    "linear_toy",
+    "loss_change",
     "check_kronecker_mixed_product",
     "check_last_layer_hessian",
     "check_logit_hessian",
@@ -186,3 +198,207 @@ def check_rescaling_hessian(k: int, m: int, y: int = 0) -> sp.Matrix:
     )
     return sp.simplify(h_new - lam**2 * h)
 
+
+
+# ---------------------------------------------------------------------------
+# Chapter loss-change: adversarial examples by loss change
+
+
+def check_flip_threshold(k: int | None = None) -> dict[str, sp.Expr]:
+    """prop-log-k-flip: a loss above log k forces a label flip.
+
+    With p_y = exp(-l) < 1/k, the mean of the other k - 1 probabilities is
+    (1 - p_y) / (k - 1), and (1 - p_y)/(k - 1) - p_y = (1 - k p_y) / (k - 1) > 0:
+    some other class beats y. Returns, for numeric k or a symbolic k when None:
+    ``gap`` = that difference minus (1 - k p_y)/(k - 1) (zero), ``sign`` = the
+    factored gap at p_y = (1 - t)/k with t in (0, 1] (positive by its factors),
+    ``tight`` = the loss of the uniform-but-y prediction p_y = 1/k + u minus log k
+    as u -> 0+ (zero: the threshold log k cannot be lowered).
+    """
+    # symbolic k >= 2 written as j + 2 with j a non-negative integer, so that SymPy knows k - 1 > 0
+    kk = sp.Symbol("j", integer=True, nonnegative=True) + 2 if k is None else sp.Integer(k)
+    py, t = sp.Symbol("p_y", positive=True), sp.Symbol("t", positive=True)
+    others_mean = (1 - py) / (kk - 1)
+    gap = sp.simplify(others_mean - py - (1 - kk * py) / (kk - 1))
+    sign = sp.factor(sp.simplify((others_mean - py).subs(py, (1 - t) / kk)))
+    u = sp.Symbol("u", positive=True)
+    tight = sp.limit(-sp.log(1 / kk + u) - sp.log(kk), u, 0, "+")
+    return {"gap": gap, "sign": sign, "tight": sp.simplify(tight)}
+
+
+def loss_change(z: list, z_new: list, y: int) -> dict[str, sp.Expr | int]:
+    """Exact loss change and argmaxes when logits z move to z_new, label y (the reviewers' counterexamples).
+
+    Returns ``delta`` = l(z_new) - l(z) in closed form, its float value, and the
+    predicted classes before and after.
+    """
+    zv, zn = sp.Matrix([sp.nsimplify(v) for v in z]), sp.Matrix([sp.nsimplify(v) for v in z_new])
+    # l(z') - l(z) = z_y - z'_y + log(sum_j e^{z'_j} / sum_j e^{z_j}), checked against the definition
+    delta = zv[y] - zn[y] + sp.log(sum(zn.applyfunc(sp.exp)) / sum(zv.applyfunc(sp.exp)))
+    assert sp.simplify(sp.expand_log(delta - (cross_entropy(zn, y) - cross_entropy(zv, y)), force=True)) == 0  # sums of exps > 0
+    argmax = lambda v: max(range(len(v)), key=lambda i: v[i])  # noqa: E731
+    return {"delta": delta, "value": float(delta), "pred_before": argmax(list(zv)), "pred_after": argmax(list(zn))}
+
+
+# ---------------------------------------------------------------------------
+# Chapter feature-robustness
+
+
+def check_feature_weight_identity(k: int | None = None, m: int | None = None) -> sp.MatrixBase:
+    """eq-feature-weight: W (phi + delta A phi) - (W + delta W A) phi.
+
+    With matrix symbols of symbolic sizes when k, m are None, explicit
+    entries otherwise; zero (after expansion) when the identity holds.
+    """
+    delta = sp.Symbol("delta", real=True)
+    if k is None or m is None:
+        kk, mm = sp.symbols("k m", integer=True, positive=True)
+        W, A, phi = sp.MatrixSymbol("W", kk, mm), sp.MatrixSymbol("A", mm, mm), sp.MatrixSymbol("phi", mm, 1)
+        return sp.expand((W * (phi + delta * A * phi) - (W + delta * W * A) * phi).doit())
+    W, A, phi = symbol_matrix("w", k, m, real=True), symbol_matrix("a", m, m, real=True), symbol_vector("phi", m, real=True)
+    return sp.expand(W * (phi + delta * A * phi) - (W + delta * W * A) * phi)
+
+
+def check_directional_derivatives(k: int, y: int = 0) -> dict[str, sp.Expr]:
+    """lem-directional: g(t) = l(z + t u) has g' = (p - e_y).u, g'' = Var_p(u_S), g''' = E_p[(u_S - mu)^3].
+
+    Residuals at t = 0 for symbolic z, u in R^k (the statements at any t follow by shifting z).
+    """
+    z, u = symbol_vector("z", k, real=True), symbol_vector("u", k, real=True)
+    t = sp.Symbol("t", real=True)
+    g = cross_entropy(z + t * u, y)
+    p = softmax(z)
+    mu = (p.T * u)[0]
+    expected = {
+        1: ((p - sp.eye(k)[:, y]).T * u)[0],
+        2: sum(p[s] * (u[s] - mu) ** 2 for s in range(k)),
+        3: sum(p[s] * (u[s] - mu) ** 3 for s in range(k)),
+    }
+    return {f"order {n}": sp.simplify(sp.diff(g, t, n).subs(t, 0) - e) for n, e in expected.items()}
+
+
+def check_haar_second_moment() -> sp.Matrix:
+    """eq-haar-moment for O(2): E_A[A phi phi^T A^T] - ||phi||^2 / 2 I, integrating over rotations and reflections.
+
+    O(2) is the rotations R(theta) and the reflections R(theta) diag(1, -1);
+    Haar measure is uniform theta on [0, 2 pi) and a fair choice between the two.
+    """
+    th = sp.Symbol("theta", real=True)
+    phi = symbol_vector("phi", 2, real=True)
+    rot = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
+    mats = (rot, rot * sp.diag(1, -1))
+    avg = sum(
+        ((a * phi * phi.T * a.T).applyfunc(lambda e: sp.integrate(e, (th, 0, 2 * sp.pi)) / (2 * sp.pi)) for a in mats),
+        sp.zeros(2, 2),
+    ) / 2
+    return sp.simplify(avg - (phi.T * phi)[0] / 2 * sp.eye(2))
+
+
+def check_haar_first_moment() -> sp.Matrix:
+    """E_A[A] over O(2) (rotations and reflections, uniform angle): the zero matrix."""
+    th = sp.Symbol("theta", real=True)
+    rot = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
+    integ = lambda a: a.applyfunc(lambda e: sp.integrate(e, (th, 0, 2 * sp.pi)) / (2 * sp.pi))  # noqa: E731
+    return sp.simplify((integ(rot) + integ(rot * sp.diag(1, -1))) / 2)
+
+
+def check_expected_quadratic(k: int, m: int) -> sp.Expr:
+    """thm-expected-change: tr(W^T Sigma W) ||phi||^2 / m - kappa_neuron / m, symbolic W (k, m), p on the simplex, phi.
+
+    The expected second-order term E_A[(W A phi)^T Sigma (W A phi)] equals
+    tr(W^T Sigma W E[A phi phi^T A^T]) = tr(W^T Sigma W) ||phi||^2 / m, and
+    kappa_neuron = sum_{s,s'} <w_s, w_s'> Sigma_{ss'} ||phi||^2 (eq-kappa-def).
+    """
+    p = _probability_simplex(k)
+    sigma = sigma_of(p)
+    W = symbol_matrix("w", k, m, real=True)
+    phi_sq = sp.Symbol("r2", positive=True)
+    lhs = (W.T * sigma * W).trace() * phi_sq / m
+    kappa = sum((W[s, :] * W[t, :].T)[0] * sigma[s, t] * phi_sq for s in range(k) for t in range(k))
+    return sp.expand(lhs - kappa / m)
+
+
+# ---------------------------------------------------------------------------
+# Chapter bridging-lemma and local-bound
+
+
+def check_householder(m: int) -> dict[str, sp.MatrixBase]:
+    """lem-bridging: A = I - 2 v v^T / v^T v with v = u - w is orthogonal, and A u - w = v (|w|^2 - |u|^2) / |v|^2.
+
+    So A u = w exactly when ||u|| = ||w||. Returns both residuals (zero matrices).
+    """
+    u, w = symbol_vector("u", m, real=True), symbol_vector("w", m, real=True)
+    v = u - w
+    vv = (v.T * v)[0]
+    A = sp.eye(m) - 2 * v * v.T / vv
+    nu, nw = (u.T * u)[0], (w.T * w)[0]
+    return {
+        "orthogonal": sp.simplify(A.T * A - sp.eye(m)),
+        "maps u to w": sp.simplify(A * u - w - v * (nw - nu) / vv),
+    }
+
+
+def check_second_order_by_kappa(k: int, m: int) -> sp.Expr:
+    """lem-quadratic-kappa: tr(W^T Sigma W) - kappa_neuron / ||phi||^2 (zero), the step lambda_max <= trace <= kappa / ||phi||^2."""
+    return check_expected_quadratic(k, m) * m
+
+
+def check_third_moment_bounds() -> dict[str, sp.Expr]:
+    """lem-third-derivative: bounds on the third central moment of a variable with range R.
+
+    ``popoviciu``: max of Var over two-point laws on [0, 1] is 1/4 (so |E(X - mu)^3| <= R Var <= R^3 / 4);
+    ``bernoulli_max``: max over q of the Bernoulli third central moment q (1 - q)(1 - 2 q), 1 / (6 sqrt 3).
+    """
+    q = sp.Symbol("q", positive=True)
+    var = q * (1 - q)
+    m3 = q * (1 - q) * (1 - 2 * q)
+    crit_var = [c for c in sp.solve(sp.diff(var, q), q) if 0 < c < 1]
+    crit_m3 = [c for c in sp.solve(sp.diff(m3, q), q) if 0 < c < 1]
+    return {
+        "popoviciu": sp.nsimplify(max(var.subs(q, c) for c in crit_var)),
+        "bernoulli_max": sp.simplify(max((m3.subs(q, c) for c in crit_m3), key=lambda e: float(e))),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Chapter not-global
+
+
+def check_confident_is_flat(k: int) -> sp.Expr:
+    """prop-flat-wrong (i): 2 (1 - p_j) - (1 - ||p||^2) - [(1 - p_j)^2 + sum_{s != j} p_s^2], p on the simplex (zero).
+
+    The bracket is a sum of squares, so 1 - ||p||^2 <= 2 (1 - p_j) for every class j,
+    in particular for the predicted one: a confident prediction has a small Tr H.
+    """
+    p = _probability_simplex(k)
+    return sp.expand(2 * (1 - p[0]) - (1 - sum(ps**2 for ps in p)) - ((1 - p[0]) ** 2 + sum(p[s] ** 2 for s in range(1, k))))
+
+
+def linear_toy() -> dict[str, sp.Expr]:
+    """The off-manifold profile of a linear binary classifier (chapter not-global), in closed form.
+
+    Data on the line x_2 = 0 with label y = sign(x_1); the model's logit margin is
+    f(x) = a x_1 + c x_2, a > 0; the data fix a but not c. From a point (x_1, 0), x_1 > 0,
+    walk off the manifold, x(t) = (x_1, -t sgn(c)), t >= 0. With features phi = x,
+    W = (w, -w) for w = (a, c)/2 (two logits), the margin is m(t) = a x_1 - |c| t and
+    returns ``loss`` l(t) = log(1 + exp(-m)), ``p`` = sigma(m), ``kappa`` = ||W||_F^2 Tr H(t),
+    ``flip`` = the t where m = 0, ``peak`` = the stationary points of p(1 - p),
+    and the limits of loss and kappa as t -> oo.
+    """
+    a, c, x1, t = sp.symbols("a c x_1 t", positive=True)  # c here is |c|
+    margin = a * x1 - c * t
+    p = 1 / (1 + sp.exp(-margin))
+    loss = sp.log(1 + sp.exp(-margin))
+    phi_sq = x1**2 + t**2
+    w_fro_sq = 2 * (a**2 + c**2) / 4
+    kappa = w_fro_sq * 2 * p * (1 - p) * phi_sq  # Tr Sigma(p) = 2 p (1 - p) for k = 2
+    return {
+        "margin": margin,
+        "p": p,
+        "loss": loss,
+        "kappa": sp.simplify(kappa),
+        "flip": sp.solve(sp.Eq(margin, 0), t)[0],
+        "loss_limit": sp.limit(loss, t, sp.oo),
+        "kappa_limit": sp.limit(kappa, t, sp.oo),
+        "loss_slope_limit": sp.limit(sp.diff(loss, t), t, sp.oo),
+    }

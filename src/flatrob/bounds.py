@@ -1,0 +1,290 @@
+"""From relative flatness to robustness: the quantities of the book's theory chapters.
+
+Notation as in :mod:`flatrob.flatness`: features ``phi`` in R^m, last layer
+``W`` (k, m) with rows ``w_s``, bias ``b``, logits ``z = W phi + b``,
+``p = softmax(z)``, loss ``l = -log p_y``, ``Sigma(p) = diag(p) - p p^T``.
+
+Implemented here (labels as in the book):
+
+* ``eq-haar``        Haar-random orthogonal matrices (feature robustness chapter)
+* ``eq-expected-change``  E_A[l(W + delta W A) - l(W)] = delta^2 kappa_neuron / (2 m) + O(delta^4)
+* ``lem-bridging``   phi(xi) = phi(x) + Delta A phi(x) with A orthogonal (a Householder reflection)
+* Lipschitz constants of phi: local (power iteration on the Jacobian),
+  empirical (largest ratio over pairs) and a global upper bound (product of
+  layer norms, for sequential ReLU bodies)
+* ``thm-local-bound``  l(xi) - l(x) <= eps ||W^T (p - e_y)|| + eps^2 lambda_max(W^T Sigma W) / 2 + (D_W eps)^3 / 24
+  with eps = ||phi(xi) - phi(x)|| <= L delta, and lambda_max(W^T Sigma W) <= kappa_neuron / ||phi||^2
+* the certified loss-change radius: the largest delta whose bound stays <= a budget
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import jvp, vjp
+
+from flatrob import flatness
+
+__all__ = [
+    "BoundTerms",
+    "bound_terms",
+    "bridging_decomposition",
+    "certified_radius",
+    "expected_change_mc",
+    "haar_orthogonal",
+    "householder",
+    "lipschitz_local",
+    "lipschitz_pairs",
+    "lipschitz_upper",
+    "local_bound",
+    "loss_change_along",
+    "weight_diameter",
+]
+
+
+def haar_orthogonal(n: int, m: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
+    """n Haar-distributed matrices of the orthogonal group O(m): (n, m, m) (eq-haar).
+
+    QR of a standard Gaussian matrix with the signs of R's diagonal moved into
+    Q (Mezzadri, 2007); without that correction the distribution is not Haar.
+    """
+    if n < 1 or m < 1:
+        raise ValueError(f"n and m must be >= 1; got n={n}, m={m}")
+    g = torch.randn(n, m, m, generator=generator, dtype=dtype)
+    q, r = torch.linalg.qr(g)
+    return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+
+
+def expected_change_mc(
+    weight: Tensor, bias: Tensor | None, features: Tensor, labels: Tensor, deltas: Tensor, n_haar: int,
+    *, generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Monte Carlo of E_A[l((W + delta W A) phi + b) - l(W phi + b)], A Haar on O(m) (thm-expected-change).
+
+    Antithetic pairs (A, -A): both have the Haar law, and averaging them
+    cancels every odd-order term of the expansion exactly, draw by draw. Uses
+    W (phi + delta A phi) = (W + delta W A) phi (eq-feature-weight).
+    Shapes: weight (k, m), features (n, m), labels (n,), deltas (d,). Returns (n, d) tensors:
+
+    * ``mean``, ``se``: the Monte Carlo mean of the loss change and its standard error;
+    * ``quartic``, ``quartic_se``: the mean of the loss change minus its own quadratic
+      term delta^2/2 (W A phi)^T Sigma (W A phi), draw by draw. Since that term's
+      expectation is exactly delta^2 kappa_n / (2m), ``quartic`` estimates
+      E[change] - delta^2 kappa_n / (2m), the O(delta^4) part, with far less noise
+      (a control variate).
+    """
+    m = weight.shape[1]
+    A = haar_orthogonal(n_haar, m, generator=generator, dtype=features.dtype)  # (N, m, m)
+    a_phi = torch.einsum("nij,bj->bni", A, features)  # (n, N, m)
+    z0 = flatness.logits_of(weight, features, bias)
+    l0 = -torch.log_softmax(z0, -1).gather(1, labels[:, None])  # (n, 1)
+    u = a_phi @ weight.T  # (n, N, k): W A phi
+    sigma = flatness.softmax_covariance(z0)  # (n, k, k)
+    quad = torch.einsum("bnk,bkl,bnl->bn", u, sigma, u)  # (n, N)
+    out: dict[str, list[Tensor]] = {"mean": [], "se": [], "quartic": [], "quartic_se": []}
+    for d in deltas.tolist():
+        pair = []
+        for sign in (1.0, -1.0):
+            z = z0[:, None, :] + sign * d * u
+            pair.append(-torch.log_softmax(z, -1).gather(2, labels[:, None, None].expand(-1, n_haar, 1)).squeeze(2) - l0)
+        anti = (pair[0] + pair[1]) / 2  # (n, N)
+        rest = anti - d**2 / 2 * quad
+        for name, v in (("mean", anti), ("quartic", rest)):
+            out[name].append(v.mean(1))
+            out[name.replace("mean", "se") if name == "mean" else "quartic_se"].append(v.std(1) / n_haar**0.5)
+    return {k: torch.stack(v, 1) for k, v in out.items()}
+
+
+def householder(u: Tensor, w: Tensor) -> Tensor:
+    """Orthogonal A with A u = w for ||u|| = ||w||: (n, m), (n, m) -> (n, m, m) (lem-bridging).
+
+    A = I - 2 v v^T / ||v||^2 with v = u - w (A = I where u = w). A u - w =
+    v (||w||^2 - ||u||^2) / ||v||^2, so equal norms are required; they are
+    checked to a relative tolerance of 1e-5.
+    """
+    if u.shape != w.shape or u.dim() != 2:
+        raise ValueError(f"u and w must both have shape (n, m); got {tuple(u.shape)} and {tuple(w.shape)}")
+    nu, nw = u.norm(dim=1), w.norm(dim=1)
+    if not torch.allclose(nu, nw, rtol=1e-5, atol=1e-12):
+        raise ValueError("householder(u, w) needs ||u|| = ||w|| for every row")
+    v = u - w
+    vv = v.pow(2).sum(1, keepdim=True)
+    same = vv.squeeze(1) <= 1e-24 * nu.pow(2).clamp_min(1e-300)
+    v = torch.where(same.unsqueeze(1), torch.zeros_like(v), v)
+    vv = torch.where(same.unsqueeze(1), torch.ones_like(vv), vv)
+    eye = torch.eye(u.shape[1], dtype=u.dtype, device=u.device).expand(u.shape[0], -1, -1)
+    return eye - 2 * v.unsqueeze(2) * v.unsqueeze(1) / vv.unsqueeze(2)
+
+
+def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tensor]:
+    """(Delta (n,), A (n, m, m)) with phi_xi = phi_x + Delta A phi_x, A orthogonal (lem-bridging).
+
+    Delta = ||phi_xi - phi_x|| / ||phi_x||; A maps phi_x to
+    (phi_xi - phi_x) / Delta, a vector of the same norm as phi_x. Needs phi_x != 0.
+    """
+    norm_x = phi_x.norm(dim=1)
+    if (norm_x == 0).any():
+        raise ValueError("phi(x) = 0 for some sample: no relative perturbation exists (the lemma needs ||phi(x)|| >= r > 0)")
+    diff = phi_xi - phi_x
+    delta = diff.norm(dim=1) / norm_x
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    target = torch.where((delta > 0).unsqueeze(1), diff / safe.unsqueeze(1), phi_x)
+    return delta, householder(phi_x, target)
+
+
+def lipschitz_local(features: nn.Module | callable, x: Tensor, iters: int = 30, seed: int = 0) -> Tensor:
+    """Spectral norm of the Jacobian of phi at each input, by power iteration: (n, ...) -> (n,).
+
+    Per-sample Jacobians, batched: phi acts on each sample independently
+    (eval mode), so one jvp and one vjp of the batch apply J_i and J_i^T to
+    every sample's own vector. A lower bound of the Lipschitz constant near x.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+    v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
+    sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for _ in range(iters):
+        _, jv = jvp(features, (x,), (v,))
+        _, pull = vjp(features, x)
+        (jtjv,) = pull(jv)
+        sigma = jv.flatten(1).norm(dim=1)
+        norm = jtjv.flatten(1).norm(dim=1).clamp_min(1e-30)
+        v = jtjv / norm.view(-1, *[1] * (x.dim() - 1))
+    return sigma.detach()
+
+
+@torch.no_grad()
+def lipschitz_pairs(features: nn.Module | callable, x: Tensor, x2: Tensor) -> Tensor:
+    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: (n, ...), (n, ...) -> (n,)."""
+    num = (features(x) - features(x2)).flatten(1).norm(dim=1)
+    den = (x - x2).flatten(1).norm(dim=1)
+    if (den == 0).any():
+        raise ValueError("lipschitz_pairs needs x != x2 for every pair")
+    return num / den
+
+
+def _operator_norm(layer: nn.Module, shape: tuple[int, ...], iters: int, gen: torch.Generator) -> float:
+    """Spectral norm of the linear part of a Conv2d / Conv1d / Linear acting on inputs of ``shape``."""
+    w = layer.weight.detach().double()
+    if isinstance(layer, nn.Linear):
+        return float(torch.linalg.matrix_norm(w, ord=2))
+    conv = nn.functional.conv2d if isinstance(layer, nn.Conv2d) else nn.functional.conv1d
+    kw = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation, "groups": layer.groups}
+    v = torch.randn((1, *shape), generator=gen, dtype=torch.float64)
+    sigma = 0.0
+    for _ in range(iters):
+        v = (v / v.norm()).requires_grad_(True)
+        out = conv(v, w, None, **kw)
+        (back,) = torch.autograd.grad(out, v, out)  # J^T J v
+        sigma = float(out.detach().norm())
+        v = back.detach()
+    return sigma
+
+
+def lipschitz_upper(body: nn.Sequential, input_shape: tuple[int, ...], iters: int = 100, seed: int = 0) -> float:
+    """A global Lipschitz constant (l2) of a sequential ReLU body: the product of its layers' norms.
+
+    Linear / Conv1d / Conv2d contribute their operator norm (power iteration on
+    the convolution as a linear map of inputs of the right shape), ReLU,
+    Flatten and non-overlapping max-pooling contribute 1 (each is 1-Lipschitz
+    in l2). Other modules raise ``TypeError``: the bound would be unproven.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    shape = tuple(input_shape)
+    total = 1.0
+    for layer in body:
+        if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            total *= _operator_norm(layer, shape, iters, gen)
+        elif isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d)):
+            k, s = layer.kernel_size, layer.stride
+            if k != s or layer.padding not in (0, (0, 0)) or layer.dilation not in (1, (1, 1)):
+                raise TypeError(f"only non-overlapping max-pooling is 1-Lipschitz in l2; got {layer}")
+        elif not isinstance(layer, (nn.ReLU, nn.Flatten, nn.Identity)):
+            raise TypeError(f"no proven Lipschitz constant for {type(layer).__name__}")
+        with torch.no_grad():
+            shape = tuple(layer(torch.zeros((1, *shape), dtype=next(iter(body.parameters())).dtype)).shape[1:])
+    return total
+
+
+def weight_diameter(weight: Tensor) -> Tensor:
+    """D_W = max_{s,s'} ||w_s - w_s'||: (k, m) -> scalar. Bounds the range of the logit change W d over classes by D_W ||d||."""
+    return flatness.pairwise_sq_distances(weight).max().sqrt()
+
+
+@dataclass(frozen=True)
+class BoundTerms:
+    """Per-sample coefficients of the local bound (thm-local-bound), each (n,).
+
+    bound(eps) = first * eps + second * eps^2 + third * eps^3 for a feature
+    change of norm eps; ``second_kappa = kappa_neuron / (2 ||phi||^2)`` is the
+    flatness form of the second coefficient (>= ``second``).
+    """
+
+    first: Tensor  # ||W^T (p - e_y)|| = ||grad_phi l||
+    second: Tensor  # lambda_max(W^T Sigma(p) W) / 2
+    second_kappa: Tensor  # kappa_neuron / (2 ||phi||^2)
+    third: Tensor  # D_W^3 / 24 (the same for every sample)
+    kappa_neuron: Tensor
+    kappa_layer: Tensor
+    phi_norm: Tensor
+
+    def bound(self, eps: Tensor | float, *, use_kappa: bool = True, first_order: bool = True) -> Tensor:
+        """The bound on l(xi) - l(x) for ||phi(xi) - phi(x)|| <= eps (broadcasts over eps)."""
+        second = self.second_kappa if use_kappa else self.second
+        lin = self.first * eps if first_order else 0.0
+        return lin + second * eps**2 + self.third * eps**3
+
+
+def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor) -> BoundTerms:
+    """The coefficients of thm-local-bound at each sample: weight (k, m), features (n, m), labels (n,)."""
+    z = flatness.logits_of(weight, features, bias)
+    p = torch.softmax(z, dim=-1)
+    e_y = nn.functional.one_hot(labels, weight.shape[0]).to(p)
+    first = ((p - e_y) @ weight).norm(dim=1)
+    sigma = flatness.softmax_covariance(z)
+    m_mat = weight.T @ sigma @ weight  # (n, m, m)
+    second = torch.linalg.eigvalsh(m_mat)[:, -1].clamp_min(0) / 2
+    kappa_n = flatness.relative_sharpness(weight, features, bias, "neuron")
+    phi_sq = features.pow(2).sum(1)
+    third = (weight_diameter(weight) ** 3 / 24).expand(features.shape[0])
+    return BoundTerms(
+        first=first,
+        second=second,
+        second_kappa=kappa_n / (2 * phi_sq),
+        third=third,
+        kappa_neuron=kappa_n,
+        kappa_layer=flatness.relative_sharpness(weight, features, bias, "layer"),
+        phi_norm=phi_sq.sqrt(),
+    )
+
+
+def loss_change_along(weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, new_features: Tensor) -> Tensor:
+    """l(W phi' + b, y) - l(W phi + b, y) per sample: the exact left-hand side of thm-local-bound. (n,)."""
+    ce = nn.functional.cross_entropy
+    z0 = flatness.logits_of(weight, features, bias)
+    z1 = flatness.logits_of(weight, new_features, bias)
+    return ce(z1, labels, reduction="none") - ce(z0, labels, reduction="none")
+
+
+def certified_radius(terms: BoundTerms, lipschitz: float, budget: float, *, use_kappa: bool = True,
+                     first_order: bool = True, iters: int = 200) -> Tensor:
+    """Largest input radius delta with bound(L delta) <= budget, per sample (n,) (eq-certified-radius).
+
+    The bound is increasing in delta, so bisection finds the root of
+    bound(L delta) = budget to machine precision.
+    """
+    if lipschitz <= 0 or budget <= 0:
+        raise ValueError(f"lipschitz and budget must be positive; got {lipschitz}, {budget}")
+    lo = torch.zeros_like(terms.first, dtype=torch.float64)
+    hi = torch.ones_like(lo)
+    while bool((terms.bound(lipschitz * hi, use_kappa=use_kappa, first_order=first_order) < budget).any()):
+        if float(hi.max()) > 1e12:
+            raise ValueError("the bound stays below the budget for every radius (all coefficients zero?)")
+        hi = torch.where(terms.bound(lipschitz * hi, use_kappa=use_kappa, first_order=first_order) < budget, hi * 2, hi)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        ok = terms.bound(lipschitz * mid, use_kappa=use_kappa, first_order=first_order) <= budget
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return lo
