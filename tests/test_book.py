@@ -77,6 +77,9 @@ FAST = {
     "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
     "intro": {},
     "loss-change": {"epochs": 3, "n_random": 2000, "attack_steps": 5},
+    "bridging-lemma": {"epochs": 3, "n_points": 20, "radii": [0.1, 0.3], "power_iters": 5},
+    "local-bound": {"epochs": 3, "n_points": 20, "radii": [0.03, 0.3], "attack_steps": 5, "scales": [0.5, 1.0, 5.0], "n_random": 300},
+    "not-global": {"n_train": 200, "epochs": 15, "attack_eps": [0.05, 0.3], "attack_steps": 10, "n_attack": 40, "grid": 24},
     "feature-robustness": {"epochs": 3, "n_points": 4, "n_haar": 200, "symbolic_sizes": [2, 3]},
     "uncanny-valley": {"epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
 }

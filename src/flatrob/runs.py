@@ -146,6 +146,21 @@ def _chapters() -> dict[str, Chapter]:
             {"symbolic_sizes": Constraint(item_choices=(2, 3, 4, 5)), "n_points": pos, "n_haar": pos, "epochs": pos,
              "deltas": Constraint(item_min=1e-12)},
         ),
+        "bridging-lemma": Chapter(
+            "theory/bridging-lemma.md",
+            {"epochs": pos, "n_points": pos, "radii": Constraint(item_min=1e-12), "power_iters": pos},
+        ),
+        "local-bound": Chapter(
+            "theory/local-bound.md",
+            {"epochs": pos, "n_points": pos, "radii": Constraint(item_min=1e-12), "attack_steps": pos,
+             "budget": Constraint(min=1e-12), "scales": Constraint(item_min=1e-12), "n_random": pos},
+        ),
+        "not-global": Chapter(
+            "theory/not-global.md",
+            {"n_classes": Constraint(min=2, max=12), "n_train": pos, "noise": Constraint(min=0),
+             "margin": Constraint(min=0, max=0.2), "epochs": pos, "hidden": Constraint(item_min=1),
+             "attack_eps": Constraint(item_min=1e-12), "attack_steps": pos, "n_attack": pos, "grid": Constraint(min=8)},
+        ),
         "uncanny-valley": Chapter(
             "experiments/uncanny-valley.md",
             {

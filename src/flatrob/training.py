@@ -149,7 +149,8 @@ def train(
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-            correct += int((logits.argmax(-1) == yb).sum())
+            hard = yb.argmax(-1) if yb.dim() > 1 else yb  # soft targets (n, k): their arg-max
+            correct += int((logits.argmax(-1) == hard).sum())
         history.append({"epoch": epoch + 1, "loss": total / len(y), "accuracy": correct / len(y)})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}")
         if checkpoint is not None:
