@@ -76,6 +76,7 @@ FAST = {
     "relative-flatness": {"epochs": 3, "n_autograd": 4},
     "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
     "intro": {},
+    "reproduction": {"write_ledger": False},
     "loss-change": {"epochs": 3, "n_random": 2000, "attack_steps": 5},
     "bridging-lemma": {"epochs": 3, "n_points": 20, "radii": [0.1, 0.3], "power_iters": 5},
     "local-bound": {"epochs": 3, "n_points": 20, "radii": [0.03, 0.3], "attack_steps": 5, "scales": [0.5, 1.0, 5.0], "n_random": 300},

@@ -22,9 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="the chapters that can be run")
     params = sub.add_parser("params", help="a chapter's parameters, defaults and constraints")
     params.add_argument("chapter")
+    sub.add_parser("ledger", help="merge data/claims/*.json into data/claims.json and print the verdicts")
     args = ap.parse_args(argv)
 
     try:
+        if args.command == "ledger":
+            from flatrob.claims import build_ledger
+
+            for e in build_ledger():
+                print(f"claim {e['id']:2d}  {e['verdict']:18s} {e['statement']}")
+            return 0
         if args.command == "list":
             for name, spec in chapters().items():
                 print(f"{name:20s} book/{spec.path}")

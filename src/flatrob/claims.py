@@ -9,6 +9,7 @@ below, each with its reason.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,7 +19,15 @@ from torch import Tensor
 from flatrob.attacks import STAT_NAMES, Trajectory
 
 __all__ = [
+    "CLAIMS",
     "Check",
+    "LEDGER_ENV",
+    "VERDICTS",
+    "build_ledger",
+    "combine",
+    "ledger_entry",
+    "ledger_table",
+    "record",
     "RISE_FACTOR",
     "COLLAPSE_FACTOR",
     "NORM_CONSTANT_RATIO",
@@ -194,3 +203,119 @@ def checks_table(checks: list[Check]) -> pd.DataFrame:
     """The checks as a table (id, verdict, statement, evidence)."""
     return pd.DataFrame([{k: c.as_dict()[k] for k in ("id", "verdict", "statement", "evidence")} for c in checks])
 
+
+
+# ---------------------------------------------------------------------------
+# The claims ledger (data/claims.json)
+
+#: The twelve claims of the paper the book checks (paper digest, section 6), with the paper's value or shape.
+CLAIMS: dict[int, tuple[str, str]] = {
+    1: ("The closed-form last-layer Hessian equals the autograd Hessian and is label independent.", "identity"),
+    2: ("Layer-wise and neuron-wise relative sharpness have the closed forms of the paper.", "identities"),
+    3: ("A loss change above log k forces a label flip; the converse fails.", "proof + two counterexamples"),
+    4: ("Bridging lemma: Delta <= L delta / r for the relative feature change.", "inequality"),
+    5: ("The local bound l(xi) - l(x) <= delta^2 L^2 kappa / (2 r^2) + c delta^3 holds for small delta.", "c = k m L^6 / (24 r^3)"),
+    6: ("Uncanny valley: along PGD, sharpness rises, peaks near the flip, then collapses.", "rise, peak, collapse (row E)"),
+    7: ("Adversarial training shifts the valley and widens the low-loss basin.", "about 20x more PGD-l2 steps before the loss rises (row B)"),
+    8: ("Relative sharpness falls monotonically with the last-layer scale s.", "falls with s (row A)"),
+    9: ("Gradient masking: PGD robust accuracy rises with s while transfer / gradient-free attacks still succeed.", "0% at s = 1 to 93% at s = 100; 100% transfer (rows C, D)"),
+    10: ("Confidently wrong points are flat.", "shape"),
+    11: ("A one-threshold stump on sharpness separates clean from adversarial inputs.", "accuracy 0.92-0.93 (row F)"),
+    12: ("Whether ||phi|| stays constant along a trajectory (a reviewer's alternative explanation).", "open question"),
+}
+
+VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here", "not tested yet")
+
+#: Set FLATROB_LEDGER=1 (``make book`` does) to let the chapters write their ledger entries under data/claims/.
+LEDGER_ENV = "FLATROB_LEDGER"
+
+
+def combine(verdicts: list[str]) -> str:
+    """One verdict from several checks of the same claim: all reproduced -> reproduced, none -> not reproduced, else partly."""
+    tested = [v for v in verdicts if v in ("reproduced", "partly", "not reproduced")]
+    if not tested:
+        return "not testable here"
+    if all(v == "reproduced" for v in tested):
+        return "reproduced"
+    if all(v == "not reproduced" for v in tested):
+        return "not reproduced"
+    return "partly"
+
+
+def ledger_entry(claim: int, verdict: str, ours: str, setting: str, chapter: str, provenance: dict[str, Any],
+                 values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row of the ledger. ``verdict`` must come from a computation (a :class:`Check` or :func:`combine`)."""
+    if claim not in CLAIMS:
+        raise ValueError(f"claim must be one of {sorted(CLAIMS)}; got {claim}")
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}; got {verdict!r}")
+    statement, paper = CLAIMS[claim]
+    return {"id": claim, "statement": statement, "paper": paper, "setting": setting, "ours": ours,
+            "verdict": verdict, "chapter": chapter, "values": values or {}, "provenance": provenance}
+
+
+def _ledger_dir(root: Path | None) -> Path:
+    from flatrob.runs import repo_root
+
+    return (root or repo_root()) / "data" / "claims"
+
+
+def record(chapter: str, entries: list[dict[str, Any]], *, root: Path | None = None, force: bool = False) -> Path | None:
+    """Write a chapter's ledger entries to data/claims/<chapter>.json (atomically) when FLATROB_LEDGER=1 or ``force``.
+
+    Test runs with small parameters leave the ledger alone. Returns the path written, or None.
+    """
+    import json
+    import os
+
+    from flatrob.runs import _atomic_write_text
+
+    if not force and os.environ.get(LEDGER_ENV) != "1":
+        return None
+    path = _ledger_dir(root) / f"{chapter}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(path, json.dumps(entries, indent=2, default=str) + "\n")
+    return path
+
+
+def build_ledger(root: Path | None = None, *, write: bool = True) -> list[dict[str, Any]]:
+    """Merge data/claims/*.json into one entry per claim (data/claims.json); claims without entries say so.
+
+    Several entries for one claim (from several chapters) are kept as a list
+    ``checks`` and combined by :func:`combine`.
+    """
+    import json
+
+    from flatrob.runs import _atomic_write_text
+
+    by_claim: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
+    folder = _ledger_dir(root)
+    for f in sorted(folder.glob("*.json")) if folder.exists() else []:
+        for e in json.loads(f.read_text()):
+            by_claim[int(e["id"])].append(e)
+    ledger = []
+    for c, (statement, paper) in CLAIMS.items():
+        found = by_claim[c]
+        ledger.append({
+            "id": c, "statement": statement, "paper": paper,
+            "verdict": combine([e["verdict"] for e in found]) if found else "not tested yet",
+            "checks": found,
+        })
+    if write:
+        _atomic_write_text(folder.parent / "claims.json", json.dumps(ledger, indent=2, default=str) + "\n")
+    return ledger
+
+
+def ledger_table(ledger: list[dict[str, Any]]) -> pd.DataFrame:
+    """The ledger as a table: one row per check (claims without checks get one row)."""
+    rows = []
+    for e in ledger:
+        for chk in e["checks"] or [None]:
+            prov = (chk or {}).get("provenance", {})
+            rows.append({
+                "claim": e["id"], "statement": e["statement"], "paper": e["paper"], "verdict (claim)": e["verdict"],
+                "our setting": (chk or {}).get("setting", ""), "ours": (chk or {}).get("ours", ""),
+                "verdict (check)": (chk or {}).get("verdict", ""), "chapter": (chk or {}).get("chapter", ""),
+                "device": prov.get("device", ""), "commit": str(prov.get("commit", ""))[:10],
+            })
+    return pd.DataFrame(rows)

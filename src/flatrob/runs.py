@@ -126,6 +126,7 @@ def _chapters() -> dict[str, Chapter]:
     pos = Constraint(min=1)
     return {
         "intro": Chapter("intro.md"),
+        "reproduction": Chapter("reproduction.md"),
         "relative-flatness": Chapter(
             "theory/relative-flatness.md",
             {"epochs": pos, "lr": Constraint(min=1e-12), "batch_size": pos, "channels": pos, "width": pos,
