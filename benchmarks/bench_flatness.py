@@ -19,7 +19,6 @@ are written as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 from flatrob import flatness
-from flatrob.runs import provenance
+from flatrob.runs import provenance, save_results
 
 
 def timed(fn, repeat: int, sync) -> list[float]:
@@ -101,10 +100,7 @@ def main() -> None:
         f"  ratio: {result['ratio_median']:.0f}x   max relative difference: {max(rel_err.values()):.1e}"
     )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.out)
+        save_results(args.out.parent, {args.out.name: result})  # atomic, like the chapters' results
         print(f"  written to {args.out}")
 
 

@@ -18,7 +18,6 @@ wall-clock time; on CUDA it measures synchronised wall-clock time.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from flatrob.attacks import AttackConfig, _Recorder, pgd
 from flatrob.models import build_model
-from flatrob.runs import provenance
+from flatrob.runs import provenance, save_results
 
 SHAPES = {"digits-cnn": (1, 8, 8), "mnist1d-cnn": (1, 40), "mlp": (1, 40)}
 
@@ -106,10 +105,7 @@ def main() -> None:
         f"  the tracking work timed on its own: {1000 * work:.1f} ms = {100 * result['overhead_of_work']:.1f}% of plain PGD"
     )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.out)
+        save_results(args.out.parent, {args.out.name: result})  # atomic, like the chapters' results
         print(f"  written to {args.out}")
 
 
