@@ -239,23 +239,19 @@ class BoundTerms:
 
 def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor) -> BoundTerms:
     """The coefficients of thm-local-bound at each sample: weight (k, m), features (n, m), labels (n,)."""
-    z = flatness.logits_of(weight, features, bias)
-    p = torch.softmax(z, dim=-1)
-    e_y = nn.functional.one_hot(labels, weight.shape[0]).to(p)
-    first = ((p - e_y) @ weight).norm(dim=1)
-    sigma = flatness.softmax_covariance(z)
-    m_mat = weight.T @ sigma @ weight  # (n, m, m)
-    second = torch.linalg.eigvalsh(m_mat)[:, -1].clamp_min(0) / 2
-    kappa_n = flatness.relative_sharpness(weight, features, bias, "neuron")
     phi_sq = features.pow(2).sum(1)
-    third = (weight_diameter(weight) ** 3 / 24).expand(features.shape[0])
+    stats = flatness.last_layer_statistics(weight, flatness.logits_of(weight, features, bias), phi_sq)
+    p = stats["p"]
+    e_y = nn.functional.one_hot(labels, weight.shape[0]).to(p)
+    sigma = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)  # Sigma(p), eq-hessian-logits
+    second = torch.linalg.eigvalsh(weight.T @ sigma @ weight)[:, -1].clamp_min(0) / 2
     return BoundTerms(
-        first=first,
+        first=((p - e_y) @ weight).norm(dim=1),
         second=second,
-        second_kappa=kappa_n / (2 * phi_sq),
-        third=third,
-        kappa_neuron=kappa_n,
-        kappa_layer=flatness.relative_sharpness(weight, features, bias, "layer"),
+        second_kappa=stats["kappa_neuron"] / (2 * phi_sq),
+        third=(weight_diameter(weight) ** 3 / 24).expand(features.shape[0]),
+        kappa_neuron=stats["kappa_neuron"],
+        kappa_layer=stats["kappa_layer"],
         phi_norm=phi_sq.sqrt(),
     )
 
@@ -277,14 +273,17 @@ def certified_radius(terms: BoundTerms, lipschitz: float, budget: float, *, use_
     """
     if lipschitz <= 0 or budget <= 0:
         raise ValueError(f"lipschitz and budget must be positive; got {lipschitz}, {budget}")
+    def bound_at(delta: Tensor) -> Tensor:
+        return terms.bound(lipschitz * delta, use_kappa=use_kappa, first_order=first_order)
+
     lo = torch.zeros_like(terms.first, dtype=torch.float64)
     hi = torch.ones_like(lo)
-    while bool((terms.bound(lipschitz * hi, use_kappa=use_kappa, first_order=first_order) < budget).any()):
+    while bool((below := bound_at(hi) < budget).any()):
         if float(hi.max()) > 1e12:
             raise ValueError("the bound stays below the budget for every radius (all coefficients zero?)")
-        hi = torch.where(terms.bound(lipschitz * hi, use_kappa=use_kappa, first_order=first_order) < budget, hi * 2, hi)
+        hi = torch.where(below, hi * 2, hi)
     for _ in range(iters):
         mid = (lo + hi) / 2
-        ok = terms.bound(lipschitz * mid, use_kappa=use_kappa, first_order=first_order) <= budget
+        ok = bound_at(mid) <= budget
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
     return lo

@@ -21,7 +21,6 @@ __all__ = [
     "check_haar_first_moment",
     "check_haar_second_moment",
     "check_householder",
-    "check_second_order_by_kappa",
     "check_third_moment_bounds",
     "linear_toy",
     "loss_change",
@@ -336,11 +335,6 @@ def check_householder(m: int) -> dict[str, sp.MatrixBase]:
         "orthogonal": sp.simplify(A.T * A - sp.eye(m)),
         "maps u to w": sp.simplify(A * u - w - v * (nw - nu) / vv),
     }
-
-
-def check_second_order_by_kappa(k: int, m: int) -> sp.Expr:
-    """lem-quadratic-kappa: tr(W^T Sigma W) - kappa_neuron / ||phi||^2 (zero), the step lambda_max <= trace <= kappa / ||phi||^2."""
-    return check_expected_quadratic(k, m) * m
 
 
 def check_third_moment_bounds() -> dict[str, sp.Expr]:
