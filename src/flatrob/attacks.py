@@ -27,7 +27,15 @@ from tqdm.auto import tqdm
 from flatrob import flatness
 from flatrob.models import FeatureClassifier, last_linear
 
-__all__ = ["AttackConfig", "Trajectory", "interpolation_path", "pgd", "record_statistics"]
+__all__ = [
+    "AttackConfig",
+    "Trajectory",
+    "input_gradient_norms",
+    "interpolation_path",
+    "pgd",
+    "record_statistics",
+    "square",
+]
 
 Norm = Literal["linf", "l2"]
 
@@ -83,6 +91,20 @@ class Trajectory:
         wrong = self.pred != self.labels.unsqueeze(0)
         first = torch.where(wrong.any(0), wrong.float().argmax(0), torch.full_like(self.labels, -1))
         return first
+
+    def loss_rise_step(self, threshold: float, relative: bool = False) -> Tensor:
+        """(n,) first iterate at which the loss has risen above its start; ``steps + 1`` if it never does.
+
+        "Risen" means ``loss_t - loss_0 > threshold`` or, with ``relative=True``,
+        ``loss_t > threshold * loss_0``. The count of iterates before the rise is
+        the width of the low-loss basin along the path (row B of the paper).
+        """
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0; got {threshold}")
+        loss = self.stats["loss"].double()
+        rose = loss > threshold * loss[0] if relative else loss - loss[0] > threshold
+        never = torch.full_like(self.labels, self.steps + 1)
+        return torch.where(rose.any(0), rose.float().argmax(0), never)
 
     def to_frame(self, **extra: object):
         """Long table: one row per (sample, step) with every statistic; ``extra`` columns are constant."""
@@ -250,3 +272,48 @@ def interpolation_path(
         a = t / steps
         rec.add(*model.forward_with_features((1 - a) * x + a * u))
     return rec.trajectory(u, {"kind": f"interpolation to {target} noise", "steps": steps, "seed": seed})
+
+
+def input_gradient_norms(model: FeatureClassifier, x: Tensor, y: Tensor, batch_size: int = 1024) -> Tensor:
+    """(n,) l_inf norm of the gradient of each sample's cross-entropy with respect to its input, in the model's dtype.
+
+    An entry that is exactly 0 means a signed-gradient attack (PGD-l_inf) cannot
+    move that input at all: the softmax has saturated and the gradient underflowed.
+    """
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(model(xb), y[i : i + batch_size], reduction="sum")
+        (g,) = torch.autograd.grad(loss, xb)
+        out.append(g.reshape(len(xb), -1).abs().amax(1).detach().cpu())
+    return torch.cat(out)
+
+
+def square(
+    model: FeatureClassifier,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    n_queries: int = 1000,
+    norm: Norm = "linf",
+    seed: int = 0,
+) -> Tensor:
+    """The Square attack of Andriushchenko et al. (gradient-free, random search), as torchattacks 3.5.1 implements it.
+
+    x (n, c, h, w) in [0, 1], y (n,) on the model's device -> adversarial inputs (n, c, h, w).
+    Its objective is the logit margin ``z_y - max_{j != y} z_j``, which only
+    scales with the last layer, so it sees through the saturation that stops PGD.
+    """
+    import torchattacks
+
+    if x.dim() != 4:
+        raise ValueError(f"the Square attack needs image batches (n, c, h, w); got shape {tuple(x.shape)}")
+    if not eps > 0 or n_queries < 1:
+        raise ValueError(f"eps must be > 0 and n_queries >= 1; got {eps}, {n_queries}")
+    model.eval()
+    attack = torchattacks.Square(model, norm="Linf" if norm == "linf" else "L2", eps=eps, n_queries=n_queries,
+                                 n_restarts=1, loss="margin", seed=seed)
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # torchattacks re-seeds the global generator
+        return attack(x, y).detach()

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -32,6 +33,13 @@ __all__ = [
     "COLLAPSE_FACTOR",
     "NORM_CONSTANT_RATIO",
     "check_adversarial_training_shift",
+    "check_basin",
+    "check_clean_trace",
+    "check_confidently_wrong_flat",
+    "check_detector",
+    "check_gradient_masking",
+    "check_loss_growth",
+    "check_scaling",
     "check_feature_norm",
     "check_valley_shape",
     "checks_table",
@@ -47,6 +55,18 @@ COLLAPSE_FACTOR = 10.0
 PEAK_TOLERANCE = 0.1
 #: "the feature norm stays constant": per-sample max/min of ||phi|| along the path at most this ratio (median).
 NORM_CONSTANT_RATIO = 1.1
+
+
+#: Row B: "widens the basin" needs the adversarially trained model to walk at least this many times as far (median).
+BASIN_FACTOR = 2.0
+#: Claim 9: PGD robust accuracy "rises with s" if it gains at least this much (absolute) from the smallest to the largest s.
+MASKING_GAIN = 0.25
+#: Claim 9: a transfer / gradient-free attack "still succeeds" if its robust accuracy never exceeds the baseline by more than this.
+ATTACK_SLACK = 0.05
+#: Claim 10: "confidently wrong" means wrong with top-class probability above this.
+CONFIDENT = 0.99
+#: Claim 11: the paper reports 0.92-0.93; we call >= 0.90 reproduced and >= 0.75 (well above chance, 0.5) partly.
+DETECTOR_REPRODUCED, DETECTOR_PARTLY = 0.90, 0.75
 
 
 @dataclass
@@ -196,6 +216,144 @@ def check_feature_norm(s: dict[str, float], model: str) -> Check:
         f"{_fmt(s['decades_one_minus_p2'])}: the probability factor "
         f"{'dominates' if s['decades_one_minus_p2'] > 3 * s['decades_phi_sq'] else 'does not dominate'} the curve",
         s,
+    )
+
+
+def _monotone_share(values: Tensor) -> float:
+    """Fraction of columns of (S, n) values that never increase along the first axis."""
+    return float((values.diff(dim=0) <= 0).all(0).double().mean())
+
+
+def check_scaling(kappa: Tensor, scales: list[float], variant: str) -> Check:
+    """Claim 8: relative sharpness falls monotonically with the last-layer scale s.
+
+    ``kappa`` (S, n): the sharpness of n points at the S scales, ``scales`` ascending.
+    Reproduced when it never increases at any point, partly when it falls at most points.
+    """
+    if list(scales) != sorted(scales):
+        raise ValueError(f"scales must be ascending; got {scales}")
+    share = _monotone_share(kappa.double())
+    med = kappa.double().median(1).values
+    verdict = "reproduced" if share == 1.0 else ("partly" if share > 0.5 else "not reproduced")
+    return Check(
+        f"8-{variant}", f"Relative sharpness falls monotonically with the last-layer scale s ({variant}).", verdict,
+        f"kappa_layer never increases in s at {100 * share:.1f}% of {kappa.shape[1]} points; median from "
+        f"{_fmt(float(med[0]))} (s = {scales[0]:g}) to {_fmt(float(med[-1]))} (s = {scales[-1]:g}), "
+        f"median monotone: {bool((med.diff() <= 0).all())}",
+        {"monotone_share": share, "median": med.tolist(), "scales": list(scales)},
+    )
+
+
+def check_loss_growth(increase: Tensor, scales: list[float], variant: str, small: float = 1e-3) -> Check:
+    """Row A: under a weak attack the loss increases concentrate near 0 as s grows.
+
+    ``increase`` (S, n): loss after minus loss before the attack, per point and scale (ascending).
+    Reproduced when the median increase never rises with s and the share of increases below
+    ``small`` never falls; partly when one of the two holds.
+    """
+    inc = increase.double()
+    med = inc.median(1).values
+    near0 = (inc.abs() < small).double().mean(1)
+    falls, concentrates = bool((med.diff() <= 0).all()), bool((near0.diff() >= 0).all())
+    verdict = "reproduced" if falls and concentrates else ("partly" if falls or concentrates else "not reproduced")
+    return Check(
+        f"8-loss-growth-{variant}", f"Loss increases under a weak attack concentrate near 0 as s grows ({variant}).",
+        verdict,
+        f"median increase {_fmt(float(med[0]))} (s = {scales[0]:g}) -> {_fmt(float(med[-1]))} (s = {scales[-1]:g}), "
+        f"never rising: {falls}; share below {small:g}: {100 * float(near0[0]):.0f}% -> {100 * float(near0[-1]):.0f}%, "
+        f"never falling: {concentrates}; 90th percentile {_fmt(float(inc[0].quantile(0.9)))} -> {_fmt(float(inc[-1].quantile(0.9)))}",
+        {"median": med.tolist(), "share_small": near0.tolist(), "scales": list(scales)},
+    )
+
+
+def check_gradient_masking(scales: list[float], clean: list[float], pgd: list[float], transfer: list[float],
+                           square: list[float]) -> Check:
+    """Claim 9: PGD robust accuracy rises with s (masking) while transfer and gradient-free attacks still succeed.
+
+    Accuracies (one per scale, ascending): clean, under PGD made at that s, under PGD examples made
+    at the smallest s (transfer), and under the Square attack at that s.
+    """
+    gain = pgd[-1] - pgd[0]
+    rises = gain >= MASKING_GAIN
+    transfer_ok = max(transfer) <= pgd[0] + ATTACK_SLACK
+    square_ok = max(square) <= square[0] + ATTACK_SLACK and square[-1] <= clean[-1] - MASKING_GAIN
+    verdict = ("reproduced" if rises and transfer_ok and square_ok
+               else "partly" if rises and (transfer_ok or square_ok) else "not reproduced")
+    pct = lambda v: "/".join(f"{100 * a:.0f}" for a in v)  # noqa: E731
+    return Check(
+        "9", "PGD robust accuracy rises with s, but transfer and gradient-free attacks still succeed.", verdict,
+        f"s = {'/'.join(f'{a:g}' for a in scales)}: PGD {pct(pgd)}%, transfer from s = {scales[0]:g} {pct(transfer)}%, "
+        f"Square {pct(square)}%, clean {pct(clean)}%; PGD rises by {100 * gain:.0f} points (needs {100 * MASKING_GAIN:.0f}); "
+        f"transfer holds: {transfer_ok}; Square holds: {square_ok}",
+        {"scales": list(scales), "clean": clean, "pgd": pgd, "transfer": transfer, "square": square},
+    )
+
+
+def check_basin(steps_clean: Tensor, steps_adv: Tensor, definition: str) -> Check:
+    """Claim 7 (row B): adversarial training widens the low-loss basin along a PGD-l2 walk.
+
+    ``steps_*`` (n,): iterates before the loss rises (:meth:`Trajectory.loss_rise_step`) of the two
+    models on the same inputs. Reproduced when the median ratio is at least ``BASIN_FACTOR``.
+    """
+    c, a = float(steps_clean.double().median()), float(steps_adv.double().median())
+    ratio = a / c if c > 0 else float("inf")
+    verdict = "reproduced" if ratio >= BASIN_FACTOR else ("partly" if ratio > 1 else "not reproduced")
+    return Check(
+        f"7-basin-{definition}", f"Adversarial training widens the low-loss basin ({definition}).", verdict,
+        f"median iterates before the loss rises ({definition}): {_fmt(c)} (clean) vs {_fmt(a)} (adversarially "
+        f"trained), ratio {_fmt(ratio)} (paper: about 20; reproduced from {BASIN_FACTOR:g})",
+        {"clean_median": c, "adversarial_median": a, "ratio": ratio},
+    )
+
+
+def check_clean_trace(trace_clean: Tensor, trace_adv: Tensor) -> Check:
+    """Row B's second figure: Tr H at clean test points is larger for the adversarially trained model (0.6 vs 1.0)."""
+    mc, ma = float(trace_clean.double().mean()), float(trace_adv.double().mean())
+    dc, da = float(trace_clean.double().median()), float(trace_adv.double().median())
+    return Check(
+        "7-trace", "At clean points Tr H is larger after adversarial training (paper: about 0.6 vs 1.0).",
+        "reproduced" if ma > mc else "not reproduced",
+        f"mean Tr H at clean test points {_fmt(mc)} (clean) vs {_fmt(ma)} (adversarially trained); "
+        f"medians {_fmt(dc)} vs {_fmt(da)}",
+        {"mean_clean": mc, "mean_adversarial": ma, "median_clean": dc, "median_adversarial": da},
+    )
+
+
+def check_confidently_wrong_flat(kappa: dict[str, Tensor], confidence: dict[str, Tensor], wrong: dict[str, Tensor]) -> Check:
+    """Claim 10: confidently wrong points are flat, far flatter than points near the decision boundary.
+
+    Dicts keyed by "clean", "boundary", "adversarial", each (n,). Reproduced when the median sharpness of
+    the adversarial points that are confidently wrong (confidence > ``CONFIDENT``) is at most
+    1 / ``COLLAPSE_FACTOR`` of the median at the boundary points.
+    """
+    sel = wrong["adversarial"] & (confidence["adversarial"] > CONFIDENT)
+    k_b = float(kappa["boundary"].double().median())
+    if int(sel.sum()) < 10:
+        return Check("10-digits", "Confidently wrong points are flat.", "not testable here",
+                     f"only {int(sel.sum())} adversarial points are confidently wrong (need 10)", {})
+    k_w, k_c = float(kappa["adversarial"][sel].double().median()), float(kappa["clean"].double().median())
+    ratio = k_w / k_b
+    return Check(
+        "10-digits", "Confidently wrong points are flat.", "reproduced" if ratio <= 1 / COLLAPSE_FACTOR else "not reproduced",
+        f"{int(sel.sum())} of {len(sel)} adversarial points are confidently wrong (> {CONFIDENT:g}); their median kappa "
+        f"{_fmt(k_w)} is {_fmt(ratio)} x the median at the boundary ({_fmt(k_b)}); clean points {_fmt(k_c)}",
+        {"n_confidently_wrong": int(sel.sum()), "median_wrong": k_w, "median_boundary": k_b, "median_clean": k_c},
+    )
+
+
+def check_detector(acc_sharpness: np.ndarray, acc_confidence: np.ndarray, name: str) -> Check:
+    """Claim 11 (row F): a one-threshold stump on sharpness separates clean from adversarial inputs.
+
+    Held-out accuracies of the k folds, for the sharpness stump and, as the baseline it must be
+    compared with, a stump on confidence alone.
+    """
+    m, c = float(acc_sharpness.mean()), float(acc_confidence.mean())
+    verdict = "reproduced" if m >= DETECTOR_REPRODUCED else ("partly" if m >= DETECTOR_PARTLY else "not reproduced")
+    return Check(
+        f"11-{name}", f"A sharpness stump separates clean from adversarial inputs ({name}).", verdict,
+        f"{len(acc_sharpness)}-fold accuracy {m:.3f} +- {float(acc_sharpness.std()):.3f} (paper 0.92-0.93; reproduced "
+        f"from {DETECTOR_REPRODUCED:g}, partly from {DETECTOR_PARTLY:g}); a stump on confidence alone: {c:.3f}",
+        {"sharpness": acc_sharpness.tolist(), "confidence": acc_confidence.tolist()},
     )
 
 

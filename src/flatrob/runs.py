@@ -124,6 +124,11 @@ def _chapters() -> dict[str, Chapter]:
     from flatrob.models import ARCHITECTURES
 
     pos = Constraint(min=1)
+    training = {  # the experiment chapters' shared training and device parameters
+        "dataset": Constraint(choices=DATASETS), "architecture": Constraint(choices=tuple(ARCHITECTURES)),
+        "epochs": pos, "lr": Constraint(min=1e-12), "batch_size": pos, "device": Constraint(choices=("auto", "cpu", "cuda")),
+    }
+    adversarial = {"adv_eps": Constraint(min=1e-12), "adv_steps": pos, "adv_step_size": Constraint(min=1e-12)}
     return {
         "intro": Chapter("intro.md"),
         "reproduction": Chapter("reproduction.md"),
@@ -162,16 +167,38 @@ def _chapters() -> dict[str, Chapter]:
              "margin": Constraint(min=0, max=0.2), "epochs": pos, "hidden": Constraint(item_min=1),
              "attack_eps": Constraint(item_min=1e-12), "attack_steps": pos, "n_attack": pos, "grid": Constraint(min=8)},
         ),
+        "last-layer-scaling": Chapter(
+            "experiments/last-layer-scaling.md",
+            {**training, "scales": Constraint(item_min=1e-12), "attack_eps": Constraint(min=1e-12),
+             "attack_steps": pos, "attack_step_size": Constraint(min=1e-12), "n_samples": pos},
+        ),
+        "gradient-masking": Chapter(
+            "experiments/gradient-masking.md",
+            {**training, "scales": Constraint(item_min=1e-12), "attack_eps": Constraint(min=1e-12),
+             "attack_steps": pos, "attack_step_size": Constraint(min=1e-12), "square_queries": pos, "n_samples": pos},
+        ),
+        "basin": Chapter(
+            "experiments/basin.md",
+            {**training, **adversarial, "walk_eps": Constraint(min=1e-12), "walk_steps": pos,
+             "walk_step_size": Constraint(min=1e-12), "rise_threshold": Constraint(min=1e-12),
+             "rise_factor": Constraint(min=1.0 + 1e-9), "n_samples": pos},
+        ),
+        "confidence-flatness": Chapter(
+            "experiments/confidence-flatness.md",
+            {**training, "attack_norm": Constraint(choices=("linf", "l2")), "attack_eps": Constraint(min=1e-12),
+             "attack_steps": pos, "attack_step_size": Constraint(min=1e-12), "n_samples": pos},
+        ),
+        "detector": Chapter(
+            "experiments/detector.md",
+            {**training, **adversarial, "attack_eps": Constraint(min=1e-12), "attack_steps": pos,
+             "attack_step_size": Constraint(min=1e-12), "folds": Constraint(min=2, max=20), "n_samples": pos},
+        ),
         "uncanny-valley": Chapter(
             "experiments/uncanny-valley.md",
             {
-                "dataset": Constraint(choices=DATASETS),
-                "architecture": Constraint(choices=tuple(ARCHITECTURES)),
-                "epochs": pos, "lr": Constraint(min=1e-12), "batch_size": pos,
-                "adv_eps": Constraint(min=1e-12), "adv_steps": pos, "adv_step_size": Constraint(min=1e-12),
-                "attack_norm": Constraint(choices=("linf", "l2")),
+                **training, **adversarial, "attack_norm": Constraint(choices=("linf", "l2")),
                 "attack_eps": Constraint(min=1e-12), "attack_steps": pos, "attack_step_size": Constraint(min=1e-12),
-                "n_samples": pos, "noise_steps": pos, "device": Constraint(choices=("auto", "cpu", "cuda")),
+                "n_samples": pos, "noise_steps": pos,
             },
         ),
     }

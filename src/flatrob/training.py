@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +22,12 @@ __all__ = [
     "accuracy",
     "cache_dir",
     "default_device",
+    "resolve_device",
     "fit_or_load",
     "predict_logits",
     "train",
     "train_model",
+    "train_clean_and_adversarial",
     "trained_digits_cnn",
 ]
 
@@ -33,6 +35,15 @@ __all__ = [
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(name: str) -> torch.device:
+    """A chapter's ``device`` parameter: "auto" (CUDA when present), "cpu" or "cuda" (an error when absent)."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("parameter 'device' is 'cuda' but CUDA is not available here")
+    return default_device() if name == "auto" else torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,31 @@ def train_model(
     )
     record["test_accuracy"] = accuracy(model, split.x_test, split.y_test)
     return model, record
+
+
+def train_clean_and_adversarial(
+    architecture: str,
+    split: Split,
+    config: TrainConfig,
+    *,
+    device: torch.device | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, nn.Module], dict[str, dict]]:
+    """The experiment chapters' pair of models: the same recipe on clean inputs and adversarially.
+
+    ``config`` carries the adversarial settings (``adv_eps`` > 0); the clean model
+    uses the same config with ``adv_eps = 0``. Returns ({"clean": model,
+    "adversarial": model}, {name: record}); both are cached by :func:`fit_or_load`.
+    """
+    if not config.adv_eps > 0:
+        raise ValueError(f"config.adv_eps must be > 0 for the adversarially trained model; got {config.adv_eps}")
+    plain = TrainConfig()  # the clean model's adversarial fields at their defaults: one cache entry per recipe
+    clean = replace(config, adv_eps=0.0, adv_steps=plain.adv_steps, adv_step_size=plain.adv_step_size)
+    configs = {"clean": clean, "adversarial": config}
+    models, records = {}, {}
+    for name, cfg in configs.items():
+        models[name], records[name] = train_model(architecture, split, cfg, device=device, progress=progress)
+    return models, records
 
 
 def trained_digits_cnn(
