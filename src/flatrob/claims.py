@@ -28,6 +28,8 @@ __all__ = [
     "combine",
     "ledger_entry",
     "ledger_table",
+    "ROWS",
+    "rows_table",
     "record",
     "RISE_FACTOR",
     "COLLAPSE_FACTOR",
@@ -381,6 +383,28 @@ CLAIMS: dict[int, tuple[str, str]] = {
     11: ("A one-threshold stump on sharpness separates clean from adversarial inputs.", "accuracy 0.92-0.93 (row F)"),
     12: ("Whether ||phi|| stays constant along a trajectory (a reviewer's alternative explanation).", "open question"),
 }
+
+#: The paper's experiments (digest section 5): row -> (question, the claim its checks feed, the chapter that re-runs it).
+ROWS: dict[str, tuple[str, int, str]] = {
+    "A": ("flatness (by last-layer scaling) reduces local loss growth", 8, "last-layer-scaling"),
+    "B": ("adversarial training widens the low-loss basin", 7, "basin"),
+    "C": ("flatness by scaling masks gradients", 9, "gradient-masking"),
+    "D": ("... but examples made at s = 1 still transfer", 9, "gradient-masking"),
+    "E": ("the uncanny valley along PGD trajectories", 6, "uncanny-valley"),
+    "F": ("sharpness as a detector of adversarial inputs", 11, "detector"),
+}
+
+
+def rows_table(ledger: list[dict[str, Any]]) -> pd.DataFrame:
+    """One line per experiment row of the paper: its chapter's checks of the row's claim, combined."""
+    out = []
+    for row, (question, claim, chapter) in ROWS.items():
+        entry = next(e for e in ledger if e["id"] == claim)
+        found = [c for c in entry["checks"] if c["chapter"] == chapter]
+        out.append({"row": row, "question": question, "claim": claim, "chapter": chapter,
+                    "checks": len(found), "verdict": combine([c["verdict"] for c in found]) if found else "not tested yet"})
+    return pd.DataFrame(out)
+
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "not testable here", "not tested yet")
 

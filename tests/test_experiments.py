@@ -1,0 +1,177 @@
+"""The experiment chapters' library: stumps, loss-rise steps, input gradients, Square, and the claim checks."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from flatrob import claims
+from flatrob.attacks import Trajectory, input_gradient_norms, square
+from flatrob.data import load_digits
+from flatrob.detection import Stump, cross_validate_stump, fit_stump, log_score
+from flatrob.models import DigitsCNN, scale_last_layer
+from flatrob.training import TrainConfig, accuracy, resolve_device, train, train_clean_and_adversarial
+
+
+@pytest.fixture(scope="module")
+def trained():
+    s = load_digits()
+    torch.manual_seed(0)
+    model = DigitsCNN(channels=8, width=32)
+    train(model, s.x_train, s.y_train, TrainConfig(epochs=15, batch_size=128), device=torch.device("cpu"), progress=False)
+    return model.eval(), s.x_test[:40], s.y_test[:40]
+
+
+# ---------------------------------------------------------------- stumps
+
+
+def brute_force_accuracy(scores, labels):
+    best = 0.0
+    cands = np.r_[-np.inf, np.unique(scores), np.inf]
+    for t, d in itertools.product(np.r_[cands, (cands[1:-2] + cands[2:-1]) / 2], (1, -1)):
+        best = max(best, float((Stump(t, d).predict(scores) == labels).mean()))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fit_stump_is_optimal(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 40))
+    scores = rng.integers(0, 8, n).astype(float) if seed % 2 else rng.normal(size=n)  # ties in half the cases
+    labels = rng.integers(0, 2, n)
+    stump = fit_stump(scores, labels)
+    assert (stump.predict(scores) == labels).mean() == pytest.approx(brute_force_accuracy(scores, labels))
+
+
+def test_stump_separates_and_cross_validation_is_held_out():
+    rng = np.random.default_rng(0)
+    clean, adv = rng.normal(0, 1, 200), rng.normal(3, 1, 200)
+    scores, labels = np.r_[clean, adv], np.r_[np.zeros(200), np.ones(200)].astype(int)
+    acc = cross_validate_stump(scores, labels, folds=5, seed=0)
+    # two unit Gaussians 3 apart: the Bayes accuracy is Phi(1.5) = 0.933
+    assert acc.shape == (5,) and 0.88 < acc.mean() < 0.98
+    flipped = cross_validate_stump(-scores, labels, folds=5, seed=0)  # the direction is learned
+    assert flipped.mean() == pytest.approx(acc.mean(), abs=0.02)
+    noise = cross_validate_stump(rng.normal(size=400), labels, folds=5, seed=0)
+    assert noise.mean() < 0.6  # held-out: no better than chance on noise
+    with pytest.raises(ValueError, match="folds"):
+        cross_validate_stump(scores, labels, folds=1)
+    with pytest.raises(ValueError, match="labels"):
+        fit_stump(np.zeros(3), np.array([0, 1, 2]))
+
+
+def test_log_score_keeps_zeros_finite():
+    out = log_score(torch.tensor([0.0, 1e-5, 1.0]))
+    assert np.isfinite(out).all() and out[0] == pytest.approx(-300) and out[2] == 0
+
+
+# ---------------------------------------------------------------- trajectories and attacks
+
+
+def test_loss_rise_step():
+    loss = torch.tensor([[1e-6, 0.5], [3e-6, 0.55], [0.2, 0.7], [1.0, 0.7]])
+    t = Trajectory(labels=torch.zeros(2, dtype=torch.long), probs=torch.zeros(4, 2, 3), pred=torch.zeros(4, 2, dtype=torch.long),
+                   stats={"loss": loss}, x_final=torch.zeros(2, 1))
+    assert t.loss_rise_step(0.1).tolist() == [2, 2]
+    assert t.loss_rise_step(2.0, relative=True).tolist() == [1, 4]  # the second never doubles: steps + 1
+    with pytest.raises(ValueError):
+        t.loss_rise_step(0.0)
+
+
+def test_input_gradient_vanishes_only_when_the_softmax_saturates(trained):
+    model, x, y = trained
+    g1 = input_gradient_norms(model, x, y)
+    assert (g1 > 0).all()
+    g_big = input_gradient_norms(scale_last_layer(model, 1e4), x, y)
+    z = model(x).detach()
+    top2 = z.topk(2, dim=1).values
+    clear = (z.argmax(1) == y) & (top2[:, 0] - top2[:, 1] > 0.02)
+    assert clear.sum() >= 5 and (g_big[clear] == 0).all()  # exp(-1e4 * margin) underflows in float32
+    g64 = input_gradient_norms(scale_last_layer(model, 1.0).double(), x.double(), y)
+    torch.testing.assert_close(g64.float(), g1, rtol=1e-3, atol=1e-7)
+
+
+def test_square_attack_is_scale_invariant_and_stays_in_the_ball(trained):
+    model, x, y = trained
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    ref = torch.rand(3)
+    torch.manual_seed(123)
+    x1 = square(model, x, y, eps=0.2, n_queries=50, seed=0)
+    assert torch.equal(torch.rand(3), ref)  # the global generator is left alone
+    assert (x1 - x).abs().max() <= 0.2 + 1e-6 and x1.min() >= 0 and x1.max() <= 1
+    x50 = square(scale_last_layer(model, 50.0), x, y, eps=0.2, n_queries=50, seed=0)
+    assert torch.equal(x1, x50)  # the margin only scales: the same search, the same result
+    assert accuracy(model, x1, y) < accuracy(model, x, y)
+    with pytest.raises(ValueError, match="image batches"):
+        square(model, x.flatten(1), y, eps=0.2)
+    del before
+
+
+def test_train_clean_and_adversarial_shares_the_clean_cache_entry(tmp_cache):
+    s = load_digits()
+    cfg = TrainConfig(epochs=1, batch_size=256, adv_eps=0.1, adv_steps=1, adv_step_size=0.1)
+    models, records = train_clean_and_adversarial("digits-cnn", s, cfg)
+    assert set(models) == {"clean", "adversarial"} and records["clean"]["key"] != records["adversarial"]["key"]
+    from flatrob.training import train_model
+
+    _, plain = train_model("digits-cnn", s, TrainConfig(epochs=1, batch_size=256), progress=False)
+    assert plain["cached"] and plain["key"] == records["clean"]["key"]
+    with pytest.raises(ValueError, match="adv_eps"):
+        train_clean_and_adversarial("digits-cnn", s, TrainConfig(epochs=1))
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+
+
+# ---------------------------------------------------------------- claim checks
+
+
+def test_scaling_and_loss_growth_checks():
+    falling = torch.tensor([[3.0, 2.0], [2.0, 2.0], [1.0, 0.5]])
+    assert claims.check_scaling(falling, [1, 2, 3], "v").verdict == "reproduced"
+    bump = torch.tensor([[3.0, 2.0, 1.0], [2.0, 2.5, 0.5], [1.0, 0.5, 0.1]])
+    assert claims.check_scaling(bump, [1, 2, 3], "v").verdict == "partly"
+    assert claims.check_scaling(falling.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
+    with pytest.raises(ValueError, match="ascending"):
+        claims.check_scaling(falling, [3, 2, 1], "v")
+    shrinking = torch.tensor([[0.5, 0.4, 0.3], [0.1, 1e-4, 0.2], [0.0, 0.0, 1e-5]])
+    assert claims.check_loss_growth(shrinking, [1, 2, 3], "v").verdict == "reproduced"
+    assert claims.check_loss_growth(shrinking.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
+
+
+def test_masking_basin_detector_and_confidence_checks():
+    s = [1, 10, 100]
+    masked = claims.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0] * 3, [0.05] * 3)
+    assert masked.verdict == "reproduced"
+    real = claims.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0, 0.5, 0.93], [0.05, 0.5, 0.9])
+    assert real.verdict == "not reproduced"  # everything rises: robustness, not masking
+    assert claims.check_gradient_masking(s, [0.98] * 3, [0.0, 0.05, 0.1], [0.0] * 3, [0.05] * 3).verdict == "not reproduced"
+
+    assert claims.check_basin(torch.tensor([2, 3, 4]), torch.tensor([40, 60, 80]), "d").verdict == "reproduced"
+    assert claims.check_basin(torch.tensor([2, 3, 4]), torch.tensor([3, 4, 5]), "d").verdict == "partly"
+    assert claims.check_basin(torch.tensor([4, 5, 6]), torch.tensor([1, 2, 3]), "d").verdict == "not reproduced"
+    assert claims.check_clean_trace(torch.tensor([0.6]), torch.tensor([1.0])).verdict == "reproduced"
+    assert claims.check_clean_trace(torch.tensor([1.0]), torch.tensor([0.6])).verdict == "not reproduced"
+
+    good, coin = np.array([0.93, 0.92, 0.95]), np.array([0.5, 0.55, 0.45])
+    assert claims.check_detector(good, coin, "m").verdict == "reproduced"
+    assert claims.check_detector(np.array([0.8, 0.8]), coin, "m").verdict == "partly"
+    assert claims.check_detector(coin, good, "m").verdict == "not reproduced"
+
+    n = 20
+    kappa = {"clean": torch.full((n,), 0.1), "boundary": torch.full((n,), 100.0), "adversarial": torch.full((n,), 0.01)}
+    conf = {"clean": torch.full((n,), 0.999), "boundary": torch.full((n,), 0.5), "adversarial": torch.full((n,), 0.999)}
+    wrong = {k: torch.ones(n, dtype=torch.bool) for k in kappa}
+    assert claims.check_confidently_wrong_flat(kappa, conf, wrong).verdict == "reproduced"
+    sharp = dict(kappa, adversarial=torch.full((n,), 50.0))
+    assert claims.check_confidently_wrong_flat(sharp, conf, wrong).verdict == "not reproduced"
+    unsure = dict(conf, adversarial=torch.full((n,), 0.6))
+    assert claims.check_confidently_wrong_flat(kappa, unsure, wrong).verdict == "not testable here"
