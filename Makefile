@@ -33,12 +33,13 @@ $(MATHJAX):
 	  && cp -r package/es5/. $(CURDIR)/book/_static/mathjax/ && rm -rf $$tmp
 	@test -s $@ && echo "MathJax $(MATHJAX_VERSION) installed in book/_static/mathjax"
 
-# The execution cache is keyed on the notebooks only; drop it when the library changes,
-# so that no figure is served from a cache made with other code.
+# The execution cache is keyed on the notebooks only; drop it (and Sphinx's doctrees, which would
+# let Sphinx skip re-reading unchanged chapters) when the library changes, so that no figure is
+# served from an execution made with other code.
 clean-cache-if-stale:
 	@mkdir -p _build
 	@h=$$(cat $$(find src -name '*.py' | sort) | sha256sum | cut -c1-16); \
-	  if [ "$$(cat _build/.src-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache; echo $$h > _build/.src-hash; fi
+	  if [ "$$(cat _build/.src-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache _build/.doctrees; echo $$h > _build/.src-hash; fi
 
 LEDGER_HASH = cat data/claims/*.json 2>/dev/null | sha256sum
 

@@ -42,14 +42,17 @@ def repo_root() -> Path:
 
 
 def git_commit(root: Path | None = None) -> str:
-    """Short commit hash of the repository, with ``+dirty`` when tracked files differ; ``unknown`` outside git."""
+    """Short commit hash of the repository, with ``+dirty`` when tracked files differ; ``unknown`` outside git.
+
+    Files under ``data/`` (results the chapters write, such as the claims ledger) do not make the code dirty.
+    """
     root = root or repo_root()
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data"],
             cwd=root,
             capture_output=True,
             text=True,
