@@ -80,3 +80,25 @@ def test_provenance_is_json():
     json.dumps(record)
     assert record["params"] == {"epochs": 3} and record["device"].startswith("cpu")
     assert "commit" in provenance_line(record) and "epochs=3" in provenance_line(record)
+
+
+def test_git_commit_dirty_ignores_data(tmp_path):
+    import subprocess
+
+    from flatrob.runs import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "data" / "claims.json").write_text("[]\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = git_commit(tmp_path)
+    assert len(clean) == 10 and not clean.endswith("+dirty")
+    (tmp_path / "data" / "claims.json").write_text("[1]\n")  # a result the chapters write
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "+dirty"
