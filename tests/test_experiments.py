@@ -79,6 +79,16 @@ def test_loss_rise_step():
         t.loss_rise_step(0.0)
 
 
+def test_uncertainty_is_one_minus_confidence_without_rounding():
+    logits = torch.tensor([[[30.0, 0.0, -1.0], [0.2, 0.1, 0.0]]])  # (T + 1 = 1, n = 2, k = 3)
+    probs = torch.softmax(logits, -1)
+    t = Trajectory(labels=torch.zeros(2, dtype=torch.long), probs=probs, pred=probs.argmax(-1), stats={},
+                   x_final=torch.zeros(2, 1))
+    exact = 1 - torch.softmax(logits.double(), -1).amax(-1)
+    torch.testing.assert_close(t.uncertainty(), exact, rtol=1e-3, atol=0)  # float32 softmax of a 1e-13 probability
+    assert float(1 - probs[0, 0].amax()) == 0.0 and float(t.uncertainty()[0, 0]) > 0  # float32 1 - p_max rounds to 0
+
+
 def test_input_gradient_vanishes_only_when_the_softmax_saturates(trained):
     model, x, y = trained
     g1 = input_gradient_norms(model, x, y)

@@ -92,6 +92,14 @@ class Trajectory:
         first = torch.where(wrong.any(0), wrong.float().argmax(0), torch.full_like(self.labels, -1))
         return first
 
+    def uncertainty(self) -> Tensor:
+        """(T + 1, n) ``1 - max_s p_s`` in float64, as the sum of the other probabilities.
+
+        Exact where ``1 - p_max`` would round to 0 in float32 (confident points:
+        the quantity of cor-confident-flat).
+        """
+        return self.probs.double().sort(-1).values[..., :-1].sum(-1)
+
     def loss_rise_step(self, threshold: float, relative: bool = False) -> Tensor:
         """(n,) first iterate at which the loss has risen above its start; ``steps + 1`` if it never does.
 
