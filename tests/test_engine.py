@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from flatrob import claims, flatness
-from flatrob.attacks import STAT_NAMES, AttackConfig, Trajectory, interpolation_path, pgd
+from flatrob import checks, flatness
+from flatrob.attacks import STAT_NAMES, AttackConfig, Trajectory, interpolation_path, pgd, valley_summary
 from flatrob.data import load_cifar, load_dataset, load_mnist1d
 from flatrob.models import ARCHITECTURES, DigitsCNN, build_model, last_layer_inputs, scale_last_layer
-from flatrob.runs import ParameterError, parameter_defaults, run_chapter, validate
+from flatrob.runs import ParameterError, parameter_spec, run_chapter, validate
 from flatrob.training import TrainConfig, fit_or_load, train
 
 
@@ -118,21 +118,10 @@ def test_scale_last_layer():
 # ---------------------------------------------------------------- attacks
 
 
-@pytest.fixture(scope="module")
-def small_model():
-    from flatrob.data import load_digits
-
-    s = load_digits()
-    torch.manual_seed(0)
-    model = DigitsCNN(channels=8, width=32)
-    train(model, s.x_train, s.y_train, TrainConfig(epochs=3, batch_size=128), device=torch.device("cpu"), progress=False)
-    return model.eval(), s.x_test[:48], s.y_test[:48]
-
-
 @pytest.mark.parametrize("norm,eps,step", [("linf", 0.1, 0.02), ("l2", 1.0, 0.15)])
-def test_pgd_matches_torchattacks(small_model, norm, eps, step):
+def test_pgd_matches_torchattacks(trained, norm, eps, step):
     torchattacks = pytest.importorskip("torchattacks")
-    model, x, y = small_model
+    model, x, y = trained
     cfg = AttackConfig(norm, eps, 10, step)
     ref_attack = (torchattacks.PGD if norm == "linf" else torchattacks.PGDL2)(model, eps=eps, alpha=step, steps=10, random_start=False)
     ref = ref_attack(x, y)
@@ -144,8 +133,8 @@ def test_pgd_matches_torchattacks(small_model, norm, eps, step):
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_pgd_stays_in_the_ball_with_random_start(small_model, norm):
-    model, x, y = small_model
+def test_pgd_stays_in_the_ball_with_random_start(trained, norm):
+    model, x, y = trained
     eps = 0.05 if norm == "linf" else 0.5
     adv = pgd(model, x, y, AttackConfig(norm, eps, 5, eps / 2, random_start=True, seed=3))
     d = (adv - x).reshape(len(x), -1)
@@ -155,8 +144,8 @@ def test_pgd_stays_in_the_ball_with_random_start(small_model, norm):
     assert torch.equal(adv, again)
 
 
-def test_tracked_statistics_equal_separate_computation(small_model):
-    model, x, y = small_model
+def test_tracked_statistics_equal_separate_computation(trained):
+    model, x, y = trained
     traj = pgd(model, x, y, AttackConfig("linf", 0.2, 6, 0.05), track=True)
     assert traj.steps == 6 and set(traj.stats) == set(STAT_NAMES)
     assert traj.probs.shape == (7, len(x), 10) and all(v.shape == (7, len(x)) for v in traj.stats.values())
@@ -178,8 +167,8 @@ def test_tracked_statistics_equal_separate_computation(small_model):
     assert len(frame) == 7 * len(x) and {"kappa_layer", "flip_step", "model"} <= set(frame.columns)
 
 
-def test_interpolation_path_endpoints(small_model):
-    model, x, y = small_model
+def test_interpolation_path_endpoints(trained):
+    model, x, y = trained
     for target in ("gaussian", "uniform"):
         traj = interpolation_path(model, x, y, target, steps=4, seed=1)
         W, b, phi = last_layer_inputs(model, x)
@@ -267,27 +256,27 @@ def synthetic(kappa_path, pred_path, label=0, norm=None):
 
 def test_claim_checks_give_both_verdicts():
     valley = synthetic([0.1, 1, 10, 100, 10, 1, 1e-3, 1e-4], [0, 0, 0, 1, 1, 1, 1, 1])
-    checks = claims.check_valley_shape(claims.valley_summary(valley), "m")
-    assert [c.verdict for c in checks] == ["reproduced"] * 3
+    found = checks.check_valley_shape(valley_summary(valley), "m")
+    assert [c.verdict for c in found] == ["reproduced"] * 3
     no_valley = synthetic([1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5], [0, 0, 0, 0, 0, 0, 1, 1])
-    checks = claims.check_valley_shape(claims.valley_summary(no_valley), "m")
-    assert [c.verdict for c in checks] == ["not reproduced"] * 3
+    found = checks.check_valley_shape(valley_summary(no_valley), "m")
+    assert [c.verdict for c in found] == ["not reproduced"] * 3
     never = synthetic([1] * 5, [0] * 5)
-    assert all(c.verdict == "not testable here" for c in claims.check_valley_shape(claims.valley_summary(never), "m"))
+    assert all(c.verdict == "not testable here" for c in checks.check_valley_shape(valley_summary(never), "m"))
     later = synthetic([0.1, 0.1, 1, 10, 100, 10, 1e-3, 1e-4], [0, 0, 0, 0, 1, 1, 1, 1])
-    shift = claims.check_adversarial_training_shift(claims.valley_summary(valley), claims.valley_summary(later))
+    shift = checks.check_adversarial_training_shift(valley_summary(valley), valley_summary(later))
     assert shift.verdict == "reproduced"
-    assert claims.check_adversarial_training_shift(claims.valley_summary(later), claims.valley_summary(valley)).verdict == "not reproduced"
+    assert checks.check_adversarial_training_shift(valley_summary(later), valley_summary(valley)).verdict == "not reproduced"
     moving = synthetic([0.1, 1, 10, 100, 10, 1, 1e-3, 1e-4], [0, 0, 0, 1, 1, 1, 1, 1], norm=[1, 1, 1, 2, 2, 3, 3, 3])
-    assert claims.check_feature_norm(claims.valley_summary(valley), "m").verdict == "reproduced"
-    assert claims.check_feature_norm(claims.valley_summary(moving), "m").verdict == "not reproduced"
+    assert checks.check_feature_norm(valley_summary(valley), "m").verdict == "reproduced"
+    assert checks.check_feature_norm(valley_summary(moving), "m").verdict == "not reproduced"
 
 
 # ---------------------------------------------------------------- runner
 
 
 def test_validation_names_the_parameter():
-    assert set(validate("uncanny-valley", {})) == set(parameter_defaults("uncanny-valley"))
+    assert set(validate("uncanny-valley", {})) == set(parameter_spec("uncanny-valley"))
     with pytest.raises(ParameterError, match="unknown parameter.*'stepz'.*accepted: dataset"):
         validate("uncanny-valley", {"stepz": 3})
     with pytest.raises(ParameterError, match="'attack_steps'.*must be an integer"):

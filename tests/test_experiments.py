@@ -6,21 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from flatrob import claims
+from flatrob import checks
 from flatrob.attacks import Trajectory, input_gradient_norms, square
 from flatrob.data import load_digits
 from flatrob.detection import Stump, cross_validate_stump, fit_stump, log_score
 from flatrob.models import DigitsCNN, scale_last_layer
-from flatrob.training import TrainConfig, accuracy, resolve_device, train, train_clean_and_adversarial
-
-
-@pytest.fixture(scope="module")
-def trained():
-    s = load_digits()
-    torch.manual_seed(0)
-    model = DigitsCNN(channels=8, width=32)
-    train(model, s.x_train, s.y_train, TrainConfig(epochs=15, batch_size=128), device=torch.device("cpu"), progress=False)
-    return model.eval(), s.x_test[:40], s.y_test[:40]
+from flatrob.provenance import resolve_device
+from flatrob.training import TrainConfig, accuracy, train_clean_and_adversarial
 
 
 # ---------------------------------------------------------------- stumps
@@ -146,42 +138,42 @@ def test_resolve_device():
 
 def test_scaling_and_loss_growth_checks():
     falling = torch.tensor([[3.0, 2.0], [2.0, 2.0], [1.0, 0.5]])
-    assert claims.check_scaling(falling, [1, 2, 3], "v").verdict == "reproduced"
+    assert checks.check_scaling(falling, [1, 2, 3], "v").verdict == "reproduced"
     bump = torch.tensor([[3.0, 2.0, 1.0], [2.0, 2.5, 0.5], [1.0, 0.5, 0.1]])
-    assert claims.check_scaling(bump, [1, 2, 3], "v").verdict == "partly"
-    assert claims.check_scaling(falling.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
+    assert checks.check_scaling(bump, [1, 2, 3], "v").verdict == "partly"
+    assert checks.check_scaling(falling.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
     with pytest.raises(ValueError, match="ascending"):
-        claims.check_scaling(falling, [3, 2, 1], "v")
+        checks.check_scaling(falling, [3, 2, 1], "v")
     shrinking = torch.tensor([[0.5, 0.4, 0.3], [0.1, 1e-4, 0.2], [0.0, 0.0, 1e-5]])
-    assert claims.check_loss_growth(shrinking, [1, 2, 3], "v").verdict == "reproduced"
-    assert claims.check_loss_growth(shrinking.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
+    assert checks.check_loss_growth(shrinking, [1, 2, 3], "v").verdict == "reproduced"
+    assert checks.check_loss_growth(shrinking.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
 
 
 def test_masking_basin_detector_and_confidence_checks():
     s = [1, 10, 100]
-    masked = claims.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0] * 3, [0.05] * 3)
+    masked = checks.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0] * 3, [0.05] * 3)
     assert masked.verdict == "reproduced"
-    real = claims.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0, 0.5, 0.93], [0.05, 0.5, 0.9])
+    real = checks.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0, 0.5, 0.93], [0.05, 0.5, 0.9])
     assert real.verdict == "not reproduced"  # everything rises: robustness, not masking
-    assert claims.check_gradient_masking(s, [0.98] * 3, [0.0, 0.05, 0.1], [0.0] * 3, [0.05] * 3).verdict == "not reproduced"
+    assert checks.check_gradient_masking(s, [0.98] * 3, [0.0, 0.05, 0.1], [0.0] * 3, [0.05] * 3).verdict == "not reproduced"
 
-    assert claims.check_basin(torch.tensor([2, 3, 4]), torch.tensor([40, 60, 80]), "d").verdict == "reproduced"
-    assert claims.check_basin(torch.tensor([2, 3, 4]), torch.tensor([3, 4, 5]), "d").verdict == "partly"
-    assert claims.check_basin(torch.tensor([4, 5, 6]), torch.tensor([1, 2, 3]), "d").verdict == "not reproduced"
-    assert claims.check_clean_trace(torch.tensor([0.6]), torch.tensor([1.0])).verdict == "reproduced"
-    assert claims.check_clean_trace(torch.tensor([1.0]), torch.tensor([0.6])).verdict == "not reproduced"
+    assert checks.check_basin(torch.tensor([2, 3, 4]), torch.tensor([40, 60, 80]), "d").verdict == "reproduced"
+    assert checks.check_basin(torch.tensor([2, 3, 4]), torch.tensor([3, 4, 5]), "d").verdict == "partly"
+    assert checks.check_basin(torch.tensor([4, 5, 6]), torch.tensor([1, 2, 3]), "d").verdict == "not reproduced"
+    assert checks.check_clean_trace(torch.tensor([0.6]), torch.tensor([1.0])).verdict == "reproduced"
+    assert checks.check_clean_trace(torch.tensor([1.0]), torch.tensor([0.6])).verdict == "not reproduced"
 
     good, coin = np.array([0.93, 0.92, 0.95]), np.array([0.5, 0.55, 0.45])
-    assert claims.check_detector(good, coin, "m").verdict == "reproduced"
-    assert claims.check_detector(np.array([0.8, 0.8]), coin, "m").verdict == "partly"
-    assert claims.check_detector(coin, good, "m").verdict == "not reproduced"
+    assert checks.check_detector(good, coin, "m").verdict == "reproduced"
+    assert checks.check_detector(np.array([0.8, 0.8]), coin, "m").verdict == "partly"
+    assert checks.check_detector(coin, good, "m").verdict == "not reproduced"
 
     n = 20
     kappa = {"clean": torch.full((n,), 0.1), "boundary": torch.full((n,), 100.0), "adversarial": torch.full((n,), 0.01)}
     conf = {"clean": torch.full((n,), 0.999), "boundary": torch.full((n,), 0.5), "adversarial": torch.full((n,), 0.999)}
     wrong = {k: torch.ones(n, dtype=torch.bool) for k in kappa}
-    assert claims.check_confidently_wrong_flat(kappa, conf, wrong).verdict == "reproduced"
+    assert checks.check_confidently_wrong_flat(kappa, conf, wrong).verdict == "reproduced"
     sharp = dict(kappa, adversarial=torch.full((n,), 50.0))
-    assert claims.check_confidently_wrong_flat(sharp, conf, wrong).verdict == "not reproduced"
+    assert checks.check_confidently_wrong_flat(sharp, conf, wrong).verdict == "not reproduced"
     unsure = dict(conf, adversarial=torch.full((n,), 0.6))
-    assert claims.check_confidently_wrong_flat(kappa, unsure, wrong).verdict == "not testable here"
+    assert checks.check_confidently_wrong_flat(kappa, unsure, wrong).verdict == "not testable here"

@@ -8,7 +8,7 @@ import torch
 from flatrob import flatness
 from flatrob.data import load_digits
 from flatrob.models import DigitsCNN, last_layer_inputs, last_linear, rescale_feature_layer
-from flatrob.runs import provenance, provenance_line
+from flatrob.provenance import provenance, provenance_line
 from flatrob.training import TrainConfig, fit_or_load
 
 
@@ -85,7 +85,7 @@ def test_provenance_is_json():
 def test_git_commit_dirty_ignores_data(tmp_path):
     import subprocess
 
-    from flatrob.runs import git_commit
+    from flatrob.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

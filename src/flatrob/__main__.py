@@ -1,58 +1,106 @@
-"""Command line: ``python -m flatrob run CHAPTER -p name value ...`` and ``python -m flatrob params CHAPTER``."""
+"""Command line: ``python -m flatrob run CHAPTER -p name value ...`` and friends (``python -m flatrob -h``).
+
+Exit codes: 0 done, 1 a chapter failed (its partial run is kept), 2 bad parameters or
+arguments (nothing was computed), 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
-from flatrob.runs import ParameterError, chapter, chapters, parameter_defaults, parse_value, run_chapter
+from flatrob.runs import ParameterError, RunFailed, chapters, parameter_spec, parse_value, partial_runs, run_chapter
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m flatrob", description="Run the book's chapters as parameterised jobs.")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a chapter with parameters and store the run under data/runs/")
     run.add_argument("chapter", help="chapter name (see 'list')")
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="a parameter (YAML value: 40, 0.5, true, [1, 2], text)")
-    run.add_argument("--name", help="run folder name (default: UTC time and a hash of the parameters)")
+                     help="a parameter (YAML value: 40, 0.5, 1e-3, true, [1, 2], text)")
+    run.add_argument("--name", help="run folder name (default: UTC time, a hash of the parameters, a random suffix)")
     run.add_argument("--out", type=Path, help="root folder of runs (default: data/runs)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", help="do not echo the chapter's output (it is still in run.log)")
     sub.add_parser("list", help="the chapters that can be run")
-    params = sub.add_parser("params", help="a chapter's parameters, defaults and constraints")
+    params = sub.add_parser("params", help="a chapter's parameters, defaults and what they accept")
     params.add_argument("chapter")
     sub.add_parser("ledger", help="merge data/claims/*.json into data/claims.json and print the verdicts")
-    args = ap.parse_args(argv)
+    clean = sub.add_parser("clean", help="list runs that did not finish (.partial folders); --remove deletes them")
+    clean.add_argument("--remove", action="store_true", help="delete them")
+    clean.add_argument("--out", type=Path, help="root folder of runs (default: data/runs)")
+    promote = sub.add_parser("promote", help="let an uncommitted run count as evidence in the book (or --undo)")
+    promote.add_argument("run", type=Path, help="the run folder, data/runs/<chapter>/<run>")
+    promote.add_argument("--undo", action="store_true")
+    return ap
 
-    try:
-        if args.command == "ledger":
-            from flatrob.claims import build_ledger
 
-            for e in build_ledger():
-                print(f"claim {e['id']:2d}  {e['verdict']:18s} {e['statement']}")
-            return 0
-        if args.command == "list":
-            for name, spec in chapters().items():
-                print(f"{name:20s} book/{spec.path}")
-            return 0
-        if args.command == "params":
-            spec = chapter(args.chapter)
-            for pname, (default, comment) in parameter_defaults(args.chapter).items():
-                c = spec.constraints.get(pname)
-                extra = "" if c is None else "  " + ", ".join(f"{k}={v}" for k, v in vars(c).items() if v is not None)
-                print(f"{pname:18s} = {default!r:22s} # {comment}{extra}")
-            return 0
-        names = [n for n, _ in args.param]
-        if len(set(names)) != len(names):
-            raise ParameterError(f"a parameter is given twice: {names}")
-        overrides = {n: parse_value(v) for n, v in args.param}
-        out = run_chapter(args.chapter, overrides, out_root=args.out, run_name=args.name, progress=not args.no_progress)
-    except ParameterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "ledger":
+        from flatrob.ledger import build
+
+        for e in build():
+            print(f"claim {e['id']:2d}  {e['verdict']:22s} {e['statement']}")
+        return 0
+    if args.command == "list":
+        for name, path in chapters().items():
+            print(f"{name:20s} book/{path}")
+        return 0
+    if args.command == "params":
+        for p in parameter_spec(args.chapter).values():
+            print(p.describe())
+        return 0
+    if args.command == "clean":
+        found = partial_runs(args.out)
+        for p in found:
+            if args.remove:
+                shutil.rmtree(p)
+            print(("removed " if args.remove else "") + str(p))
+        if not found:
+            print("no unfinished runs")
+        elif not args.remove:
+            print(f"{len(found)} unfinished run(s); remove with: python -m flatrob clean --remove")
+        return 0
+    if args.command == "promote":
+        from flatrob.provenance import PROMOTED
+
+        if not (args.run / "provenance.json").is_file():
+            raise ParameterError(f"{args.run} is not a finished run (no provenance.json)")
+        marker = args.run / PROMOTED
+        if args.undo:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.write_text("This run counts as evidence in the book although it is not committed.\n")
+        print(("demoted " if args.undo else "promoted ") + str(args.run))
+        return 0
+    names = [n for n, _ in args.param]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"a parameter is given twice: {names}")
+    overrides = {n: parse_value(v) for n, v in args.param}
+    out = run_chapter(args.chapter, overrides, out_root=args.out, run_name=args.name, progress=not args.no_progress,
+                      echo=None if args.quiet else sys.stderr)
     print(f"run stored in {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ParameterError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RunFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        left = partial_runs(getattr(args, "out", None)) if args.command == "run" else []
+        where = f"; the unfinished run is in {left[-1]} (python -m flatrob clean lists and removes such runs)" if left else ""
+        print(f"interrupted{where}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,25 +16,29 @@ records the same statistics: the control the uncanny valley is compared with.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from flatrob import flatness
-from flatrob.models import FeatureClassifier, last_linear
+from flatrob.models import FeatureClassifier, last_linear, on_model
+from flatrob.provenance import progress_bar
 
 __all__ = [
     "AttackConfig",
+    "STAT_NAMES",
     "Trajectory",
+    "curves",
     "input_gradient_norms",
     "interpolation_path",
     "pgd",
     "record_statistics",
     "square",
+    "valley_summary",
 ]
 
 Norm = Literal["linf", "l2"]
@@ -136,6 +140,88 @@ class Trajectory:
         return frame
 
 
+def curves(traj: Trajectory, **labels: Any) -> pd.DataFrame:
+    """Per-step quartiles of every statistic over the samples classified correctly at the start.
+
+    One row per (step, statistic) with columns q25, median, q75, mean and the ``labels``.
+    Also ``flipped``: the fraction of those samples misclassified at that step (NaN when none started correct).
+    """
+    sel = traj.pred[0] == traj.labels
+    rows = []
+    for name in STAT_NAMES:
+        v = traj.stats[name][:, sel].double()
+        q = torch.quantile(v, torch.tensor([0.25, 0.5, 0.75], dtype=v.dtype), dim=1) if v.shape[1] else torch.full((3, v.shape[0]), float("nan"))
+        for t in range(v.shape[0]):
+            rows.append({"step": t, "stat": name, "q25": float(q[0, t]), "median": float(q[1, t]),
+                         "q75": float(q[2, t]), "mean": float(v[t].mean()) if v.shape[1] else float("nan")})
+    frame = pd.DataFrame(rows)
+    flipped = (traj.pred[:, sel] != traj.labels[sel]).double().mean(1).numpy()
+    frame["flipped"] = flipped[frame["step"].to_numpy()]
+    for k, v in labels.items():
+        frame[k] = v
+    return frame
+
+
+def _median(t: Tensor) -> float:
+    return float(t.double().median()) if t.numel() else float("nan")
+
+
+#: The shape statistics of :func:`valley_summary` (NaN where no sample flipped).
+VALLEY_KEYS = ("start", "peak", "final", "peak_over_start", "final_over_peak", "flip_step", "peak_step",
+               "peak_minus_flip", "abs_peak_minus_flip", "final_confidence", "final_wrong",
+               "feature_norm_max_over_min", "decades_phi_sq", "decades_one_minus_p2")
+
+
+def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, float]:
+    """Per-sample shape statistics of one statistic along the paths of samples that start correct and flip.
+
+    Medians over those samples of: the start, peak and final values, the
+    peak/start and final/peak ratios, the flip and peak steps and their offset,
+    the final confidence, the max/min ratio of ||phi||, and how many decades of
+    change the factors ||phi||^2 and 1 - ||p||^2 of Tr H each span. Every key of
+    :data:`VALLEY_KEYS` is present; its value is NaN when no sample flipped
+    (``n_flipped`` is then 0), so tables and checks never meet a missing column.
+    """
+    flip = traj.flip_step()
+    start_correct = traj.pred[0] == traj.labels
+    sel = start_correct & (flip > 0)
+    n_start_correct = int(start_correct.sum())
+    out: dict[str, float] = {
+        "steps": traj.steps,
+        "n_samples": int(len(traj.labels)),
+        "n_start_correct": n_start_correct,
+        "n_flipped": int(sel.sum()),
+        "flipped_fraction": float(sel.sum()) / n_start_correct if n_start_correct else float("nan"),
+    }
+    out |= {k: float("nan") for k in VALLEY_KEYS}
+    if not sel.any():
+        return out
+    v = traj.stats[stat][:, sel].double()
+    start, peak, final = v[0], v.max(0).values, v[-1]
+    peak_step = v.argmax(0)
+    phi_sq = traj.stats["feature_norm"][:, sel].double() ** 2
+    one_minus_p2 = traj.stats["trace"][:, sel].double() / phi_sq
+    decades = lambda a: (a.log10().max(0).values - a.log10().min(0).values)  # noqa: E731
+    norm = traj.stats["feature_norm"][:, sel].double()
+    out |= {
+        "start": _median(start),
+        "peak": _median(peak),
+        "final": _median(final),
+        "peak_over_start": _median(peak / start),
+        "final_over_peak": _median(final / peak),
+        "flip_step": _median(flip[sel]),
+        "peak_step": _median(peak_step),
+        "peak_minus_flip": _median((peak_step - flip[sel]).double()),
+        "abs_peak_minus_flip": _median((peak_step - flip[sel]).abs().double()),
+        "final_confidence": _median(traj.stats["confidence"][-1, sel]),
+        "final_wrong": float((traj.pred[-1, sel] != traj.labels[sel]).double().mean()),
+        "feature_norm_max_over_min": _median(norm.max(0).values / norm.min(0).values),
+        "decades_phi_sq": _median(decades(phi_sq)),
+        "decades_one_minus_p2": _median(decades(one_minus_p2.clamp_min(1e-300))),
+    }
+    return out
+
+
 def record_statistics(model: FeatureClassifier, logits: Tensor, phi_sq: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Statistics of forward passes: probs (..., n, k) and a dict of (..., n) tensors named in ``STAT_NAMES``.
 
@@ -209,22 +295,23 @@ def pgd(
     config: AttackConfig = AttackConfig(),
     *,
     track: bool = False,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> Tensor | Trajectory:
-    """Untargeted PGD on the cross-entropy. x (n, ...) in [0, 1], y (n,) on the model's device.
+    """Untargeted PGD on the cross-entropy. x (n, ...) in [0, 1] and y (n,) on any device.
 
-    Returns the adversarial inputs (n, ...) or, with ``track=True``, a
-    :class:`Trajectory` (on the CPU) whose iterate 0 is the starting point (the
-    clean input, or the random start) and iterate T the returned input. The
-    model is put in eval mode.
+    Returns the adversarial inputs (n, ...) on the model's device or, with
+    ``track=True``, a :class:`Trajectory` (on the CPU) whose iterate 0 is the
+    starting point (the clean input, or the random start) and iterate T the
+    returned input. The model is put in eval mode. ``progress``: a bar over the
+    steps (None: when ``$FLATROB_PROGRESS`` is 1).
     """
     model.eval()
-    x = x.detach()
+    x, y = on_model(model, x.detach(), y)
     x_adv = x.clone()
     if config.random_start:
         x_adv = _random_start(x, config, torch.Generator().manual_seed(config.seed))
     rec = _Recorder(model, y)
-    for _ in tqdm(range(config.steps), desc=f"PGD-{config.norm}", disable=not progress, leave=False):
+    for _ in progress_bar(range(config.steps), progress=progress, desc=f"PGD-{config.norm}", leave=False):
         x_adv.requires_grad_(True)
         if track:
             logits, phi = model.forward_with_features(x_adv)
@@ -262,13 +349,15 @@ def interpolation_path(
     """Control path: x_t = (1 - t/T) x + (t/T) u for t = 0..T, u noise of x's shape.
 
     ``gaussian``: u ~ N(0.5, 0.25^2) clipped to [0, 1]; ``uniform``: u ~ U[0, 1].
-    Records the statistics of :func:`record_statistics` at every point.
+    Records the statistics of :func:`record_statistics` at every point; x and y on any device,
+    the :class:`Trajectory` on the CPU.
     """
     if target not in ("gaussian", "uniform"):
         raise ValueError(f"target must be 'gaussian' or 'uniform'; got {target!r}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
     model.eval()
+    x, y = on_model(model, x, y)
     gen = torch.Generator().manual_seed(seed)
     if target == "uniform":
         u = torch.rand(x.shape, generator=gen)
@@ -285,10 +374,12 @@ def interpolation_path(
 def input_gradient_norms(model: FeatureClassifier, x: Tensor, y: Tensor, batch_size: int = 1024) -> Tensor:
     """(n,) l_inf norm of the gradient of each sample's cross-entropy with respect to its input, in the model's dtype.
 
-    An entry that is exactly 0 means a signed-gradient attack (PGD-l_inf) cannot
-    move that input at all: the softmax has saturated and the gradient underflowed.
+    x and y on any device; the result on the CPU. An entry that is exactly 0 means
+    a signed-gradient attack (PGD-l_inf) cannot move that input at all: the
+    softmax has saturated and the gradient underflowed.
     """
     model.eval()
+    x, y = on_model(model, x, y)
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].detach().clone().requires_grad_(True)
@@ -309,7 +400,7 @@ def square(
 ) -> Tensor:
     """The Square attack of Andriushchenko et al. (gradient-free, random search), as torchattacks 3.5.1 implements it.
 
-    x (n, c, h, w) in [0, 1], y (n,) on the model's device -> adversarial inputs (n, c, h, w).
+    x (n, c, h, w) in [0, 1] and y (n,) on any device -> adversarial inputs (n, c, h, w) on the model's device.
     Its objective is the logit margin ``z_y - max_{j != y} z_j``, which only
     scales with the last layer, so it sees through the saturation that stops PGD.
     """
@@ -320,6 +411,7 @@ def square(
     if not eps > 0 or n_queries < 1:
         raise ValueError(f"eps must be > 0 and n_queries >= 1; got {eps}, {n_queries}")
     model.eval()
+    x, y = on_model(model, x, y)
     attack = torchattacks.Square(model, norm="Linf" if norm == "linf" else "L2", eps=eps, n_queries=n_queries,
                                  n_restarts=1, loss="margin", seed=seed)
     devices = [x.device.index or 0] if x.device.type == "cuda" else []

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.func import jvp, vjp
 
 from flatrob import flatness
+from flatrob.models import on_model
 
 __all__ = [
     "BoundTerms",
@@ -140,7 +141,10 @@ def lipschitz_local(features: nn.Module | callable, x: Tensor, iters: int = 30, 
     Per-sample Jacobians, batched: phi acts on each sample independently
     (eval mode), so one jvp and one vjp of the batch apply J_i and J_i^T to
     every sample's own vector. A lower bound of the Lipschitz constant near x.
+    ``features`` is a module or a bound method such as ``model.features``; x on any
+    device (moved to the model's); the result on the CPU.
     """
+    (x,) = on_model(features, x)
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
     v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
@@ -152,22 +156,23 @@ def lipschitz_local(features: nn.Module | callable, x: Tensor, iters: int = 30, 
         sigma = jv.flatten(1).norm(dim=1)
         norm = jtjv.flatten(1).norm(dim=1).clamp_min(1e-30)
         v = jtjv / norm.view(-1, *[1] * (x.dim() - 1))
-    return sigma.detach()
+    return sigma.detach().cpu()
 
 
 @torch.no_grad()
 def lipschitz_pairs(features: nn.Module | callable, x: Tensor, x2: Tensor) -> Tensor:
-    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: (n, ...), (n, ...) -> (n,)."""
+    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: (n, ...), (n, ...) on any device -> (n,) on the CPU."""
+    x, x2 = on_model(features, x, x2)
     num = (features(x) - features(x2)).flatten(1).norm(dim=1)
     den = (x - x2).flatten(1).norm(dim=1)
     if (den == 0).any():
         raise ValueError("lipschitz_pairs needs x != x2 for every pair")
-    return num / den
+    return (num / den).cpu()
 
 
 def _operator_norm(layer: nn.Module, shape: tuple[int, ...], iters: int, gen: torch.Generator) -> float:
     """Spectral norm of the linear part of a Conv2d / Conv1d / Linear acting on inputs of ``shape``."""
-    w = layer.weight.detach().double()
+    w = layer.weight.detach().double().cpu()
     if isinstance(layer, nn.Linear):
         return float(torch.linalg.matrix_norm(w, ord=2))
     conv = nn.functional.conv2d if isinstance(layer, nn.Conv2d) else nn.functional.conv1d
@@ -204,7 +209,8 @@ def lipschitz_upper(body: nn.Sequential, input_shape: tuple[int, ...], iters: in
         elif not isinstance(layer, (nn.ReLU, nn.Flatten, nn.Identity)):
             raise TypeError(f"no proven Lipschitz constant for {type(layer).__name__}")
         with torch.no_grad():
-            shape = tuple(layer(torch.zeros((1, *shape), dtype=next(iter(body.parameters())).dtype)).shape[1:])
+            param = next(iter(body.parameters()))
+            shape = tuple(layer(torch.zeros((1, *shape), dtype=param.dtype, device=param.device)).shape[1:])
     return total
 
 

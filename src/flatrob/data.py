@@ -7,7 +7,7 @@ attacks work in input space) and a deterministic, stratified train/test split.
 from __future__ import annotations
 
 import math
-
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DATASETS", "Split", "circle_labels", "circle_manifold", "load_cifar", "load_dataset", "load_digits",
-           "load_mnist1d", "off_manifold_points"]
+__all__ = ["CIFAR_CHECKSUM_ENV", "DATASETS", "Split", "circle_labels", "circle_manifold", "load_cifar", "load_dataset",
+           "load_digits", "load_mnist1d", "missing_files", "off_manifold_points"]
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,9 @@ def load_cifar(root: str | Path, name: str = "cifar10", verify_md5: bool = True)
     ``verify_md5=False`` the files are not checked against the official
     checksums (used by the tests, which write small files in the same format).
     """
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    classes = {"cifar10": CIFAR10, "cifar100": CIFAR100}
-    if name not in classes:
-        raise ValueError(f"name must be one of {sorted(classes)}; got {name!r}")
-    base = classes[name]
+    if name not in ("cifar10", "cifar100"):
+        raise ValueError(f"name must be one of ['cifar10', 'cifar100']; got {name!r}")
+    base = _cifar_class(name)
     root = Path(root).expanduser()
     folder = root / base.base_folder
     archive = base.filename
@@ -204,9 +201,44 @@ def off_manifold_points(n: int, margin: float, seed: int = 0, center: float = 0.
 
 DATASETS: tuple[str, ...] = ("digits", "mnist1d", "cifar10", "cifar100")
 
+#: Set to 0 to read CIFAR-format files without checking the official checksums (the tests and the GPU check
+#: write small files in the format; a real copy of the data set is always checked).
+CIFAR_CHECKSUM_ENV = "FLATROB_CIFAR_CHECKSUM"
+
+
+def _cifar_class(name: str) -> type:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+
+
+def missing_files(name: str, root: str | Path | None = None) -> str:
+    """What is missing to load data set ``name`` on this machine, with the fix, in one line ("" if nothing).
+
+    Cheap (it looks for files, it reads none), so that a run can be refused before any compute.
+    """
+    if name not in DATASETS:
+        return f"unknown data set; choose one of {list(DATASETS)}"
+    if name not in ("cifar10", "cifar100"):
+        return ""
+    base = _cifar_class(name)
+    if not root:
+        return (f"it needs parameter 'data_root': the folder holding {base.base_folder}/ (-p data_root FOLDER); "
+                "nothing is downloaded")
+    folder = Path(root).expanduser() / base.base_folder
+    needed = [f for f, _ in base.train_list + base.test_list] + [base.meta["filename"]]
+    absent = [f for f in needed if not (folder / f).exists()]
+    if absent:
+        return (f"{folder} lacks {', '.join(absent)}; put the python version of {name.upper()} under data_root "
+                f"(the folder {base.base_folder}/ from {base.filename}); nothing is downloaded")
+    return ""
+
 
 def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Split:
-    """Load a data set by name: ``digits``, ``mnist1d`` (generated), ``cifar10``/``cifar100`` (from ``root``)."""
+    """Load a data set by name: ``digits``, ``mnist1d`` (generated), ``cifar10``/``cifar100`` (from ``root``).
+
+    CIFAR files are checked against the official checksums unless ``$FLATROB_CIFAR_CHECKSUM`` is 0.
+    """
     if name == "digits":
         return load_digits(seed=seed)
     if name == "mnist1d":
@@ -214,5 +246,5 @@ def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Sp
     if name in ("cifar10", "cifar100"):
         if root is None:
             raise ValueError(f"{name} needs data_root: the folder that holds the CIFAR files")
-        return load_cifar(root, name)
+        return load_cifar(root, name, verify_md5=os.environ.get(CIFAR_CHECKSUM_ENV, "1") != "0")
     raise ValueError(f"dataset must be one of {DATASETS}; got {name!r}")

@@ -59,12 +59,17 @@ def fit_stump(scores: np.ndarray, labels: np.ndarray) -> Stump:
 
 
 def cross_validate_stump(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """(folds,) held-out accuracies of :func:`fit_stump` under stratified k-fold cross-validation."""
+    """(folds,) held-out accuracies of :func:`fit_stump` under stratified k-fold cross-validation.
+
+    Empty when a class has fewer than ``folds`` samples: there is nothing to cross-validate.
+    """
     from sklearn.model_selection import StratifiedKFold
 
     if folds < 2:
         raise ValueError(f"folds must be >= 2; got {folds}")
     scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
+    if min(int((labels == 0).sum()), int((labels == 1).sum())) < folds:
+        return np.array([])
     accs = []
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores.reshape(-1, 1), labels):
         stump = fit_stump(scores[train], labels[train])

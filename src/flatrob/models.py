@@ -21,6 +21,8 @@ __all__ = [
     "densenet121_cifar",
     "last_layer_inputs",
     "last_linear",
+    "model_device",
+    "on_model",
     "rescale_feature_layer",
     "resnet18_cifar",
     "scale_last_layer",
@@ -70,6 +72,24 @@ class DigitsCNN(FeatureClassifier):
         self.classifier = nn.Linear(width, n_classes)
 
 
+def model_device(model: nn.Module | object) -> torch.device:
+    """The device of a model's parameters; also for a bound method such as ``model.features``."""
+    module = getattr(model, "__self__", model)
+    try:
+        return next(module.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+def on_model(model: nn.Module | object, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """``tensors`` moved to the model's device: the one place where library functions put inputs where the model is.
+
+    Tensors already there are returned as they are (no copy).
+    """
+    device = model_device(model)
+    return tuple(t.to(device) for t in tensors)
+
+
 def last_linear(model: nn.Module) -> nn.Linear:
     """The last layer ``W`` (an ``nn.Linear``) of a :class:`FeatureClassifier`."""
     layer = getattr(model, "classifier", None)
@@ -115,8 +135,7 @@ def last_layer_inputs(
     closed forms and their autograd references can be compared in double precision.
     """
     model.eval()
-    device = next(model.parameters()).device
-    phi = torch.cat([model.features(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    phi = torch.cat([model.features(*on_model(model, x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
     layer = last_linear(model)
     w = layer.weight.detach().cpu()
     b = None if layer.bias is None else layer.bias.detach().cpu()

@@ -1,232 +1,184 @@
-"""Provenance: what made a result (parameters, code version, device, library versions, time)."""
+"""Chapters as parameterised jobs: their parameters, checked once, and the runner that stores a run.
+
+**Parameters are declared once**, in the chapter's cell tagged ``parameters``:
+one assignment per line, its comment saying what it is, and, in square brackets
+at the end of the comment, what it accepts::
+
+    epochs = 30  # training epochs [>= 1]
+    attack_norm = "linf"  # the instrumented attack [one of: linf, l2]
+    scales = [0.25, 1.0, 50.0]  # last-layer scales s [> 0; ascending; contains 1.0]
+    dataset = "digits"  # the data [one of: DATASETS]
+
+Rules, separated by ``;``: ``>= x``, ``> x``, ``<= x``, ``< x`` (for a list: every
+item), ``one of: a, b, c`` or ``one of: DATASETS | ARCHITECTURES | DEVICES``
+(for a list: every item), ``ascending``, ``contains x``, ``starts at x``. The
+type is the default's (an integer parameter takes integers; a float parameter
+takes any number, written in any YAML or Python float syntax, and never NaN or
+an infinity). Lists are never empty.
+
+:func:`validate` checks a set of values against these rules and against the
+machine (``device cuda`` needs CUDA; a CIFAR data set needs ``data_root`` with
+its files) before anything is computed. :func:`setup_chapter` is the one call a
+chapter makes after its parameters cell; :func:`run_chapter` executes a chapter
+with papermill and stores the run under ``data/runs/<chapter>/<run>/``.
+"""
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
+import hashlib
 import json
+import math
 import os
-import platform
-import subprocess
-from dataclasses import dataclass, field
+import re
+import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from flatrob import ledger
+from flatrob.checks import Check
+from flatrob.provenance import (
+    DEVICES,
+    PROGRESS_ENV,
+    atomic_write_text,
+    provenance,
+    provenance_line,
+    repo_root,
+    resolve_device,
+    save_results,
+)
+
 __all__ = [
-    "Chapter",
-    "Constraint",
+    "ChapterContext",
+    "Parameter",
     "ParameterError",
+    "RunFailed",
+    "chapter_path",
     "chapters",
     "check_parameters",
-    "committed_runs",
-    "git_commit",
-    "parameter_defaults",
+    "parameter_spec",
     "parse_value",
-    "provenance",
-    "provenance_line",
-    "repo_root",
+    "partial_runs",
     "run_chapter",
-    "save_results",
+    "setup_chapter",
     "validate",
 ]
 
 
-def repo_root() -> Path:
-    """The repository root (the folder holding ``_config.yml``) above this package."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "_config.yml").exists() and (parent / "src" / "flatrob").exists():
-            return parent
-    return Path.cwd()
+class ParameterError(ValueError):
+    """A chapter parameter that is unknown, of the wrong type, out of range, or impossible on this machine."""
 
 
-def git_commit(root: Path | None = None) -> str:
-    """Short commit hash of the repository, with ``+dirty`` when tracked files differ; ``unknown`` outside git.
-
-    Files under ``data/`` (results the chapters write, such as the claims ledger) do not make the code dirty.
-    """
-    root = root or repo_root()
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("+dirty" if dirty else "")
-
-
-def _device_name(device: torch.device | str | None) -> str:
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if device.type == "cuda" and torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def provenance(params: dict[str, Any] | None = None, device: torch.device | str | None = None) -> dict[str, Any]:
-    """A JSON-serialisable record of how a result was made."""
-    import numpy
-    import sympy
-
-    return {
-        "params": dict(params or {}),
-        "commit": git_commit(),
-        "device": _device_name(device),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": numpy.__version__,
-            "sympy": sympy.__version__,
-        },
-        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def provenance_line(record: dict[str, Any]) -> str:
-    """One line for a figure caption: parameters, device, commit."""
-    params = ", ".join(f"{k}={json.dumps(v)}" for k, v in record["params"].items())
-    return f"parameters: {params} | device: {record['device']} | commit: {record['commit']}"
+class RunFailed(RuntimeError):
+    """A chapter stopped with an error; the partial run (with the executed notebook) is kept for inspection."""
 
 
 # ---------------------------------------------------------------------------
-# chapters as parameterised jobs
+# the chapters
 
 
-class ParameterError(ValueError):
-    """A chapter parameter that is unknown, of the wrong type or out of range."""
+def _book() -> Path:
+    root = repo_root()
+    if not (root / "_toc.yml").is_file():
+        raise ParameterError(
+            f"no book found at {root}: run inside the repository (a folder with _config.yml, _toc.yml and book/) "
+            "or set FLATROB_ROOT"
+        )
+    return root
 
 
-@dataclass(frozen=True)
-class Constraint:
-    """What a parameter accepts beyond the type of its default."""
+def chapters() -> dict[str, Path]:
+    """The chapters that can be run, by name (the file's stem), as paths relative to ``book/``, in book order.
 
-    choices: tuple[Any, ...] | None = None
-    min: float | None = None
-    max: float | None = None
-    item_min: float | None = None  # for lists: every item >= item_min
-    item_choices: tuple[Any, ...] | None = None  # for lists: every item among these
+    Read from ``_toc.yml``: every entry that is a MyST notebook.
+    """
+    import yaml
 
-
-@dataclass(frozen=True)
-class Chapter:
-    """A chapter that can be run as a job: its MyST file (relative to book/) and its parameters' constraints."""
-
-    path: str
-    constraints: dict[str, Constraint] = field(default_factory=dict)
-
-
-def _chapters() -> dict[str, Chapter]:
-    from flatrob.data import DATASETS
-    from flatrob.models import ARCHITECTURES
-
-    pos = Constraint(min=1)
-    training = {  # the experiment chapters' shared training and device parameters
-        "dataset": Constraint(choices=DATASETS), "architecture": Constraint(choices=tuple(ARCHITECTURES)),
-        "epochs": pos, "lr": Constraint(min=1e-12), "batch_size": pos, "device": Constraint(choices=("auto", "cpu", "cuda")),
-    }
-    adversarial = {"adv_eps": Constraint(min=1e-12), "adv_steps": pos, "adv_step_size": Constraint(min=1e-12)}
-    return {
-        "intro": Chapter("intro.md"),
-        "reproduction": Chapter("reproduction.md"),
-        "relative-flatness": Chapter(
-            "theory/relative-flatness.md",
-            {"epochs": pos, "lr": Constraint(min=1e-12), "batch_size": pos, "channels": pos, "width": pos,
-             "lambdas": Constraint(item_min=1e-12), "n_autograd": pos},
-        ),
-        "closed-form": Chapter(
-            "theory/closed-form.md",
-            {"epochs": pos, "lr": Constraint(min=1e-12), "batch_size": pos, "channels": pos, "width": pos,
-             "n_check": pos, "symbolic_sizes": Constraint(item_choices=(2, 3, 4, 5, 6))},
-        ),
-        "loss-change": Chapter(
-            "theory/loss-change.md",
-            {"symbolic_sizes": Constraint(item_choices=(2, 3, 4, 5, 6)), "n_random": pos, "epochs": pos,
-             "attack_eps": Constraint(min=1e-12), "attack_steps": pos},
-        ),
-        "feature-robustness": Chapter(
-            "theory/feature-robustness.md",
-            {"symbolic_sizes": Constraint(item_choices=(2, 3, 4, 5)), "n_points": pos, "n_haar": pos, "epochs": pos,
-             "deltas": Constraint(item_min=1e-12)},
-        ),
-        "bridging-lemma": Chapter(
-            "theory/bridging-lemma.md",
-            {"epochs": pos, "n_points": pos, "radii": Constraint(item_min=1e-12), "power_iters": pos},
-        ),
-        "local-bound": Chapter(
-            "theory/local-bound.md",
-            {"epochs": pos, "n_points": pos, "radii": Constraint(item_min=1e-12), "attack_steps": pos,
-             "budget": Constraint(min=1e-12), "scales": Constraint(item_min=1e-12), "n_random": pos},
-        ),
-        "not-global": Chapter(
-            "theory/not-global.md",
-            {"n_classes": Constraint(min=2, max=12), "n_train": pos, "noise": Constraint(min=0),
-             "margin": Constraint(min=0, max=0.2), "epochs": pos, "hidden": Constraint(item_min=1),
-             "attack_eps": Constraint(item_min=1e-12), "attack_steps": pos, "n_attack": pos, "grid": Constraint(min=8)},
-        ),
-        "last-layer-scaling": Chapter(
-            "experiments/last-layer-scaling.md",
-            {**training, "scales": Constraint(item_min=1e-12), "attack_eps": Constraint(min=1e-12),
-             "attack_steps": pos, "attack_step_size": Constraint(min=1e-12), "n_samples": pos},
-        ),
-        "gradient-masking": Chapter(
-            "experiments/gradient-masking.md",
-            {**training, "scales": Constraint(item_min=1e-12), "attack_eps": Constraint(min=1e-12),
-             "attack_steps": pos, "attack_step_size": Constraint(min=1e-12), "square_queries": pos, "n_samples": pos},
-        ),
-        "basin": Chapter(
-            "experiments/basin.md",
-            {**training, **adversarial, "walk_eps": Constraint(min=1e-12), "walk_steps": pos,
-             "walk_step_size": Constraint(min=1e-12), "rise_threshold": Constraint(min=1e-12),
-             "rise_factor": Constraint(min=1.0 + 1e-9), "n_samples": pos},
-        ),
-        "confidence-flatness": Chapter(
-            "experiments/confidence-flatness.md",
-            {**training, "attack_norm": Constraint(choices=("linf", "l2")), "attack_eps": Constraint(min=1e-12),
-             "attack_steps": pos, "attack_step_size": Constraint(min=1e-12), "n_samples": pos},
-        ),
-        "detector": Chapter(
-            "experiments/detector.md",
-            {**training, **adversarial, "attack_eps": Constraint(min=1e-12), "attack_steps": pos,
-             "attack_step_size": Constraint(min=1e-12), "folds": Constraint(min=2, max=20), "n_samples": pos},
-        ),
-        "uncanny-valley": Chapter(
-            "experiments/uncanny-valley.md",
-            {
-                **training, **adversarial, "attack_norm": Constraint(choices=("linf", "l2")),
-                "attack_eps": Constraint(min=1e-12), "attack_steps": pos, "attack_step_size": Constraint(min=1e-12),
-                "n_samples": pos, "noise_steps": pos,
-            },
-        ),
-    }
-
-
-def chapters() -> dict[str, Chapter]:
-    """The chapters that ``python -m flatrob run`` knows, by name."""
-    return _chapters()
-
-
-def chapter(name: str) -> Chapter:
-    known = chapters()
-    if name not in known:
-        raise ParameterError(f"unknown chapter {name!r}; chapters: {', '.join(sorted(known))}")
-    return known[name]
+    root = _book()
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
+    out = {}
+    for f in files:
+        path = root / "book" / f"{f}.md"
+        if path.is_file() and path.read_text().startswith("---\njupytext:"):
+            out[Path(f).name] = Path(f"{f}.md")
+    return out
 
 
 def chapter_path(name: str) -> Path:
-    return repo_root() / "book" / chapter(name).path
+    """The MyST file of a chapter."""
+    known = chapters()
+    if name not in known:
+        raise ParameterError(f"unknown chapter {name!r}; chapters: {', '.join(known)}")
+    return repo_root() / "book" / known[name]
 
 
-def parameter_defaults(name: str) -> dict[str, tuple[Any, str]]:
-    """The chapter's ``parameters`` cell as {name: (default, comment)}, read without executing anything."""
-    import ast
+# ---------------------------------------------------------------------------
+# parameters, declared once in the parameters cell
 
+
+def _named_choices(name: str) -> tuple[Any, ...]:
+    if name == "DATASETS":
+        from flatrob.data import DATASETS
+
+        return DATASETS
+    if name == "ARCHITECTURES":
+        from flatrob.models import ARCHITECTURES
+
+        return tuple(ARCHITECTURES)
+    if name == "DEVICES":
+        return DEVICES
+    raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One line of a parameters cell: name, default, what it is (``doc``) and what it accepts (``rules``)."""
+
+    name: str
+    default: Any
+    doc: str
+    rules: tuple[str, ...]
+
+    def describe(self) -> str:
+        """The line as ``flatrob params`` prints it, with named choice sets spelled out."""
+        rules = []
+        for r in self.rules:
+            m = re.fullmatch(r"one of:\s*([A-Z]+)", r)
+            rules.append(f"one of: {', '.join(map(str, _named_choices(m.group(1))))}" if m else r)
+        comment = " ".join(filter(None, [self.doc, f"[{'; '.join(rules)}]" if rules else ""]))
+        return f"{self.name} = {self.default!r}" + (f"  # {comment}" if comment else "")
+
+
+_RULE = re.compile(r"^(.*?)\s*\[([^\[\]]*)\]\s*$")
+_BOUND = re.compile(r"^(>=|>|<=|<)\s*(\S+)$")
+
+
+def _parse_comment(chapter_name: str, name: str, comment: str) -> tuple[str, tuple[str, ...]]:
+    m = _RULE.match(comment)
+    if not m:
+        return comment, ()
+    rules = tuple(r.strip() for r in m.group(2).split(";") if r.strip())
+    for r in rules:  # fail at once on a rule the validator would not understand
+        ok = (_BOUND.match(r) and _number(_BOUND.match(r).group(2)) is not None) or r == "ascending" \
+            or re.fullmatch(r"(contains|starts at)\s+\S+", r) or r.startswith("one of:")
+        if r.startswith("one of:") and re.fullmatch(r"one of:\s*[A-Z]+", r):
+            try:
+                _named_choices(r.split(":", 1)[1].strip())
+            except KeyError:
+                ok = False
+        if not ok:
+            raise RuntimeError(f"chapter {chapter_name!r}, parameter {name!r}: rule {r!r} is not understood")
+    return m.group(1), rules
+
+
+def parameter_spec(name: str) -> dict[str, Parameter]:
+    """The chapter's ``parameters`` cell, read without executing anything: {name: Parameter}."""
     import jupytext
 
     nb = jupytext.read(chapter_path(name))
@@ -235,80 +187,153 @@ def parameter_defaults(name: str) -> dict[str, tuple[Any, str]]:
         raise RuntimeError(f"chapter {name!r} must have exactly one cell tagged 'parameters'")
     source = cells[0].source
     lines = source.splitlines()
-    out: dict[str, tuple[Any, str]] = {}
+    out: dict[str, Parameter] = {}
     for node in ast.parse(source).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             raise RuntimeError(f"chapter {name!r}: the parameters cell may only hold simple assignments")
-        line = lines[node.lineno - 1]
+        pname = node.targets[0].id
+        line = lines[node.end_lineno - 1]
         comment = line.split("#", 1)[1].strip() if "#" in line else ""
-        out[node.targets[0].id] = (ast.literal_eval(node.value), comment)
+        doc, rules = _parse_comment(name, pname, comment)
+        out[pname] = Parameter(pname, ast.literal_eval(node.value), doc, rules)
     return out
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _type_name(v: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(type(v), type(v).__name__)
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
+        type(v), type(v).__name__)
 
 
-def _check_one(chapter_name: str, pname: str, value: Any, default: Any, c: Constraint | None) -> Any:
-    where = f"parameter {pname!r} of chapter {chapter_name!r}"
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ParameterError(f"{where} must be {_type_name(default)} (default {default!r}); got {value!r}")
-    if c is None:
-        return value
-    if c.choices is not None and value not in c.choices:
-        raise ParameterError(f"{where} must be one of {list(c.choices)}; got {value!r}")
-    if c.min is not None and value < c.min:
-        raise ParameterError(f"{where} must be >= {c.min:g}; got {value!r}")
-    if c.max is not None and value > c.max:
-        raise ParameterError(f"{where} must be <= {c.max:g}; got {value!r}")
-    if isinstance(value, list):
-        if not value:
-            raise ParameterError(f"{where} must be a non-empty list; got []")
-        for item in value:
-            if not isinstance(item, (int, float)) or isinstance(item, bool):
-                raise ParameterError(f"{where} must hold numbers; got {item!r}")
-            if c.item_min is not None and item < c.item_min:
-                raise ParameterError(f"{where}: every item must be >= {c.item_min:g}; got {item!r}")
-            if c.item_choices is not None and item not in c.item_choices:
-                raise ParameterError(f"{where}: every item must be one of {list(c.item_choices)}; got {item!r}")
+def _coerce_number(value: Any, want_int: bool) -> Any:
+    """A number written in any YAML or Python syntax ("1e-3", ".nan", "1_000") as int or float; anything else unchanged."""
+    if isinstance(value, str):
+        text = value.strip()
+        parsed = _number(text)
+        if parsed is None:
+            return value
+        if want_int and re.fullmatch(r"[+-]?[0-9_]+", text):
+            return int(text)
+        value = parsed
+    if not want_int and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     return value
 
 
-def validate(chapter_name: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Check parameter values for a chapter; return the complete parameter set (defaults filled in).
+def _check_number(where: str, value: Any, want_int: bool, what: str) -> Any:
+    value = _coerce_number(value, want_int)
+    if want_int:
+        if not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ParameterError(f"{where} must be {what}; got {value!r}")
+        return value
+    if not isinstance(value, float):
+        raise ParameterError(f"{where} must be {what}; got {value!r}")
+    if not math.isfinite(value):
+        raise ParameterError(f"{where} must be a finite number; got {value!r}")
+    return value
 
-    Unknown names, wrong types and impossible values raise :class:`ParameterError`
-    with a message naming the parameter and what it accepts.
+
+def _apply_rules(where: str, value: Any, rules: tuple[str, ...]) -> None:
+    items = value if isinstance(value, list) else [value]
+    must = f"{where}: every item must be" if isinstance(value, list) else f"{where} must be"
+    for r in rules:
+        if m := _BOUND.match(r):
+            op, bound = m.group(1), float(m.group(2))
+            ok = {">=": lambda v: v >= bound, ">": lambda v: v > bound, "<=": lambda v: v <= bound,
+                  "<": lambda v: v < bound}[op]
+            bad = [v for v in items if not ok(v)]
+            if bad:
+                raise ParameterError(f"{must} {op} {bound:g}; got {bad[0]!r}")
+        elif r.startswith("one of:"):
+            spec = r.split(":", 1)[1].strip()
+            choices = _named_choices(spec) if re.fullmatch(r"[A-Z]+", spec) else tuple(
+                _coerce_number(c.strip(), False) if _number(c.strip()) is not None else c.strip() for c in spec.split(","))
+            bad = [v for v in items if v not in choices]
+            if bad:
+                raise ParameterError(f"{must} one of {list(choices)}; got {bad[0]!r}")
+        elif r == "ascending":
+            if list(value) != sorted(set(value)):
+                raise ParameterError(f"{where} must be strictly ascending; got {value}")
+        elif m := re.fullmatch(r"contains\s+(\S+)", r):
+            if float(m.group(1)) not in value:
+                raise ParameterError(f"{where} must contain {m.group(1)}; got {value}")
+        elif m := re.fullmatch(r"starts at\s+(\S+)", r):
+            if value[0] != float(m.group(1)):
+                raise ParameterError(f"{where} must start at {m.group(1)}; got {value}")
+
+
+def _check_one(chapter_name: str, p: Parameter, value: Any) -> Any:
+    where = f"parameter {p.name!r} of chapter {chapter_name!r}"
+    default = p.default
+    what = f"{_type_name(default)} (default {default!r})"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ParameterError(f"{where} must be {what}; got {value!r}")
+    elif isinstance(default, (int, float)):
+        value = _check_number(where, value, isinstance(default, int), what)
+    elif isinstance(default, list):
+        if not isinstance(value, list):
+            raise ParameterError(f"{where} must be {what}; got {value!r}")
+        if not value:
+            raise ParameterError(f"{where} must be a non-empty list; got []")
+        want_int = bool(default) and all(isinstance(v, int) and not isinstance(v, bool) for v in default)
+        value = [_check_number(where, v, want_int, "a list of " + ("integers" if want_int else "numbers"))
+                 for v in value]
+    elif not isinstance(value, type(default)):
+        raise ParameterError(f"{where} must be {what}; got {value!r}")
+    _apply_rules(where, value, p.rules)
+    return value
+
+
+def _check_machine(chapter_name: str, params: dict[str, Any]) -> None:
+    """Checks against this machine, before any compute: CUDA for ``device cuda``, the files of a CIFAR data set."""
+    where = f"chapter {chapter_name!r}"
+    if params.get("device") == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"parameter 'device' of {where} is 'cuda' but CUDA is not available on this machine; "
+                             "use -p device auto (or cpu)")
+    dataset = params.get("dataset")
+    if dataset is None:
+        return
+    from flatrob.data import missing_files
+
+    missing = missing_files(dataset, params.get("data_root") or None)
+    if missing:
+        raise ParameterError(f"parameter 'dataset' of {where} is {dataset!r}: {missing}")
+
+
+def validate(chapter_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Check parameter values for a chapter; return the complete parameter set (defaults filled in, numbers typed).
+
+    Unknown names, wrong types, values outside the rules of the parameters cell and
+    values this machine cannot run raise :class:`ParameterError`, with a message
+    naming the parameter and what it accepts.
     """
-    spec = chapter(chapter_name)
-    defaults = parameter_defaults(chapter_name)
-    unknown = sorted(set(values) - set(defaults))
+    spec = parameter_spec(chapter_name)
+    unknown = sorted(set(values) - set(spec))
     if unknown:
         raise ParameterError(
             f"unknown parameter(s) {', '.join(map(repr, unknown))} for chapter {chapter_name!r}; "
-            f"accepted: {', '.join(defaults)}"
+            f"accepted: {', '.join(spec)}"
         )
-    full = {k: d for k, (d, _) in defaults.items()} | dict(values)
-    return {k: _check_one(chapter_name, k, v, defaults[k][0], spec.constraints.get(k)) for k, v in full.items()}
+    full = {k: p.default for k, p in spec.items()} | dict(values)
+    checked = {k: _check_one(chapter_name, spec[k], v) for k, v in full.items()}
+    _check_machine(chapter_name, checked)
+    return checked
 
 
 def check_parameters(chapter_name: str, namespace: dict[str, Any]) -> dict[str, Any]:
-    """Called by a chapter right after its parameters cell: validate the values in ``namespace``."""
-    names = parameter_defaults(chapter_name)
-    return validate(chapter_name, {k: namespace[k] for k in names if k in namespace})
+    """Validate the values a chapter's parameters cell (and papermill's injected cell) left in ``namespace``."""
+    return validate(chapter_name, {k: namespace[k] for k in parameter_spec(chapter_name) if k in namespace})
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value: YAML scalars and lists (``40``, ``0.5``, ``true``, ``[1, 2]``), else the string."""
+    """A command-line value: YAML scalars and lists (``40``, ``0.5``, ``1e-3``, ``true``, ``[1, 2]``), else the string."""
     import yaml
 
     try:
@@ -317,41 +342,111 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# ---------------------------------------------------------------------------
+# the one call after a chapter's parameters cell
 
 
-def save_results(results_dir: str | Path | None, files: dict[str, Any]) -> list[Path]:
-    """Write a chapter's results into ``results_dir`` (nothing when it is empty): DataFrames as CSV, the rest as JSON.
+@dataclass
+class ChapterContext:
+    """What a chapter needs after its parameters: the checked values, the device, provenance and its caption."""
 
-    Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    name: str
+    params: dict[str, Any]
+    device: torch.device
+    provenance: dict[str, Any]
+
+    @property
+    def caption(self) -> str:
+        """The provenance line for figure captions (parameters, device, commit)."""
+        return provenance_line(self.provenance)
+
+    @property
+    def results_dir(self) -> Path | None:
+        d = self.params.get("results_dir")
+        return Path(d) if d else None
+
+    def save(self, files: dict[str, Any]) -> list[Path]:
+        """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""
+        return save_results(self.results_dir, files)
+
+    def record(self, checks: list[Check], setting: str) -> list[dict[str, Any]]:
+        """The checks as ledger entries with this run's setting and provenance, recorded in data/claims/ when the
+        book is built (``make book``); returns the entries."""
+        entries = [ledger.entry(c, setting, self.name, self.provenance) for c in checks]
+        ledger.record(self.name, entries)
+        return entries
+
+
+def setup_chapter(name: str, namespace: dict[str, Any]) -> ChapterContext:
+    """Validate the chapter's parameters, set the figure style, resolve the device and make the provenance record.
+
+    ``namespace`` is the chapter's ``globals()``. The provenance's parameters leave out
+    ``results_dir``, which says where a run is stored, not what it computes.
     """
-    if not results_dir:
-        return []
-    folder = Path(results_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fname, obj in files.items():
-        path = folder / fname
-        if hasattr(obj, "to_csv"):
-            _atomic_write_text(path, obj.to_csv(index=False))
-        else:
-            _atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-        written.append(path)
-    return written
+    from flatrob.plotting import setup
+
+    params = check_parameters(name, namespace)
+    setup()
+    device = resolve_device(params["device"]) if "device" in params else torch.device("cpu")
+    run_params = {k: v for k, v in params.items() if k != "results_dir"}
+    return ChapterContext(name, params, device, provenance(run_params, device))
 
 
-def committed_runs(chapter_name: str, root: Path | None = None) -> list[dict[str, Any]]:
-    """Runs of a chapter committed under ``data/runs/<chapter>/``: [{"dir", "params", "provenance"}], oldest first."""
-    base = (root or repo_root() / "data" / "runs") / chapter_name
-    runs = []
-    for d in sorted(base.glob("*/")) if base.exists() else []:
-        if (d / "provenance.json").exists():
-            prov = json.loads((d / "provenance.json").read_text())
-            runs.append({"dir": d, "params": prov.get("params", {}), "provenance": prov})
-    return runs
+# ---------------------------------------------------------------------------
+# the runner
+
+
+def runs_root() -> Path:
+    """Where ``flatrob run`` stores runs by default: ``data/runs`` of the repository."""
+    return repo_root() / "data" / "runs"
+
+
+def partial_runs(out_root: Path | None = None) -> list[Path]:
+    """Folders of runs that did not finish (``data/runs/<chapter>/.<run>.partial``), oldest first."""
+    base = Path(out_root) if out_root else runs_root()
+    found = [p for p in base.glob("*/.*.partial") if p.is_dir()] if base.is_dir() else []
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+class _Tee:
+    """A stream that writes to several (papermill's stdout_file / stderr_file: the terminal and the run log)."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> None:
+        for s in self.streams:
+            s.write(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+
+def _new_run_folder(base: Path, run_name: str | None, digest: str) -> tuple[Path, Path]:
+    """(partial, final) folders for a new run, the partial one created exclusively.
+
+    Without an explicit name the name is the UTC time, the parameters' hash and a
+    random suffix, so that two identical runs started in the same second never meet.
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        name = run_name or (f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{digest}-"
+                            f"{secrets.token_hex(2)}")
+        final, partial = base / name, base / f".{name}.partial"
+        if final.exists():
+            if run_name:
+                raise FileExistsError(f"{final} exists; choose another --name")
+            continue
+        try:
+            partial.mkdir()
+        except FileExistsError:
+            if run_name:
+                raise FileExistsError(f"a run named {run_name!r} is in progress or was interrupted ({partial}); "
+                                      "choose another --name, or remove it with: python -m flatrob clean --remove")
+            continue
+        return partial, final
+    raise RuntimeError(f"could not find a free run folder under {base}")
 
 
 def run_chapter(
@@ -360,55 +455,59 @@ def run_chapter(
     out_root: Path | None = None,
     run_name: str | None = None,
     progress: bool = True,
+    echo: Any = None,
 ) -> Path:
     """Validate, convert (jupytext), execute (papermill) and store a chapter run.
 
-    The run goes to ``<out_root>/<chapter>/<run_name>/`` (default
-    ``data/runs``; the name defaults to the UTC time and a hash of the
-    parameters) holding ``params.json``, ``provenance.json``, the executed
-    ``notebook.ipynb`` and the chapter's result files. It is written in a
-    hidden partial folder renamed at the end: a run that fails or is interrupted
-    leaves no half-written run behind (the partial folder stays, for debugging).
+    The run goes to ``<out_root>/<chapter>/<run_name>/`` (default ``data/runs``)
+    holding ``params.json``, ``provenance.json``, the executed ``notebook.ipynb``,
+    the kernel's output ``run.log`` and the chapter's result files. It is written
+    in a hidden ``.partial`` folder, created exclusively and renamed at the end: a
+    run that fails or is interrupted leaves no half-written run behind, and its
+    partial folder stays for inspection (``python -m flatrob clean`` lists and
+    removes them). With ``progress``, the kernel shows progress bars; ``echo`` (a
+    stream, for example ``sys.stderr``) also receives the kernel's output live.
     """
-    import hashlib
-    import time
-
     import jupytext
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     params = validate(chapter_name, overrides)  # before any compute
-    out_root = Path(out_root) if out_root else repo_root() / "data" / "runs"
-    stamp_ = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-    run_name = run_name or f"{stamp_}-{digest}"
-    final = out_root / chapter_name / run_name
-    if final.exists():
-        raise FileExistsError(f"{final} exists; choose another --name")
-    partial = out_root / chapter_name / f".{run_name}.partial"
-    if partial.exists():
-        import shutil
-
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    partial, final = _new_run_folder(Path(out_root or runs_root()) / chapter_name, run_name, digest)
     source = chapter_path(chapter_name)
     nb_in = partial / "input.ipynb"
     jupytext.write(jupytext.read(source), nb_in)
-    injected = dict(overrides)
+    injected = {k: params[k] for k in overrides}  # typed values: "1e-3" arrives as a number
     if "results_dir" in params:
         injected["results_dir"] = str(partial.resolve())
-    from flatrob.training import default_device
-
-    record = provenance(params, default_device())
+    device = resolve_device(params["device"]) if "device" in params else torch.device("cpu")
+    record = provenance({k: v for k, v in params.items() if k != "results_dir"}, device)
     record["chapter"] = chapter_name
     record["source"] = str(source.relative_to(repo_root()))
     started = time.perf_counter()
-    papermill.execute_notebook(
-        str(nb_in), str(partial / "notebook.ipynb"), parameters=injected, cwd=str(source.parent),
-        kernel_name="python3", progress_bar=progress, log_output=False,
-    )
+    old_progress = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "1" if progress else "0"
+    try:
+        with open(partial / "run.log", "w") as log:
+            stream = _Tee(log, echo) if echo is not None else log
+            papermill.execute_notebook(
+                str(nb_in), str(partial / "notebook.ipynb"), parameters=injected, cwd=str(source.parent),
+                kernel_name="python3", progress_bar=False, log_output=False, stdout_file=stream, stderr_file=stream,
+            )
+    except PapermillExecutionError as err:
+        if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first
+            raise KeyboardInterrupt from None
+        raise RunFailed(f"chapter {chapter_name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
+                        f"the executed notebook and its log are in {partial}") from None
+    finally:
+        if old_progress is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = old_progress
     nb_in.unlink()
     record["duration_s"] = round(time.perf_counter() - started, 1)
-    _atomic_write_text(partial / "params.json", json.dumps(params, indent=2) + "\n")
-    _atomic_write_text(partial / "provenance.json", json.dumps(record, indent=2) + "\n")
-    os.replace(partial, final)
+    atomic_write_text(partial / "params.json", json.dumps(params, indent=2) + "\n")
+    atomic_write_text(partial / "provenance.json", json.dumps(record, indent=2) + "\n")
+    os.rename(partial, final)
     return final

@@ -3,16 +3,23 @@ PGD adversarial training, and checkpoints that are reused when they match and re
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
+import sys
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+
+from flatrob.attacks import AttackConfig, pgd
+from flatrob.data import load_digits
+from flatrob.models import DigitsCNN, build_model, on_model
+from flatrob.provenance import atomic_write, cache_dir, default_device, progress_bar, progress_enabled
 
 if TYPE_CHECKING:
     from flatrob.data import Split
@@ -20,9 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TrainConfig",
     "accuracy",
-    "cache_dir",
-    "default_device",
-    "resolve_device",
+    "describe",
     "fit_or_load",
     "predict_logits",
     "train",
@@ -30,20 +35,6 @@ __all__ = [
     "train_clean_and_adversarial",
     "trained_digits_cnn",
 ]
-
-
-def default_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_device(name: str) -> torch.device:
-    """A chapter's ``device`` parameter: "auto" (CUDA when present), "cpu" or "cuda" (an error when absent)."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("parameter 'device' is 'cuda' but CUDA is not available here")
-    return default_device() if name == "auto" else torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -95,10 +86,44 @@ def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _set_aside(path: Path, err: BaseException, what: str) -> None:
+    """Move an unreadable file out of the way (``<name>.corrupt-<time>``) and say so, naming it."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, aside)
+    warnings.warn(f"{what} {path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
+                  f"moved aside to {aside.name}", RuntimeWarning, stacklevel=3)
+
+
+def _load(path: Path, what: str, *, weights_only: bool) -> dict | None:
+    """``torch.load(path)`` on the CPU, or None when the file is missing or unreadable (then set aside)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+        if not isinstance(state, dict):
+            raise TypeError(f"expected a dict, found {type(state).__name__}")
+        return state
+    except Exception as err:  # a truncated zip, a pickle error, a foreign file: all mean "cannot use it"
+        _set_aside(path, err, what)
+        return None
+
+
+def _previous(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.replace(".pt", "") + ".prev.pt")
+
+
+def _resume_point(checkpoint: Path) -> int:
+    """The epochs completed in the checkpoint :func:`train` will resume from (0 if none is readable)."""
+    for path in (checkpoint, _previous(checkpoint)):
+        try:
+            return len(torch.load(path, map_location="cpu", weights_only=False)["history"])
+        except Exception:  # missing or unreadable: train() names and sets aside what it cannot use
+            continue
+    return 0
 
 
 def train(
@@ -108,20 +133,21 @@ def train(
     config: TrainConfig = TrainConfig(),
     *,
     device: torch.device | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     checkpoint: Path | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place with SGD + cosine schedule on (x (n, ...), y (n,)).
 
     Shuffling and augmentation are seeded by ``config.seed``. With
     ``checkpoint``, the full state (model, optimiser, schedule, random
-    generator, history) is written atomically after every epoch, and a run that
-    finds one resumes after its last completed epoch: an interrupted training
-    loses at most the epoch in progress and ends with the same weights.
+    generator, history) is written atomically after every epoch, the one
+    before kept beside it (``*.prev.pt``), and a run that finds one resumes
+    after its last completed epoch: an interrupted training loses at most the
+    epoch in progress and ends with the same weights. An unreadable checkpoint
+    is named, set aside, and the previous one used (or none). ``progress``:
+    a bar per epoch on standard error (None: when ``$FLATROB_PROGRESS`` is 1).
     Returns one record per epoch (epoch, mean training loss, training accuracy).
     """
-    from flatrob.attacks import AttackConfig, pgd
-
     device = device or default_device()
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -129,18 +155,28 @@ def train(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        history = state["history"]
+    for path in (checkpoint, _previous(checkpoint)) if checkpoint is not None else ():
+        state = _load(path, "training checkpoint", weights_only=False)
+        if state is None:
+            continue
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            history = state["history"]
+            break
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            _set_aside(path, err, "training checkpoint")
+    model.to(device)
     attack = None
     if config.adv_eps > 0:
         attack = AttackConfig("linf", config.adv_eps, config.adv_steps, config.adv_step_size, random_start=True)
     loss_fn = nn.CrossEntropyLoss()
-    bar = tqdm(range(len(history), config.epochs), desc="train", disable=not progress, initial=len(history), total=config.epochs)
+    if history and progress_enabled(progress):
+        print(f"resumed from epoch {len(history)} of {config.epochs}", file=sys.stderr)
+    bar = progress_bar(range(len(history), config.epochs), progress=progress, desc="train", unit="epoch",
+                       initial=len(history), total=config.epochs)
     for epoch in bar:
         order = torch.randperm(len(y), generator=gen)
         total, correct = 0.0, 0
@@ -163,8 +199,11 @@ def train(
             hard = yb.argmax(-1) if yb.dim() > 1 else yb  # soft targets (n, k): their arg-max
             correct += int((logits.argmax(-1) == hard).sum())
         history.append({"epoch": epoch + 1, "loss": total / len(y), "accuracy": correct / len(y)})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}")
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}")
         if checkpoint is not None:
+            if checkpoint.exists():
+                os.replace(checkpoint, _previous(checkpoint))
             _atomic_save(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "generator": gen.get_state(), "history": history},
@@ -176,15 +215,14 @@ def train(
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
-    """Logits (n, k) on the model's device, in eval mode, returned on the CPU."""
+    """Logits (n, k) of inputs x (n, ...) on any device, computed on the model's device in eval mode; on the CPU."""
     model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([model(*on_model(model, x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    """Fraction of correctly classified samples."""
-    return float((predict_logits(model, x).argmax(-1) == y).double().mean())
+    """Fraction of correctly classified samples; x (n, ...) and y (n,) on any device."""
+    return float((predict_logits(model, x).argmax(-1) == y.cpu()).double().mean())
 
 
 # ---------------------------------------------------------------------------
@@ -199,13 +237,6 @@ def _code_fingerprint() -> str:
     return h.hexdigest()[:12]
 
 
-def cache_dir() -> Path:
-    """Folder of cached checkpoints: ``$FLATROB_CACHE`` or ``<repo>/cache``."""
-    from flatrob.runs import repo_root
-
-    return Path(os.environ.get("FLATROB_CACHE", repo_root() / "cache"))
-
-
 def fit_or_load(
     model: nn.Module,
     name: str,
@@ -214,7 +245,7 @@ def fit_or_load(
     config: TrainConfig = TrainConfig(),
     *,
     device: torch.device | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train ``model`` (freshly initialised by the caller) or load the cached result of the same training.
 
@@ -222,8 +253,10 @@ def fit_or_load(
     the training config, the model's initial parameters, a hash of the data and
     a hash of the library code that trains: any change trains anew. A training
     in progress keeps a resumable checkpoint (``*.partial.pt``) beside the final
-    one. Returns (model in eval mode, record) where the record holds the key,
-    the path, the history and whether the model came from the cache.
+    one. An unreadable cached model is named, set aside and trained anew.
+    Returns (model in eval mode on ``device``, record) where the record holds the
+    key, the path, the history, whether the model came from the cache and the
+    epoch a training resumed from (:func:`describe` says it in words).
     """
     init = hashlib.sha256()
     for t in model.state_dict().values():
@@ -237,18 +270,29 @@ def fit_or_load(
     path = cache_dir() / "models" / f"{name}-{key}.pt"
     partial = path.with_suffix(".partial.pt")
     device = device or default_device()
-    if path.exists():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(blob["state_dict"])
-        model.to(device).eval()
-        return model, {"key": key, "path": str(path), "history": json.loads(blob["history"]), "cached": True}
-    resumed_from = 0
-    if partial.exists():
-        resumed_from = len(torch.load(partial, map_location="cpu", weights_only=False)["history"])
+    blob = _load(path, "cached model", weights_only=True)
+    if blob is not None:
+        try:
+            model.load_state_dict(blob["state_dict"])
+            model.to(device).eval()
+            return model, {"key": key, "path": str(path), "history": json.loads(blob["history"]), "cached": True}
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            _set_aside(path, err, "cached model")
+    resumed_from = _resume_point(partial)
     history = train(model, x, y, config, device=device, progress=progress, checkpoint=partial)
     _atomic_save({"state_dict": model.state_dict(), "history": json.dumps(history)}, path)
     partial.unlink(missing_ok=True)
+    _previous(partial).unlink(missing_ok=True)
     return model, {"key": key, "path": str(path), "history": history, "cached": False, "resumed_from_epoch": resumed_from}
+
+
+def describe(record: dict) -> str:
+    """Where a model of :func:`fit_or_load` came from, in words: "from the cache", "trained now" or
+    "resumed from epoch N, trained now"."""
+    if record.get("cached"):
+        return "from the cache"
+    n = record.get("resumed_from_epoch", 0)
+    return f"resumed from epoch {n}, trained now" if n else "trained now"
 
 
 def train_model(
@@ -257,14 +301,12 @@ def train_model(
     config: TrainConfig,
     *,
     device: torch.device | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> tuple[nn.Module, dict]:
     """Build ``architecture`` for ``split`` (initialisation seeded by ``config.seed``) and fit or load it.
 
     The record gains the test accuracy.
     """
-    from flatrob.models import build_model
-
     torch.manual_seed(config.seed)
     model = build_model(architecture, split.n_classes, split.input_shape)
     model, record = fit_or_load(
@@ -280,7 +322,7 @@ def train_clean_and_adversarial(
     config: TrainConfig,
     *,
     device: torch.device | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> tuple[dict[str, nn.Module], dict[str, dict]]:
     """The experiment chapters' pair of models: the same recipe on clean inputs and adversarially.
 
@@ -308,16 +350,13 @@ def trained_digits_cnn(
     width: int = 64,
     *,
     device: torch.device | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> tuple[nn.Module, Split, dict]:
     """The theory chapters' reference network: :class:`~flatrob.models.DigitsCNN` trained on scikit-learn's digits.
 
     Initialisation, split and shuffling are seeded by ``seed``; the result is cached
     (:func:`fit_or_load`). Returns (model, split, record).
     """
-    from flatrob.data import load_digits
-    from flatrob.models import DigitsCNN
-
     split = load_digits(seed=seed)
     torch.manual_seed(seed)
     model = DigitsCNN(n_classes=split.n_classes, channels=channels, width=width)
