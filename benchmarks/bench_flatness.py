@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from flatrob import flatness
-from flatrob.runs import provenance, save_results
+from flatrob.provenance import provenance, save_results
 
 
 def timed(fn, repeat: int, sync) -> list[float]:

@@ -26,7 +26,7 @@ import torch
 
 from flatrob.attacks import AttackConfig, _Recorder, pgd
 from flatrob.models import build_model
-from flatrob.runs import provenance, save_results
+from flatrob.provenance import provenance, save_results
 
 SHAPES = {"digits-cnn": (1, 8, 8), "mnist1d-cnn": (1, 40), "mlp": (1, 40)}
 

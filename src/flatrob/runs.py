@@ -4,17 +4,18 @@
 one assignment per line, its comment saying what it is, and, in square brackets
 at the end of the comment, what it accepts::
 
-    epochs = 30  # training epochs [>= 1]
+    epochs = 30  # training epochs [at least 1]
     attack_norm = "linf"  # the instrumented attack [one of: linf, l2]
-    scales = [0.25, 1.0, 50.0]  # last-layer scales s [> 0; ascending; contains 1.0]
+    scales = [0.25, 1.0, 50.0]  # last-layer scales s [above 0; ascending; contains 1.0]
     dataset = "digits"  # the data [one of: DATASETS]
 
-Rules, separated by ``;``: ``>= x``, ``> x``, ``<= x``, ``< x`` (for a list: every
-item), ``one of: a, b, c`` or ``one of: DATASETS | ARCHITECTURES | DEVICES``
+Rules, separated by ``;``: ``at least x``, ``above x``, ``at most x``, ``below x``
+(for a list: every item), ``one of: a, b, c`` or ``one of: DATASETS | ARCHITECTURES | DEVICES``
 (for a list: every item), ``ascending``, ``contains x``, ``starts at x``. The
 type is the default's (an integer parameter takes integers; a float parameter
 takes any number, written in any YAML or Python float syntax, and never NaN or
-an infinity). Lists are never empty.
+an infinity). Lists are never empty. (The rules are words, not ``>=``: papermill's own
+reader of parameters cells cannot parse a line with a second ``=``.)
 
 :func:`validate` checks a set of values against these rules and against the
 machine (``device cuda`` needs CUDA; a CIFAR data set needs ``data_root`` with
@@ -156,7 +157,7 @@ class Parameter:
 
 
 _RULE = re.compile(r"^(.*?)\s*\[([^\[\]]*)\]\s*$")
-_BOUND = re.compile(r"^(>=|>|<=|<)\s*(\S+)$")
+_BOUND = re.compile(r"^(at least|above|at most|below)\s+(\S+)$")
 
 
 def _parse_comment(chapter_name: str, name: str, comment: str) -> tuple[str, tuple[str, ...]]:
@@ -245,15 +246,16 @@ def _apply_rules(where: str, value: Any, rules: tuple[str, ...]) -> None:
     for r in rules:
         if m := _BOUND.match(r):
             op, bound = m.group(1), float(m.group(2))
-            ok = {">=": lambda v: v >= bound, ">": lambda v: v > bound, "<=": lambda v: v <= bound,
-                  "<": lambda v: v < bound}[op]
+            ok = {"at least": lambda v: v >= bound, "above": lambda v: v > bound, "at most": lambda v: v <= bound,
+                  "below": lambda v: v < bound}[op]
             bad = [v for v in items if not ok(v)]
             if bad:
-                raise ParameterError(f"{must} {op} {bound:g}; got {bad[0]!r}")
+                sign = {"at least": ">=", "above": ">", "at most": "<=", "below": "<"}[op]
+                raise ParameterError(f"{must} {sign} {bound:g}; got {bad[0]!r}")
         elif r.startswith("one of:"):
             spec = r.split(":", 1)[1].strip()
             choices = _named_choices(spec) if re.fullmatch(r"[A-Z]+", spec) else tuple(
-                _coerce_number(c.strip(), False) if _number(c.strip()) is not None else c.strip() for c in spec.split(","))
+                _coerce_number(c.strip(), bool(re.fullmatch(r"[+-]?[0-9]+", c.strip()))) for c in spec.split(","))
             bad = [v for v in items if v not in choices]
             if bad:
                 raise ParameterError(f"{must} one of {list(choices)}; got {bad[0]!r}")
@@ -423,6 +425,22 @@ class _Tee:
             s.flush()
 
 
+def _logged_kernel_manager(log: Any) -> type:
+    """A kernel manager whose kernel process writes its own messages (its log, not the notebook's output) to ``log``.
+
+    Without it the kernel's start-up warnings and, on Ctrl-C, its tracebacks would reach the user's terminal.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return LoggedKernelManager
+
+
 def _new_run_folder(base: Path, run_name: str | None, digest: str) -> tuple[Path, Path]:
     """(partial, final) folders for a new run, the partial one created exclusively.
 
@@ -489,11 +507,12 @@ def run_chapter(
     old_progress = os.environ.get(PROGRESS_ENV)
     os.environ[PROGRESS_ENV] = "1" if progress else "0"
     try:
-        with open(partial / "run.log", "w") as log:
+        with open(partial / "run.log", "a") as log, open(partial / "run.log", "ab") as kernel_log:
             stream = _Tee(log, echo) if echo is not None else log
             papermill.execute_notebook(
                 str(nb_in), str(partial / "notebook.ipynb"), parameters=injected, cwd=str(source.parent),
                 kernel_name="python3", progress_bar=False, log_output=False, stdout_file=stream, stderr_file=stream,
+                kernel_manager_class=_logged_kernel_manager(kernel_log),
             )
     except PapermillExecutionError as err:
         if err.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel first

@@ -200,7 +200,7 @@ def train(
             correct += int((logits.argmax(-1) == hard).sum())
         history.append({"epoch": epoch + 1, "loss": total / len(y), "accuracy": correct / len(y)})
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}")
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}", refresh=False)
         if checkpoint is not None:
             if checkpoint.exists():
                 os.replace(checkpoint, _previous(checkpoint))
