@@ -9,6 +9,7 @@ from pathlib import Path
 import jupytext
 import pytest
 import yaml
+from helpers import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -69,26 +70,6 @@ def chapter_env(tmp_cache):
     env.pop("MPLBACKEND", None)  # the kernel draws inline, as in the book
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
-
-
-# Small parameters: the chapters' own assertions must hold for any training length.
-FAST = {
-    "relative-flatness": {"epochs": 3, "n_autograd": 4},
-    "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
-    "intro": {},
-    "reproduction": {"write_ledger": False},
-    "loss-change": {"epochs": 3, "n_random": 2000, "attack_steps": 5},
-    "bridging-lemma": {"epochs": 3, "n_points": 20, "radii": [0.1, 0.3], "power_iters": 5},
-    "local-bound": {"epochs": 3, "n_points": 20, "radii": [0.03, 0.3], "attack_steps": 5, "scales": [0.5, 1.0, 5.0], "n_random": 300},
-    "not-global": {"n_train": 200, "epochs": 15, "attack_eps": [0.05, 0.3], "attack_steps": 10, "n_attack": 40, "grid": 24},
-    "feature-robustness": {"epochs": 3, "n_points": 4, "n_haar": 200, "symbolic_sizes": [2, 3]},
-    "uncanny-valley": {"epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
-    "basin": {"epochs": 2, "adv_steps": 1, "walk_steps": 8, "walk_step_size": 0.25, "n_samples": 24},
-    "last-layer-scaling": {"epochs": 2, "scales": [0.5, 1.0, 10.0], "attack_steps": 4, "n_samples": 24},
-    "gradient-masking": {"epochs": 2, "scales": [1.0, 10.0, 100.0], "attack_steps": 3, "square_queries": 20, "n_samples": 24},
-    "confidence-flatness": {"epochs": 2, "attack_steps": 8, "n_samples": 24},
-    "detector": {"epochs": 2, "adv_steps": 1, "attack_steps": 3, "folds": 3, "n_samples": 30},
-}
 
 
 @pytest.mark.slow

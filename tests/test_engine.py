@@ -1,7 +1,6 @@
 """Data loaders, model zoo, instrumented PGD, adversarial training with resume, claims and the chapter runner."""
 
 import json
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from flatrob.data import load_cifar, load_dataset, load_mnist1d
 from flatrob.models import ARCHITECTURES, DigitsCNN, build_model, last_layer_inputs, scale_last_layer
 from flatrob.runs import ParameterError, parameter_spec, run_chapter, validate
 from flatrob.training import TrainConfig, fit_or_load, train
+from helpers import write_cifar
 
 
 # ---------------------------------------------------------------- data
@@ -28,30 +28,6 @@ def test_mnist1d_generated_locally():
     assert float(s.x_train.min()) == 0.0 and float(s.x_train.max()) == 1.0
     assert 0.0 <= float(s.x_test.min()) and float(s.x_test.max()) <= 1.0
     assert torch.equal(load_mnist1d().x_test, s.x_test)
-
-
-def write_cifar(root: Path, name: str, n_train=12, n_test=6, seed=0):
-    """Small files in the CIFAR python format (pickled dicts of uint8 rows), as torchvision reads them."""
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
-    folder = root / cls.base_folder
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    key = "labels" if name == "cifar10" else "fine_labels"
-    k = 10 if name == "cifar10" else 100
-    files = [f for f, _ in cls.train_list] + [f for f, _ in cls.test_list]
-    expected = {}
-    for f in files:
-        n = n_test if f in [g for g, _ in cls.test_list] else n_train
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        labels = rng.integers(0, k, size=n).tolist()
-        with open(folder / f, "wb") as fh:
-            pickle.dump({"data": data, key: labels}, fh)
-        expected[f] = (data, labels)
-    with open(folder / cls.meta["filename"], "wb") as fh:
-        pickle.dump({cls.meta["key"]: [f"class{i}" for i in range(k)]}, fh)
-    return expected
 
 
 @pytest.mark.parametrize("name,k", [("cifar10", 10), ("cifar100", 100)])

@@ -34,6 +34,7 @@ import torch
 
 __all__ = [
     "CACHE_ENV",
+    "COMMIT_ENV",
     "DEVICES",
     "PROGRESS_ENV",
     "PROMOTED",
@@ -60,6 +61,8 @@ ROOT_ENV = "FLATROB_ROOT"
 CACHE_ENV = "FLATROB_CACHE"
 #: Environment variable that turns on progress bars (``python -m flatrob run`` sets it for its kernel).
 PROGRESS_ENV = "FLATROB_PROGRESS"
+#: The commit to record where the repository's history is absent (a copy of the working tree on another machine).
+COMMIT_ENV = "FLATROB_COMMIT"
 #: A file of this name in a run folder promotes an uncommitted run to evidence (``python -m flatrob promote``).
 PROMOTED = "PROMOTED"
 #: The accepted values of every chapter's ``device`` parameter.
@@ -98,11 +101,15 @@ def cache_dir() -> Path:
 
 
 def git_commit(root: Path | None = None) -> str:
-    """Short commit hash of the repository, with ``+dirty`` when tracked files differ; ``unknown`` outside git.
+    """Short commit hash of the repository, with ``+dirty`` when tracked files differ.
 
     Files under ``data/`` (results the chapters write, such as the claims ledger) do not make the code dirty.
+    Outside git (for example a copy of the working tree on a GPU machine) it is ``$FLATROB_COMMIT``
+    when the copier set it, else ``unknown``.
     """
     root = root or repo_root()
+    if not (root / ".git").exists() and os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True, text=True, check=True
@@ -112,7 +119,7 @@ def git_commit(root: Path | None = None) -> str:
             cwd=root, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get(COMMIT_ENV, "unknown")
     return sha + ("+dirty" if dirty else "")
 
 

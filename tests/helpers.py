@@ -1,0 +1,51 @@
+"""Helpers shared by the tests and by the GPU check (benchmarks/gpu_check.py): small CIFAR-format files and the
+chapters' test-size parameters."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+# Test-size parameters of every chapter: the chapters' own assertions must hold for any training length.
+FAST = {
+    "relative-flatness": {"epochs": 3, "n_autograd": 4},
+    "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
+    "intro": {},
+    "reproduction": {"write_ledger": False},
+    "loss-change": {"epochs": 3, "n_random": 2000, "attack_steps": 5},
+    "bridging-lemma": {"epochs": 3, "n_points": 20, "radii": [0.1, 0.3], "power_iters": 5},
+    "local-bound": {"epochs": 3, "n_points": 20, "radii": [0.03, 0.3], "attack_steps": 5, "scales": [0.5, 1.0, 5.0], "n_random": 300},
+    "not-global": {"n_train": 200, "epochs": 15, "attack_eps": [0.05, 0.3], "attack_steps": 10, "n_attack": 40, "grid": 24},
+    "feature-robustness": {"epochs": 3, "n_points": 4, "n_haar": 200, "symbolic_sizes": [2, 3]},
+    "uncanny-valley": {"epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
+    "basin": {"epochs": 2, "adv_steps": 1, "walk_steps": 8, "walk_step_size": 0.25, "n_samples": 24},
+    "last-layer-scaling": {"epochs": 2, "scales": [0.5, 1.0, 10.0], "attack_steps": 4, "n_samples": 24},
+    "gradient-masking": {"epochs": 2, "scales": [1.0, 10.0, 100.0], "attack_steps": 3, "square_queries": 20, "n_samples": 24},
+    "confidence-flatness": {"epochs": 2, "attack_steps": 8, "n_samples": 24},
+    "detector": {"epochs": 2, "adv_steps": 1, "attack_steps": 3, "folds": 3, "n_samples": 30},
+}
+
+
+
+def write_cifar(root: Path, name: str, n_train=12, n_test=6, seed=0):
+    """Small files in the CIFAR python format (pickled dicts of uint8 rows), as torchvision reads them."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    key = "labels" if name == "cifar10" else "fine_labels"
+    k = 10 if name == "cifar10" else 100
+    files = [f for f, _ in cls.train_list] + [f for f, _ in cls.test_list]
+    expected = {}
+    for f in files:
+        n = n_test if f in [g for g, _ in cls.test_list] else n_train
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, k, size=n).tolist()
+        with open(folder / f, "wb") as fh:
+            pickle.dump({"data": data, key: labels}, fh)
+        expected[f] = (data, labels)
+    with open(folder / cls.meta["filename"], "wb") as fh:
+        pickle.dump({cls.meta["key"]: [f"class{i}" for i in range(k)]}, fh)
+    return expected
