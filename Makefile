@@ -12,7 +12,7 @@ MATHJAX := book/_static/mathjax/tex-chtml.js
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: book test setup bench clean clean-cache clean-cache-if-stale
+.PHONY: book test setup bench gpu-check clean clean-cache clean-cache-if-stale
 
 setup: $(STAMP) $(MATHJAX)
 
@@ -59,8 +59,15 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu.json
+	$(BIN)/python benchmarks/bench_forward.py --out data/benchmarks/forward-cpu.json
 	$(BIN)/python benchmarks/bench_pgd.py --repeat 41 --out data/benchmarks/pgd-tracking-digits-cnn-cpu.json
 	$(BIN)/python benchmarks/bench_pgd.py --arch resnet18 --batch 16 --steps 10 --repeat 5 --out data/benchmarks/pgd-tracking-resnet18-cpu.json
+
+# On a machine with a CUDA GPU: the test suite, every chapter with device cuda, the ResNet-18 / CIFAR path and the
+# GPU benchmarks, reported in data/benchmarks/gpu-check.json. Where the pinned packages cannot be installed, run
+# it under the machine's own Python and torch: PYTHONPATH=src python3 benchmarks/gpu_check.py
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --out data/benchmarks/gpu-check.json
 
 clean-cache:
 	rm -rf _build/.jupyter_cache _build/.src-hash

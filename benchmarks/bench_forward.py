@@ -9,6 +9,8 @@ same batch, this measures
   eq-kappa-neuron), which compute their own logits;
 * ``layer from logits`` and ``neuron from logits``: the same with the logits the forward
   already computed (``logits=z``), as the instrumented attack uses them;
+* ``neuron from logits and D``: also with the pairwise distances of W's rows computed once
+  (``dist_sq=``), as a caller that evaluates many batches with one W does;
 
 and reports each time divided by the forward's. Goals: at most 1.5x on the CPU and 1.3x
 on a GPU. Times are medians of interleaved repetitions (CUDA: synchronised wall clock;
@@ -51,12 +53,14 @@ def measure(n: int, m: int, k: int, device: torch.device, dtype: torch.dtype, bu
     b = torch.randn(k, generator=g).to(device, dtype)
     phi = torch.randn(n, m, generator=g).relu().mul(2.0).to(device, dtype)
     z = F.linear(phi, W, b)
+    D = flatness.pairwise_sq_distances(W)
     fns = {
         "forward": lambda: F.linear(phi, W, b),
         "layer": lambda: flatness.relative_sharpness(W, phi, b, "layer"),
         "neuron": lambda: flatness.relative_sharpness(W, phi, b, "neuron"),
         "layer from logits": lambda: flatness.relative_sharpness(W, phi, b, "layer", logits=z),
         "neuron from logits": lambda: flatness.relative_sharpness(W, phi, b, "neuron", logits=z),
+        "neuron from logits and D": lambda: flatness.relative_sharpness(W, phi, b, "neuron", logits=z, dist_sq=D),
     }
     for fn in fns.values():  # warm-up (and compilation, where a backend compiles)
         for _ in range(3):

@@ -123,6 +123,11 @@ def test_batched_equals_per_sample_and_logits_shortcut():
         torch.testing.assert_close(batched, single)
         via_logits = flatness.relative_sharpness(W, phi, b, kind, logits=flatness.logits_of(W, phi, b))
         torch.testing.assert_close(batched, via_logits)
+    given_d = flatness.relative_sharpness(W, phi, b, "neuron", dist_sq=flatness.pairwise_sq_distances(W))
+    torch.testing.assert_close(flatness.relative_sharpness(W, phi, b, "neuron"), given_d)
+    d = flatness.pairwise_sq_distances(W)
+    assert torch.equal(torch.diagonal(d), torch.zeros(6, dtype=W.dtype))  # exact zeros: no Gram-matrix cancellation
+    torch.testing.assert_close(d, (W[:, None] - W[None]).pow(2).sum(-1))
 
 
 def test_dataset_level_is_the_sharpness_of_the_mean_loss():

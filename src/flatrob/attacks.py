@@ -258,7 +258,7 @@ class _Recorder:
 
     def add(self, logits: Tensor, phi: Tensor) -> None:
         self.logits.append(logits.detach())
-        self.phi_sq.append(phi.detach().pow(2).sum(-1))
+        self.phi_sq.append(flatness.squared_norms(phi.detach()))
 
     def trajectory(self, x_final: Tensor, meta: dict) -> Trajectory:
         with torch.no_grad():

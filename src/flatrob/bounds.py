@@ -245,7 +245,7 @@ class BoundTerms:
 
 def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor) -> BoundTerms:
     """The coefficients of thm-local-bound at each sample: weight (k, m), features (n, m), labels (n,)."""
-    phi_sq = features.pow(2).sum(1)
+    phi_sq = flatness.squared_norms(features)
     stats = flatness.last_layer_statistics(weight, flatness.logits_of(weight, features, bias), phi_sq)
     p = stats["p"]
     e_y = nn.functional.one_hot(labels, weight.shape[0]).to(p)

@@ -52,6 +52,7 @@ __all__ = [
     "relative_sharpness",
     "relative_sharpness_dataset",
     "softmax_covariance",
+    "squared_norms",
 ]
 
 
@@ -82,9 +83,8 @@ def _check_kind(kind: str) -> None:
 
 
 def logits_of(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Logits ``z = phi W^T + b``: (k, m), (n, m), (k,) -> (n, k)."""
-    z = features @ weight.T
-    return z if bias is None else z + bias
+    """Logits ``z = phi W^T + b``: (k, m), (n, m), (k,) -> (n, k) (``F.linear``, one fused product)."""
+    return torch.nn.functional.linear(features, weight, bias)
 
 
 # ---------------------------------------------------------------------------
@@ -103,40 +103,47 @@ def softmax_covariance(logits: Tensor) -> Tensor:
 def complement_probabilities(logits: Tensor) -> tuple[Tensor, Tensor]:
     """``(p, 1 - p)`` computed without cancellation: (n, k) -> ((n, k), (n, k)).
 
-    ``1 - p_s`` is formed directly for every class but the arg-max; for the
-    arg-max it is the sum of the other probabilities, a sum of non-negative
-    terms, so it stays accurate when the prediction saturates (``p_max -> 1``).
-    Only the arg-max can have ``p_s > 1/2``, so no other entry loses digits.
+    ``1 - p_s`` is formed as the sum of the other probabilities, ``sum_{s' != s} p_s'``,
+    a sum of non-negative terms, so it stays accurate when the prediction saturates
+    (``p_max -> 1``, where ``1 - p_max`` would round to 0).
     """
-    _, p, q = _probabilities(logits)
-    return p, q
+    p = torch.softmax(logits, dim=-1)
+    return p, _others(p)
 
 
-def _probabilities(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    log_p = torch.log_softmax(logits, dim=-1)
-    p = log_p.exp()
-    top = p.argmax(dim=-1, keepdim=True)
-    others = p.scatter(-1, top, 0.0).sum(dim=-1, keepdim=True)
-    q = (1.0 - p).scatter(-1, top, others)
-    return log_p, p, q
+def _others(p: Tensor) -> Tensor:
+    """``q_s = sum_{s' != s} p_s'`` for every class at once: ``p (11^T - I)``, one small matrix product. (..., k)."""
+    k = p.shape[-1]
+    return p @ (1 - torch.eye(k, dtype=p.dtype, device=p.device))
+
+
+def squared_norms(features: Tensor) -> Tensor:
+    """``||phi||^2`` per sample: (..., m) -> (...), one reduction without an (n, m) temporary."""
+    return torch.linalg.vector_norm(features, dim=-1).square()
 
 
 def pairwise_sq_distances(weight: Tensor) -> Tensor:
-    """``D_{ss'} = ||w_s - w_s'||^2``: (k, m) -> (k, k), exact zeros on the diagonal."""
-    return (weight.unsqueeze(1) - weight.unsqueeze(0)).pow(2).sum(-1)
+    """``D_{ss'} = ||w_s - w_s'||^2``: (k, m) -> (k, k), exact zeros on the diagonal.
+
+    From the differences themselves (``torch.cdist`` without the Gram-matrix shortcut,
+    which cancels for nearby rows), with no (k, k, m) temporary.
+    """
+    return torch.cdist(weight.unsqueeze(0), weight.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0].square()
 
 
-# The three closed forms from shared pieces: p, q = 1 - p, ||phi||^2 (eq-trace, eq-kappa-neuron, eq-kappa-eigen).
+# The closed forms from shared pieces: p, q = 1 - p, ||phi||^2 (eq-trace, eq-kappa-neuron, eq-kappa-eigen).
+# Each is a bilinear form in p with a non-negative matrix: 1 - ||p||^2 = p^T (11^T - I) p and
+# sum_{s,s'} p_s p_s' D_ss' = p^T D p, sums of non-negative terms (no cancellation at saturation).
 def _trace(p: Tensor, q: Tensor, phi_sq: Tensor) -> Tensor:
-    return phi_sq * (p * q).sum(-1)
+    return phi_sq * torch.linalg.vecdot(p, q)
 
 
 def _neuron(p: Tensor, phi_sq: Tensor, dist_sq: Tensor) -> Tensor:
-    return phi_sq * 0.5 * ((p @ dist_sq) * p).sum(-1)
+    return (0.5 * phi_sq) * torch.linalg.vecdot(p @ dist_sq, p)
 
 
 def _eigen(p: Tensor, q: Tensor, phi_sq: Tensor, w_sq: Tensor) -> Tensor:
-    return phi_sq * (p * q * w_sq).sum(-1)
+    return phi_sq * torch.linalg.vecdot(p * q, w_sq)
 
 
 def last_layer_hessian(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -170,9 +177,8 @@ def hessian_trace(
     matrix product when the caller's forward pass already has them.
     """
     _check(weight, features, bias)
-    z = logits_of(weight, features, bias) if logits is None else logits
-    _, p, q = _probabilities(z)
-    return _trace(p, q, features.pow(2).sum(-1))
+    p, q = complement_probabilities(logits_of(weight, features, bias) if logits is None else logits)
+    return _trace(p, q, squared_norms(features))
 
 
 def relative_sharpness(
@@ -182,6 +188,7 @@ def relative_sharpness(
     kind: Kind = "layer",
     *,
     logits: Tensor | None = None,
+    dist_sq: Tensor | None = None,
 ) -> Tensor:
     """Per-sample relative sharpness of the last layer, closed form. (n,) result.
 
@@ -194,19 +201,23 @@ def relative_sharpness(
       ``= ||phi||^2 sum_s p_s (1 - p_s) ||w_s||^2``.
 
     Shapes: weight (k, m), features (n, m), bias (k,) or None, logits (n, k)
-    or None (see :func:`hessian_trace`) -> (n,). Works batched, in float32
-    and float64, on any device; costs O(n k m + k^2 m + n k^2), never O((k m)^2).
+    or None (see :func:`hessian_trace`), dist_sq (k, k) or None (for
+    ``kind="neuron"``: :func:`pairwise_sq_distances` of ``weight``, computed once
+    by a caller that evaluates many batches with one ``W``) -> (n,). Works
+    batched, in float32 and float64, on any device; costs O(n k m + k^2 m + n k^2),
+    never O((k m)^2), and with the forward's logits given, one pass over them
+    and one over the features (``benchmarks/bench_forward.py``).
     """
     _check_kind(kind)
     _check(weight, features, bias)
     z = logits_of(weight, features, bias) if logits is None else logits
-    _, p, q = _probabilities(z)
-    phi_sq = features.pow(2).sum(-1)
-    if kind == "layer":
-        return weight.pow(2).sum() * _trace(p, q, phi_sq)
+    phi_sq = squared_norms(features)
     if kind == "neuron":
-        return _neuron(p, phi_sq, pairwise_sq_distances(weight))
-    return _eigen(p, q, phi_sq, weight.pow(2).sum(-1))
+        return _neuron(torch.softmax(z, dim=-1), phi_sq, pairwise_sq_distances(weight) if dist_sq is None else dist_sq)
+    p, q = complement_probabilities(z)
+    if kind == "layer":
+        return weight.square().sum() * _trace(p, q, phi_sq)
+    return _eigen(p, q, phi_sq, weight.square().sum(-1))
 
 
 def last_layer_statistics(
@@ -220,14 +231,15 @@ def last_layer_statistics(
     Returns ``log_p``, ``p`` (..., k) and ``trace``, ``kappa_layer``,
     ``kappa_neuron`` (...), equal to :func:`hessian_trace` and :func:`relative_sharpness`.
     """
-    log_p, p, q = _probabilities(logits)
-    trace = _trace(p, q, phi_sq)
+    log_p = torch.log_softmax(logits, dim=-1)
+    p = log_p.exp()
+    trace = _trace(p, _others(p), phi_sq)
     dist_sq = pairwise_sq_distances(weight) if dist_sq is None else dist_sq
     return {
         "log_p": log_p,
         "p": p,
         "trace": trace,
-        "kappa_layer": weight.pow(2).sum() * trace,
+        "kappa_layer": weight.square().sum() * trace,
         "kappa_neuron": _neuron(p, phi_sq, dist_sq),
     }
 
