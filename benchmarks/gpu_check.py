@@ -72,7 +72,7 @@ def run_chapter(name: str, params: dict, out_root: Path) -> str:
     return str(run(name, params, out_root=out_root, progress=False))
 
 
-def chapters(out_root: Path) -> dict:
+def chapters(out_root: Path, device: str) -> dict:
     from flatrob.runs import chapters as known
     from flatrob.runs import parameter_spec
     from helpers import FAST
@@ -81,13 +81,13 @@ def chapters(out_root: Path) -> dict:
     for name in known():
         params = dict(FAST[name])
         if "device" in parameter_spec(name):
-            params["device"] = "cuda"
+            params["device"] = device
         report[name] = timed(run_chapter, name, params, out_root)
         print(f"  chapter {name:20s} {'ok' if report[name]['ok'] else 'FAILED'} ({report[name]['seconds']} s)", flush=True)
     return report
 
 
-def paper_scale(out_root: Path) -> str:
+def paper_scale(out_root: Path, device: str) -> str:
     from helpers import write_cifar
 
     data = Path(tempfile.mkdtemp(prefix="cifar-"))
@@ -96,19 +96,20 @@ def paper_scale(out_root: Path) -> str:
     params = {"dataset": "cifar10", "data_root": str(data), "architecture": "resnet18", "augment": True,
               "epochs": 1, "batch_size": 128, "lr": 0.1, "adv_eps": 8 / 255, "adv_steps": 2, "adv_step_size": 2 / 255,
               "attack_eps": 8 / 255, "attack_steps": 10, "attack_step_size": 2 / 255, "n_samples": 64,
-              "noise_steps": 4, "device": "cuda"}
+              "noise_steps": 4, "device": device}
     return run_chapter("uncanny-valley", params, out_root)
 
 
-def benchmarks(out_dir: Path) -> dict:
+def benchmarks(out_dir: Path, device: str) -> dict:
     b = ROOT / "benchmarks"
     jobs = {
-        "flatness-n128": [b / "bench_flatness.py", "--n", "128", "--device", "cuda", "--out", out_dir / "flatness-cuda-n128.json"],
-        "flatness-n1024": [b / "bench_flatness.py", "--n", "1024", "--chunk", "8", "--repeat", "2", "--device", "cuda",
-                           "--out", out_dir / "flatness-cuda-n1024.json"],
-        "forward": [b / "bench_forward.py", "--device", "cuda", "--out", out_dir / "forward-cuda.json"],
+        "flatness-n128": [b / "bench_flatness.py", "--n", "128", "--device", device,
+                          "--out", out_dir / f"flatness-{device}-n128.json"],
+        "flatness-n1024": [b / "bench_flatness.py", "--n", "1024", "--chunk", "8", "--repeat", "2", "--device", device,
+                           "--out", out_dir / f"flatness-{device}-n1024.json"],
+        "forward": [b / "bench_forward.py", "--device", device, "--out", out_dir / f"forward-{device}.json"],
         "pgd-resnet18": [b / "bench_pgd.py", "--arch", "resnet18", "--batch", "256", "--steps", "10", "--repeat", "15",
-                         "--device", "cuda", "--out", out_dir / "pgd-tracking-resnet18-cuda.json"],
+                         "--device", device, "--out", out_dir / f"pgd-tracking-resnet18-{device}.json"],
     }
     report = {}
     for name, args in jobs.items():
@@ -127,6 +128,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "benchmarks" / "gpu-check.json")
     ap.add_argument("--skip", default="", help=f"comma-separated steps to skip, of {', '.join(STEPS)}")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                    help="cpu: a dry run of the check itself on a machine without a GPU (slow; the report says cpu)")
     args = ap.parse_args()
     skip = {s for s in args.skip.split(",") if s}
     if skip - set(STEPS):
@@ -137,15 +140,15 @@ def main() -> int:
 
     from flatrob.provenance import git_commit, save_results
 
-    if not torch.cuda.is_available():
-        print("error: no CUDA device here; the GPU check needs one", file=sys.stderr)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: no CUDA device here; the GPU check needs one (--device cpu for a dry run)", file=sys.stderr)
         return 2
     runs = Path(tempfile.mkdtemp(prefix="gpu-check-runs-"))
     report = {
         "commit": git_commit(ROOT),
-        "device": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu (dry run)",
         "torch": torch.__version__,
-        "cuda": torch.version.cuda,
+        "cuda": torch.version.cuda if args.device == "cuda" else None,
         "python": platform.python_version(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "steps": {},
@@ -156,13 +159,13 @@ def main() -> int:
         report["steps"]["tests"] = timed(run_tests)
     if "chapters" not in skip:
         print("chapters ...", flush=True)
-        report["steps"]["chapters"] = chapters(runs)
+        report["steps"]["chapters"] = chapters(runs, args.device)
     if "paper-scale" not in skip:
         print("paper-scale path ...", flush=True)
-        report["steps"]["paper-scale"] = timed(paper_scale, runs)
+        report["steps"]["paper-scale"] = timed(paper_scale, runs, args.device)
     if "bench" not in skip:
         print("benchmarks ...", flush=True)
-        report["steps"]["bench"] = benchmarks(args.out.parent)
+        report["steps"]["bench"] = benchmarks(args.out.parent, args.device)
     report["seconds"] = round(time.perf_counter() - started, 1)
 
     def failures(node, path=""):
