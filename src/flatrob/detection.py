@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Stump", "cross_validate_stump", "fit_stump", "log_score"]
+__all__ = ["Stump", "cross_validate_stump", "fit_stump", "held_out_correct", "log_score"]
 
 
 @dataclass(frozen=True)
@@ -58,20 +58,36 @@ def fit_stump(scores: np.ndarray, labels: np.ndarray) -> Stump:
     return Stump(float(thresholds[i_down]), -1)
 
 
-def cross_validate_stump(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """(folds,) held-out accuracies of :func:`fit_stump` under stratified k-fold cross-validation.
-
-    Empty when a class has fewer than ``folds`` samples: there is nothing to cross-validate.
-    """
+def _cross_validate(scores: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out correctness (n,), fold of each input (n,)) of stumps under stratified k-fold cross-validation."""
     from sklearn.model_selection import StratifiedKFold
 
     if folds < 2:
         raise ValueError(f"folds must be >= 2; got {folds}")
     scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
     if min(int((labels == 0).sum()), int((labels == 1).sum())) < folds:
-        return np.array([])
-    accs = []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores.reshape(-1, 1), labels):
+        return np.array([]), np.array([], dtype=int)
+    correct, fold_of = np.zeros(len(labels)), np.zeros(len(labels), dtype=int)
+    for f, (train, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores.reshape(-1, 1), labels)):
         stump = fit_stump(scores[train], labels[train])
-        accs.append(float((stump.predict(scores[test]) == labels[test]).mean()))
-    return np.array(accs)
+        correct[test] = stump.predict(scores[test]) == labels[test]
+        fold_of[test] = f
+    return correct, fold_of
+
+
+def held_out_correct(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(n,) 1 where the stump fitted on the other folds classifies the input correctly, else 0.
+
+    Its mean is the pooled held-out accuracy; bootstrapping it over inputs gives an interval
+    (:func:`flatrob.checks.bootstrap`). Empty when a class has fewer than ``folds`` samples.
+    """
+    return _cross_validate(scores, labels, folds, seed)[0]
+
+
+def cross_validate_stump(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(folds,) held-out accuracies of :func:`fit_stump` under stratified k-fold cross-validation.
+
+    Empty when a class has fewer than ``folds`` samples: there is nothing to cross-validate.
+    """
+    correct, fold_of = _cross_validate(scores, labels, folds, seed)
+    return np.array([correct[fold_of == f].mean() for f in range(folds)]) if len(correct) else np.array([])

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from flatrob.checks import BY_CONSTRUCTION, EVIDENCE_VERDICTS, NOT_TESTABLE, VERDICTS, Check
+from flatrob.checks import VERDICTS, Check, combine
 from flatrob.provenance import atomic_write_text, repo_root
 
 __all__ = [
@@ -69,34 +69,17 @@ LEDGER_ENV = "FLATROB_LEDGER"
 _VOLATILE = ("commit", "time_utc", "duration_s")
 
 
-def combine(verdicts: list[str]) -> str:
-    """One verdict from several checks of one claim.
-
-    Only evidence counts: all reproduced -> reproduced, all not reproduced -> not
-    reproduced, anything mixed -> partly. Checks that hold by construction are
-    shown but never counted; a claim with nothing else is "holds by construction",
-    one with no tested check at all "not testable here".
-    """
-    tested = [v for v in verdicts if v in EVIDENCE_VERDICTS]
-    if not tested:
-        return BY_CONSTRUCTION if BY_CONSTRUCTION in verdicts else NOT_TESTABLE
-    if all(v == "reproduced" for v in tested):
-        return "reproduced"
-    if all(v == "not reproduced" for v in tested):
-        return "not reproduced"
-    return "partly"
-
-
-def entry(check: Check, setting: str, chapter: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The ledger entry of one check: its claim, verdict, evidence, the setting that made it, and provenance."""
+def entry(check: Check, setting: dict[str, Any] | str, chapter: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The ledger entry of one check: its claim, verdict, evidence, the paper's number, the setting that made it
+    ({"data", "model", "attack", ...} or a sentence), and provenance."""
     if check.claim not in CLAIMS:
         raise ValueError(f"claim must be one of {sorted(CLAIMS)}; got {check.claim}")
     if check.verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}; got {check.verdict!r}")
     statement, paper = CLAIMS[check.claim]
-    return {"id": check.claim, "check": check.id, "statement": statement, "paper": paper, "setting": setting,
-            "ours": check.evidence, "verdict": check.verdict, "chapter": chapter, "values": check.values,
-            "provenance": provenance}
+    return {"id": check.claim, "check": check.id, "statement": statement, "paper": check.paper or paper,
+            "setting": setting, "ours": check.evidence, "verdict": check.verdict, "chapter": chapter,
+            "values": check.values, "provenance": provenance}
 
 
 def _ledger_dir(root: Path | None) -> Path:
@@ -167,12 +150,16 @@ def ledger_table(ledger: list[dict[str, Any]]) -> pd.DataFrame:
     for e in ledger:
         for chk in e["checks"] or [None]:
             prov = (chk or {}).get("provenance", {})
+            setting = (chk or {}).get("setting", "")
+            if not isinstance(setting, dict):
+                setting = {"details": setting}
             rows.append({
-                "claim": e["id"], "statement": e["statement"], "paper": e["paper"], "verdict (claim)": e["verdict"],
-                "check": (chk or {}).get("check", ""), "our setting": (chk or {}).get("setting", ""),
-                "ours": (chk or {}).get("ours", ""), "verdict (check)": (chk or {}).get("verdict", ""),
-                "chapter": (chk or {}).get("chapter", ""), "device": prov.get("device", ""),
-                "commit": str(prov.get("commit", ""))[:10],
+                "claim": e["id"], "statement": e["statement"], "verdict (claim)": e["verdict"],
+                "check": (chk or {}).get("check", ""), "data": setting.get("data", ""),
+                "model": setting.get("model", ""), "attack": setting.get("attack", setting.get("details", "")),
+                "paper": (chk or {}).get("paper", e["paper"]), "ours": (chk or {}).get("ours", ""),
+                "verdict (check)": (chk or {}).get("verdict", ""), "chapter": (chk or {}).get("chapter", ""),
+                "device": prov.get("device", ""), "commit": str(prov.get("commit", ""))[:10],
             })
     return pd.DataFrame(rows)
 

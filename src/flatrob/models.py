@@ -17,6 +17,7 @@ __all__ = [
     "FeatureClassifier",
     "MLP",
     "MNIST1DCNN",
+    "SmallCNN",
     "build_model",
     "densenet121_cifar",
     "last_layer_inputs",
@@ -67,6 +68,29 @@ class DigitsCNN(FeatureClassifier):
             nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Linear(2 * channels * 16, width),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(width, n_classes)
+
+
+class SmallCNN(FeatureClassifier):
+    """A small CNN for 28x28 grey images (Fashion-MNIST, MNIST) that trains in seconds per epoch on two CPU cores.
+
+    conv3x3(1->c) ReLU maxpool2 conv3x3(c->2c) ReLU maxpool2 -> flatten -> Linear(2c*7*7 -> m) ReLU -> Linear(m -> k).
+    A sequential ReLU body, so ``flatrob.bounds.lipschitz_upper`` gives it a proven Lipschitz constant.
+    """
+
+    def __init__(self, n_classes: int = 10, channels: int = 16, width: int = 128, size: int = 28) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(2 * channels * (size // 4) ** 2, width),
             nn.ReLU(),
         )
         self.classifier = nn.Linear(width, n_classes)
@@ -152,18 +176,25 @@ def last_layer_inputs(
 class MNIST1DCNN(FeatureClassifier):
     """A 1-D CNN for MNIST-1D inputs (n, 1, L).
 
-    conv5(1->c) ReLU conv3(c->2c) ReLU maxpool2 conv3(2c->2c) ReLU maxpool2 -> Linear(2c L/4 -> m) ReLU -> Linear(m -> k).
+    BN conv5(1->c) BN ReLU conv3(c->2c) BN ReLU maxpool2 conv3(2c->2c) BN ReLU maxpool2 -> Linear(2c L/4 -> m) ReLU
+    -> Linear(m -> k). The input batch norm matters: mapped to [0, 1] by their range, MNIST-1D's signals have a
+    standard deviation of about 0.1, and without it SGD stalls near 30-47% accuracy; with it the default recipe
+    reaches about 98% on the test split (published CNN results: above 90%).
     """
 
     def __init__(self, n_classes: int = 10, length: int = 40, channels: int = 32, width: int = 128) -> None:
         super().__init__()
         self.body = nn.Sequential(
+            nn.BatchNorm1d(1),
             nn.Conv1d(1, channels, 5, padding=2),
+            nn.BatchNorm1d(channels),
             nn.ReLU(),
             nn.Conv1d(channels, 2 * channels, 3, padding=1),
+            nn.BatchNorm1d(2 * channels),
             nn.ReLU(),
             nn.MaxPool1d(2),
             nn.Conv1d(2 * channels, 2 * channels, 3, padding=1),
+            nn.BatchNorm1d(2 * channels),
             nn.ReLU(),
             nn.MaxPool1d(2),
             nn.Flatten(),
@@ -196,31 +227,36 @@ class _Wrapped(FeatureClassifier):
         self.classifier = classifier
 
 
-def resnet18_cifar(n_classes: int = 10) -> FeatureClassifier:
-    """torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no max-pool); m = 512."""
+def resnet18_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
+    """torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no max-pool); m = 512.
+
+    Any input size of at least 8x8 (global average pooling): 32x32 CIFAR, 28x28 Fashion-MNIST with ``in_channels=1``.
+    """
     from torchvision.models import resnet18
 
     net = resnet18(num_classes=n_classes)
-    net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
     body = nn.Sequential(
         net.conv1, net.bn1, net.relu, net.layer1, net.layer2, net.layer3, net.layer4, net.avgpool, nn.Flatten()
     )
     return _Wrapped(body, net.fc)
 
 
-def vgg11_bn_cifar(n_classes: int = 10) -> FeatureClassifier:
+def vgg11_bn_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
     """torchvision's VGG-11-BN convolutional stack; for 32x32 inputs it ends at 1x1x512, then Linear(512 -> k)."""
     from torchvision.models import vgg11_bn
 
-    return _Wrapped(nn.Sequential(vgg11_bn().features, nn.Flatten()), nn.Linear(512, n_classes))
+    features = vgg11_bn().features
+    features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+    return _Wrapped(nn.Sequential(features, nn.Flatten()), nn.Linear(512, n_classes))
 
 
-def densenet121_cifar(n_classes: int = 10) -> FeatureClassifier:
+def densenet121_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
     """torchvision's DenseNet-121 with a 3x3 stride-1 stem and no initial pooling; m = 1024."""
     from torchvision.models import densenet121
 
     net = densenet121(num_classes=n_classes)
-    net.features.conv0 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+    net.features.conv0 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
     net.features.pool0 = nn.Identity()
     body = nn.Sequential(net.features, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return _Wrapped(body, net.classifier)
@@ -240,13 +276,13 @@ class _WideBlock(nn.Module):
         return y + (x if self.shortcut is None else self.shortcut(o))
 
 
-def wide_resnet_cifar(depth: int = 28, widen: int = 4, n_classes: int = 10) -> FeatureClassifier:
-    """Wide ResNet WRN-depth-widen (Zagoruyko and Komodakis, 2016) for 32x32 inputs; m = 64 widen."""
+def wide_resnet_cifar(depth: int = 28, widen: int = 4, n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
+    """Wide ResNet WRN-depth-widen (Zagoruyko and Komodakis, 2016) for 32x32 (or 28x28) inputs; m = 64 widen."""
     if (depth - 4) % 6:
         raise ValueError(f"depth must be 6n + 4; got {depth}")
     n = (depth - 4) // 6
     widths = [16, 16 * widen, 32 * widen, 64 * widen]
-    layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)]
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
     c = widths[0]
     for stage, stride in zip(widths[1:], (1, 2, 2)):
         for i in range(n):
@@ -257,13 +293,14 @@ def wide_resnet_cifar(depth: int = 28, widen: int = 4, n_classes: int = 10) -> F
 
 
 ARCHITECTURES: dict[str, str] = {
+    "small-cnn": "small CNN for (1, 28, 28) grey images (Fashion-MNIST, MNIST); the CPU default",
     "digits-cnn": "small CNN for (1, 8, 8) digits",
     "mnist1d-cnn": "1-D CNN for (1, L) MNIST-1D",
     "mlp": "two hidden layers of 256, any input",
-    "resnet18": "ResNet-18, CIFAR stem, (3, 32, 32)",
-    "wrn-28-4": "WideResNet-28-4, (3, 32, 32)",
-    "vgg11-bn": "VGG-11 with batch norm, (3, 32, 32)",
-    "densenet121": "DenseNet-121, CIFAR stem, (3, 32, 32)",
+    "resnet18": "ResNet-18, CIFAR stem, (c, h, w) with h, w >= 8: (3, 32, 32) or (1, 28, 28)",
+    "wrn-28-4": "WideResNet-28-4, (c, h, w) with h, w >= 8",
+    "vgg11-bn": "VGG-11 with batch norm, (c, 32, 32)",
+    "densenet121": "DenseNet-121, CIFAR stem, (c, h, w) with h, w >= 8",
 }
 
 
@@ -274,22 +311,27 @@ def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> Feat
     shape = tuple(input_shape)
     if name == "mlp":
         return MLP(int(torch.tensor(shape).prod()), n_classes)
-    wants = {"digits-cnn": "(1, 8, 8)", "mnist1d-cnn": "(1, L)"}.get(name, "(3, 32, 32)")
-    ok = {
-        "digits-cnn": shape == (1, 8, 8),
-        "mnist1d-cnn": len(shape) == 2 and shape[0] == 1 and shape[1] % 4 == 0,
-    }.get(name, shape == (3, 32, 32))
+    image = len(shape) == 3 and shape[0] in (1, 3)
+    wants, ok = {
+        "small-cnn": ("(1, 28, 28)", shape == (1, 28, 28)),
+        "digits-cnn": ("(1, 8, 8)", shape == (1, 8, 8)),
+        "mnist1d-cnn": ("(1, L) with L divisible by 4", len(shape) == 2 and shape[0] == 1 and shape[1] % 4 == 0),
+        "vgg11-bn": ("(1 or 3, 32, 32)", image and shape[1:] == (32, 32)),
+    }.get(name, ("(1 or 3, h, w) with h, w >= 8", image and min(shape[1:]) >= 8))
     if not ok:
         raise ValueError(f"architecture {name!r} needs inputs of shape {wants}; the data have {shape}")
+    if name == "small-cnn":
+        return SmallCNN(n_classes)
     if name == "digits-cnn":
         return DigitsCNN(n_classes)
     if name == "mnist1d-cnn":
         return MNIST1DCNN(n_classes, length=shape[1])
+    c = shape[0]
     return {
-        "resnet18": resnet18_cifar,
-        "vgg11-bn": vgg11_bn_cifar,
-        "densenet121": densenet121_cifar,
-        "wrn-28-4": lambda k: wide_resnet_cifar(28, 4, k),
+        "resnet18": lambda k: resnet18_cifar(k, c),
+        "vgg11-bn": lambda k: vgg11_bn_cifar(k, c),
+        "densenet121": lambda k: densenet121_cifar(k, c),
+        "wrn-28-4": lambda k: wide_resnet_cifar(28, 4, k, c),
     }[name](n_classes)
 
 

@@ -11,10 +11,10 @@ at the end of the comment, what it accepts::
 
 Rules, separated by ``;``: ``at least x``, ``above x``, ``at most x``, ``below x``
 (for a list: every item), ``one of: a, b, c`` or ``one of: DATASETS | ARCHITECTURES | DEVICES``
-(for a list: every item), ``ascending``, ``contains x``, ``starts at x``. The
+(for a list: every item), ``ascending``, ``contains x``, ``starts at x``, ``may be empty``. The
 type is the default's (an integer parameter takes integers; a float parameter
 takes any number, written in any YAML or Python float syntax, and never NaN or
-an infinity). Lists are never empty. (The rules are words, not ``>=``: papermill's own
+an infinity). Lists are never empty unless their rules say ``may be empty``. (The rules are words, not ``>=``: papermill's own
 reader of parameters cells cannot parse a line with a second ``=``.)
 
 :func:`validate` checks a set of values against these rules and against the
@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def _parse_comment(chapter_name: str, name: str, comment: str) -> tuple[str, tup
         return comment, ()
     rules = tuple(r.strip() for r in m.group(2).split(";") if r.strip())
     for r in rules:  # fail at once on a rule the validator would not understand
-        ok = (_BOUND.match(r) and _number(_BOUND.match(r).group(2)) is not None) or r == "ascending" \
+        ok = (_BOUND.match(r) and _number(_BOUND.match(r).group(2)) is not None) or r in ("ascending", "may be empty") \
             or re.fullmatch(r"(contains|starts at)\s+\S+", r) or r.startswith("one of:")
         if r.startswith("one of:") and re.fullmatch(r"one of:\s*[A-Z]+", r):
             try:
@@ -196,8 +197,25 @@ def parameter_spec(name: str) -> dict[str, Parameter]:
         line = lines[node.end_lineno - 1]
         comment = line.split("#", 1)[1].strip() if "#" in line else ""
         doc, rules = _parse_comment(name, pname, comment)
-        out[pname] = Parameter(pname, ast.literal_eval(node.value), doc, rules)
+        try:
+            default = _literal(node.value)
+        except ValueError as err:
+            raise RuntimeError(f"chapter {name!r}, parameter {pname!r}: {err}") from None
+        out[pname] = Parameter(pname, default, doc, rules)
     return out
+
+
+def _literal(node: ast.expr) -> Any:
+    """A literal, or arithmetic on numbers (``8 / 255``), or a list of those: read without executing anything."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+        a, b = _literal(node.left), _literal(node.right)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
+            raise ValueError("arithmetic is allowed on numbers only")
+        op = {ast.Add: float.__add__, ast.Sub: float.__sub__, ast.Mult: float.__mul__, ast.Div: float.__truediv__}
+        return op[type(node.op)](float(a), float(b))
+    if isinstance(node, ast.List):
+        return [_literal(e) for e in node.elts]
+    return ast.literal_eval(node)
 
 
 def _number(text: str) -> float | None:
@@ -259,6 +277,8 @@ def _apply_rules(where: str, value: Any, rules: tuple[str, ...]) -> None:
             bad = [v for v in items if v not in choices]
             if bad:
                 raise ParameterError(f"{must} one of {list(choices)}; got {bad[0]!r}")
+        elif r == "may be empty":
+            continue
         elif r == "ascending":
             if list(value) != sorted(set(value)):
                 raise ParameterError(f"{where} must be strictly ascending; got {value}")
@@ -282,7 +302,7 @@ def _check_one(chapter_name: str, p: Parameter, value: Any) -> Any:
     elif isinstance(default, list):
         if not isinstance(value, list):
             raise ParameterError(f"{where} must be {what}; got {value!r}")
-        if not value:
+        if not value and "may be empty" not in p.rules:
             raise ParameterError(f"{where} must be a non-empty list; got []")
         want_int = bool(default) and all(isinstance(v, int) and not isinstance(v, bool) for v in default)
         value = [_check_number(where, v, want_int, "a list of " + ("integers" if want_int else "numbers"))
@@ -371,10 +391,15 @@ class ChapterContext:
         """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""
         return save_results(self.results_dir, files)
 
-    def record(self, checks: list[Check], setting: str) -> list[dict[str, Any]]:
-        """The checks as ledger entries with this run's setting and provenance, recorded in data/claims/ when the
-        book is built (``make book``); returns the entries."""
-        entries = [ledger.entry(c, setting, self.name, self.provenance) for c in checks]
+    def record(self, checks: list[Check], setting: dict[str, Any] | Callable[[Check], dict[str, Any]]) -> list[dict[str, Any]]:
+        """The checks as ledger entries with the setting that made them and this run's provenance, recorded in
+        data/claims/ when the book is built (``make book``); returns the entries.
+
+        ``setting``: what the report shows beside each verdict, {"data": ..., "model": ..., "attack": ...}, or a
+        function of the check giving it (when the checks of one run differ, for example by radius).
+        """
+        entries = [ledger.entry(c, setting(c) if callable(setting) else setting, self.name, self.provenance)
+                   for c in checks]
         ledger.record(self.name, entries)
         return entries
 
