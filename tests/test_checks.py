@@ -106,6 +106,14 @@ def test_scaling_every_verdict():
         checks.check_scaling(falling, [3, 2, 1], "v")
 
 
+def test_scaling_median_every_verdict():
+    base = torch.tensor(around(1.0, 0.5, 300))
+    assert checks.check_scaling_median(torch.stack([base, base / 10, base / 100]), [1, 2, 3], "v").verdict == "reproduced"
+    assert checks.check_scaling_median(torch.stack([base, base * 10, base]), [1, 2, 3], "v").verdict == "not reproduced"
+    noisy = torch.stack([base, base * torch.tensor(around(1.0, 0.5, 300)), base / 100])
+    assert checks.check_scaling_median(noisy, [1, 2, 3], "v").verdict == "partly"
+
+
 def test_loss_growth_every_verdict():
     base = torch.tensor(around(1.0, 0.5, 300))
     shrinking = torch.stack([base, base / 10, base / 1000])

@@ -250,13 +250,36 @@ def relative_sharpness_dataset(
     bias: Tensor | None = None,
     kind: Kind = "layer",
 ) -> Tensor:
-    """Relative sharpness of the empirical loss on a sample set (eq-kappa-dataset). Scalar.
+    """Relative sharpness of the empirical loss on a sample set (prop-kappa-dataset). Scalar.
 
-    The empirical loss is the mean of the per-sample losses, its Hessian the
-    mean of the per-sample Hessians, and every kind is linear in the Hessian
-    for a fixed ``W``: the set's value is the mean of the per-sample values.
+    The empirical loss is the mean of the per-sample losses and its Hessian the
+    mean of the per-sample Hessians. The trace forms (``layer``, ``neuron``) are
+    linear in the Hessian, so the set's value is the mean of the per-sample
+    values. The eigenvalue form is not: the set's diagonal block
+    ``H_ss = (1/n) sum_i p_is (1 - p_is) phi_i phi_i^T`` has rank up to n, and
+    ``sum_s ||w_s||^2 lambda_max(H_ss)`` is computed from it exactly (as Petzka
+    et al.'s code does), from an eigendecomposition of the smaller of its (m, m)
+    form and the (n, n) Gram form ``C^(1/2) Phi Phi^T C^(1/2) / n``. The mean of
+    the per-sample eigenvalue forms is only an upper bound on it.
+
+    Shapes: weight (k, m), features (n, m), bias (k,) or None -> ().
     """
-    return relative_sharpness(weight, features, bias, kind).mean()
+    _check_kind(kind)
+    if kind != "eigen":
+        return relative_sharpness(weight, features, bias, kind).mean()
+    _check(weight, features, bias)
+    p, q = complement_probabilities(logits_of(weight, features, bias))
+    c = p * q  # (n, k): p_s (1 - p_s), the weight of phi phi^T in H_ss
+    n, m = features.shape
+    lam = []
+    for s in range(weight.shape[0]):
+        if m <= n:
+            block = features.T @ (c[:, s, None] * features) / n  # (m, m)
+        else:
+            scaled = c[:, s].sqrt()[:, None] * features  # (n, m)
+            block = scaled @ scaled.T / n  # (n, n), the same non-zero eigenvalues
+        lam.append(torch.linalg.eigvalsh(block)[-1].clamp_min(0))
+    return (weight.square().sum(-1) * torch.stack(lam)).sum()
 
 
 def kappa_from_hessian(weight: Tensor, hess: Tensor, kind: Kind = "layer") -> Tensor:

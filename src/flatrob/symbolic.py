@@ -301,20 +301,47 @@ def check_haar_first_moment() -> sp.Matrix:
     return sp.simplify((integ(rot) + integ(rot * sp.diag(1, -1))) / 2)
 
 
-def check_expected_quadratic(k: int, m: int) -> sp.Expr:
-    """thm-expected-change: tr(W^T Sigma W) ||phi||^2 / m - kappa_neuron / m, symbolic W (k, m), p on the simplex, phi.
+def _o2_haar_expectation(expr: sp.Expr, a: sp.Matrix) -> sp.Expr:
+    """E_A[expr] for a polynomial ``expr`` in the entries of a (2, 2) symbol matrix ``a``, A Haar on O(2).
 
-    The expected second-order term E_A[(W A phi)^T Sigma (W A phi)] equals
-    tr(W^T Sigma W E[A phi phi^T A^T]) = tr(W^T Sigma W) ||phi||^2 / m, and
-    kappa_neuron = sum_{s,s'} <w_s, w_s'> Sigma_{ss'} ||phi||^2 (eq-kappa-def).
+    Each monomial in A's entries is replaced by its Haar expectation, integrated over the
+    rotations R(theta) and reflections R(theta) diag(1, -1) (uniform theta, a fair choice).
     """
+    th = sp.Symbol("theta", real=True)
+    rot = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
+    mats = (rot, rot * sp.diag(1, -1))
+    entries = list(a)
+    poly = sp.Poly(sp.expand(expr), *entries)
+    total = sp.Integer(0)
+    for powers, coeff in poly.terms():
+        moment = sum(
+            sp.integrate(sp.prod([e**k for e, k in zip(list(m), powers)]), (th, 0, 2 * sp.pi)) / (2 * sp.pi) for m in mats
+        ) / 2
+        total += coeff * moment
+    return sp.expand(total)
+
+
+def check_expected_quadratic(k: int, m: int = 2) -> sp.Expr:
+    """thm-expected-change: E_A[(W A phi)^T Sigma (W A phi)] - kappa_neuron / m, A Haar on O(m), for m = 2.
+
+    The left side is built with A in it: the quadratic form is expanded in the entries of a
+    symbolic A, and every monomial replaced by its Haar integral over O(2) (not by the moment
+    identity the proof uses, so the check could fail if the proof were wrong). W (k, 2) and
+    phi are symbols, p lies on the simplex, kappa_neuron = sum_{s,s'} <w_s, w_s'> Sigma_{ss'} ||phi||^2.
+    Zero when the theorem's quadratic term holds.
+    """
+    if m != 2:
+        raise ValueError("the Haar integral is done in closed form over O(2) only: m must be 2")
     p = _probability_simplex(k)
     sigma = sigma_of(p)
     W = symbol_matrix("w", k, m, real=True)
-    phi_sq = sp.Symbol("r2", positive=True)
-    lhs = (W.T * sigma * W).trace() * phi_sq / m
+    a = symbol_matrix("a", m, m, real=True)
+    phi = symbol_vector("phi", m, real=True)
+    u = W * a * phi
+    expected = _o2_haar_expectation((u.T * sigma * u)[0], a)
+    phi_sq = (phi.T * phi)[0]
     kappa = sum((W[s, :] * W[t, :].T)[0] * sigma[s, t] * phi_sq for s in range(k) for t in range(k))
-    return sp.expand(lhs - kappa / m)
+    return sp.simplify(sp.expand(expected - kappa / m))
 
 
 # ---------------------------------------------------------------------------
