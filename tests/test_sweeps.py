@@ -1,0 +1,95 @@
+"""Sweeps on Snakemake: plan and check the grid, run it, re-run nothing, report failures, aggregate over seeds."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flatrob.runs import ParameterError
+from flatrob.sweeps import job_id, over_seeds, plan, split_values
+from helpers import write_cifar
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["-p", "n_train", "1000", "-p", "epochs", "1", "-p", "adv_steps", "1", "-p", "attack_steps", "6",
+         "-p", "n_samples", "30", "-p", "noise_steps", "4", "-p", "radii", "[0.2]"]
+
+
+def sweep(tmp_path, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "flatrob", "sweep", "uncanny-valley", *args, "--out", str(tmp_path / "sweeps"),
+                           "--cores", "2"], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture()
+def env(tmp_cache):
+    e = dict(os.environ, FLATROB_CACHE=str(tmp_cache))
+    e.pop("MPLBACKEND", None)
+    return e
+
+
+def test_split_values_and_job_ids():
+    assert split_values("0,1,2") == [0, 1, 2]
+    assert split_values("[0.1, 0.2],[0.3]") == [[0.1, 0.2], [0.3]]
+    assert split_values("fashion-mnist,digits") == ["fashion-mnist", "digits"]
+    with pytest.raises(ParameterError, match="cannot read"):
+        split_values("1,,2")
+    assert job_id({"seed": 1, "dataset": "digits"}) == "dataset-digits_seed-1"
+    assert job_id({"radii": [0.1, 0.2]}) == "radii-0.10.2"
+
+
+def test_bad_values_fail_before_anything_runs(tmp_path):
+    with pytest.raises(ParameterError, match="'epochs'.*must be >= 1; got 0"):
+        plan("uncanny-valley", {"seed": [0, 1], "epochs": [1, 0]})
+    with pytest.raises(ParameterError, match="unknown parameter"):
+        plan("uncanny-valley", {"stepz": [1, 2]})
+    proc = sweep(tmp_path, "-p", "seed", "0,1", "-p", "attack_eps", "0.1,.nan")
+    assert proc.returncode == 2 and "finite" in proc.stderr and not (tmp_path / "sweeps").exists()
+
+
+def test_over_seeds_judges_the_measure_against_its_threshold():
+    def run(value, verdict="reproduced"):
+        return [{"id": "6-rise", "claim": 6, "statement": "s", "verdict": verdict,
+                 "measure": {"name": "m", "value": value, "ci95": [value, value], "threshold": 2.0, "side": "above"}}]
+
+    assert over_seeds({0: run(3.0), 1: run(3.2), 2: run(2.9)})[0]["verdict"] == "reproduced"
+    assert over_seeds({0: run(1.0), 1: run(1.2), 2: run(0.9)})[0]["verdict"] == "not reproduced"
+    spread = over_seeds({0: run(1.0), 1: run(3.0), 2: run(2.5)})[0]
+    assert spread["verdict"] == "partly" and spread["min"] == 1.0 and spread["max"] == 3.0
+    lone = over_seeds({0: run(3.0)})[0]
+    assert lone["verdict"] == "reproduced" and "mean" not in lone  # one seed: its verdict, no interval
+
+
+@pytest.mark.slow
+def test_local_sweep_runs_reruns_nothing_and_summarises(tmp_path, env):
+    proc = sweep(tmp_path, "-p", "seed", "0,1", *SMALL, "--name", "two-seeds", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    folder = tmp_path / "sweeps" / "two-seeds"
+    runs = sorted(p.name for p in (folder / "runs" / "uncanny-valley").iterdir())
+    assert runs == ["adv_steps-1_attack_steps-6_epochs-1_n_samples-30_n_train-1000_noise_steps-4_radii-0.2_seed-0",
+                    "adv_steps-1_attack_steps-6_epochs-1_n_samples-30_n_train-1000_noise_steps-4_radii-0.2_seed-1"]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["finished"] == 2 and len(summary["combinations"]) == 1
+    assert {c["seeds"] for c in summary["combinations"][0]["checks"]} == {2}
+    assert "2 done, 0 failed" in proc.stdout
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("provenance.json")}
+    again = sweep(tmp_path, "-p", "seed", "0,1", *SMALL, "--name", "two-seeds", env=env)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    assert stamps == {p: p.stat().st_mtime_ns for p in folder.rglob("provenance.json")}
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_reported_and_the_other_finishes(tmp_path, env):
+    write_cifar(tmp_path / "cifar", "cifar10")  # files in place (the rules pass), checksums wrong (the run fails)
+    proc = sweep(tmp_path, "-p", "dataset", "fashion-mnist,cifar10", "-p", "data_root", str(tmp_path / "cifar"),
+                 *SMALL, "--name", "one-fails", env=env)
+    assert proc.returncode == 1
+    assert "1 done, 1 failed" in proc.stdout
+    log = tmp_path / "sweeps" / "one-fails" / "logs"
+    failed_line = next(line for line in proc.stdout.splitlines() if line.strip().startswith("failed:"))
+    assert "dataset-cifar10" in failed_line and str(log) in failed_line
+    failed_log = next(p for p in log.iterdir() if "cifar10" in p.name)
+    assert "error:" in failed_log.read_text()
+    summary = json.loads((tmp_path / "sweeps" / "one-fails" / "summary.json").read_text())
+    assert summary["finished"] == 1 and summary["combinations"][0]["setting"]["dataset"] == "fashion-mnist"
