@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MATHJAX_VERSION := 3.2.2
-MATHJAX := book/_static/mathjax/tex-chtml.js
+MATHJAX := book/_vendor/mathjax/tex-chtml.js
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
@@ -36,11 +36,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 # MathJax 3 from the npm registry, served by the book itself (no CDN at reading time).
 $(MATHJAX):
 	@command -v npm >/dev/null || { echo "npm is needed once to fetch MathJax $(MATHJAX_VERSION) (apt-get install npm)"; exit 1; }
-	@rm -rf book/_static/mathjax && mkdir -p book/_static/mathjax
+	@rm -rf book/_vendor/mathjax && mkdir -p book/_vendor/mathjax
 	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null \
 	  && tar -xzf mathjax-$(MATHJAX_VERSION).tgz package/es5/tex-chtml.js package/es5/output/chtml/fonts \
-	  && cp -r package/es5/. $(CURDIR)/book/_static/mathjax/ && rm -rf $$tmp
-	@test -s $@ && echo "MathJax $(MATHJAX_VERSION) installed in book/_static/mathjax"
+	  && cp -r package/es5/. $(CURDIR)/book/_vendor/mathjax/ && rm -rf $$tmp
+	@test -s $@ && echo "MathJax $(MATHJAX_VERSION) installed in book/_vendor/mathjax"
 
 # The execution cache is keyed on the notebooks only; drop it (and Sphinx's doctrees, which would
 # let Sphinx skip re-reading unchanged chapters) when the library changes, so that no figure is

@@ -12,6 +12,7 @@ FAST = {
     "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
     "intro": {},
     "reproduction": {"write_ledger": False},
+    "sweeps": {},
     "loss-change": {"epochs": 3, "n_random": 2000, "attack_steps": 5},
     "bridging-lemma": {"epochs": 3, "n_points": 20, "radii": [0.1, 0.3], "power_iters": 5},
     "local-bound": {"epochs": 3, "n_points": 20, "radii": [0.03, 0.3], "attack_steps": 5, "scales": [0.5, 1.0, 5.0], "n_random": 300},

@@ -40,6 +40,7 @@ def test_toc_symlink_and_config_at_root():
     assert config["execute"]["execute_notebooks"] == "cache"
     assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
     assert config["sphinx"]["config"]["mathjax_path"].startswith("mathjax/"), "math must not come from a CDN"
+    assert not (BOOK / "_static").exists(), "Jupyter Book adds every .js under the static paths: MathJax twice"
 
 
 def test_every_toc_entry_exists():

@@ -77,7 +77,7 @@ def test_every_chapter_parameter_line_parses_and_has_a_device():
 
     for name in chapters():
         spec = parameter_spec(name)
-        if name not in ("intro", "reproduction"):
+        if name not in ("intro", "reproduction", "sweeps"):  # pages that compute nothing on a device
             assert spec["device"].rules == ("one of: DEVICES",), name
         for p in spec.values():
             p.describe()  # named choice sets resolve

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flatrob import checks
 from flatrob.runs import ParameterError
 from flatrob.sweeps import job_id, over_seeds, plan, split_values
 from helpers import write_cifar
@@ -51,12 +52,19 @@ def test_bad_values_fail_before_anything_runs(tmp_path):
 def test_over_seeds_judges_the_measure_against_its_threshold():
     def run(value, verdict="reproduced"):
         return [{"id": "6-rise", "claim": 6, "statement": "s", "verdict": verdict,
-                 "measure": {"name": "m", "value": value, "ci95": [value, value], "threshold": 2.0, "side": "above"}}]
+                 "measure": {"name": "m", "value": value, "ci95": [value, value],
+                             "rule": [list(r) for r in checks.rule_above(2.0)]}}]
 
     assert over_seeds({0: run(3.0), 1: run(3.2), 2: run(2.9)})[0]["verdict"] == "reproduced"
     assert over_seeds({0: run(1.0), 1: run(1.2), 2: run(0.9)})[0]["verdict"] == "not reproduced"
     spread = over_seeds({0: run(1.0), 1: run(3.0), 2: run(2.5)})[0]
     assert spread["verdict"] == "partly" and spread["min"] == 1.0 and spread["max"] == 3.0
+    # a three-level rule (claim 7's basin) is judged over the seeds as within a run
+    def basin(value):
+        return [{"id": "7-basin", "claim": 7, "statement": "s", "verdict": "partly",
+                 "measure": {"name": "r", "value": value, "ci95": [value, value], "rule": [list(r) for r in checks.WIDENS]}}]
+
+    assert over_seeds({0: basin(1.4), 1: basin(1.5), 2: basin(1.6)})[0]["verdict"] == "partly"
     lone = over_seeds({0: run(3.0)})[0]
     assert lone["verdict"] == "reproduced" and "mean" not in lone  # one seed: its verdict, no interval
 

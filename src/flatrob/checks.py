@@ -60,6 +60,9 @@ __all__ = [
     "check_valley_shape",
     "checks_table",
     "combine",
+    "judge",
+    "rule_above",
+    "rule_below",
     "tag_value",
 ]
 
@@ -121,7 +124,23 @@ DETECTOR_REPRODUCED, DETECTOR_PARTLY = 0.90, 0.75
 
 
 # ---------------------------------------------------------------------------
-# estimates and their intervals
+# estimates, their intervals and the rules that turn them into verdicts
+
+
+#: Rules with more than two levels, or strict ones, named once (see :func:`judge`).
+#: "later" (claim 7's shift): strictly above 0 steps.
+LATER = [("reproduced", "lo", ">", 0.0), ("not reproduced", "hi", "<=", 0.0), ("partly", None, None, None)]
+#: "larger" (claim 7's Tr H): a ratio strictly above 1.
+LARGER = [("reproduced", "lo", ">", 1.0), ("not reproduced", "hi", "<", 1.0), ("partly", None, None, None)]
+#: "widens the basin" (claim 7): reproduced from BASIN_FACTOR, partly when the ratio is above 1 but not that far.
+WIDENS = [("reproduced", "lo", ">=", BASIN_FACTOR), ("partly", "lo", ">", 1.0), ("not reproduced", None, None, None)]
+#: "falls monotonically" at every point (claim 8): all points, or below MAJORITY, or in between.
+MONOTONE = [("reproduced", "value", "==", 1.0), ("not reproduced", "hi", "<", MAJORITY), ("partly", None, None, None)]
+#: "the median falls" (claim 8): the least clear step's ratio below 1.
+FALLS = [("reproduced", "hi", "<", 1.0), ("not reproduced", "lo", ">", 1.0), ("partly", None, None, None)]
+#: "a stump separates" (claim 11): reproduced from DETECTOR_REPRODUCED, partly from DETECTOR_PARTLY.
+DETECTS = [("reproduced", "lo", ">=", DETECTOR_REPRODUCED), ("partly", "lo", ">=", DETECTOR_PARTLY),
+           ("not reproduced", None, None, None)]
 
 
 @dataclass(frozen=True)
@@ -141,16 +160,44 @@ class Estimate:
 
     def above(self, threshold: float) -> str:
         """The verdict on "the statistic exceeds (or reaches) ``threshold``"."""
-        return "reproduced" if self.lo >= threshold else ("not reproduced" if self.hi < threshold else "partly")
+        return judge(self, rule_above(threshold))
 
     def below(self, threshold: float) -> str:
         """The verdict on "the statistic stays at or below ``threshold``"."""
-        return "reproduced" if self.hi <= threshold else ("not reproduced" if self.lo > threshold else "partly")
+        return judge(self, rule_below(threshold))
 
-    def measure(self, name: str, threshold: float, side: str) -> dict[str, Any]:
-        """This estimate as the decisive measure of a check: judged ``side`` ("above" or "below") ``threshold``."""
-        return {"name": name, "value": self.value, "ci95": [self.lo, self.hi], "n": self.n,
-                "threshold": threshold, "side": side}
+    def measure(self, name: str, rule: list[tuple]) -> dict[str, Any]:
+        """This estimate as the decisive measure of a check, with the rule that turns it into the verdict."""
+        return {"name": name, "value": self.value, "ci95": [self.lo, self.hi], "n": self.n, "rule": [list(r) for r in rule]}
+
+
+#: A verdict rule: (verdict, bound, op, threshold) tried in order, the first that holds wins; a rule whose
+#: bound is None always holds. The bound is the estimate's "value", or its interval's "lo" or "hi".
+Rule = list[tuple]
+_OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
+        "==": lambda a, b: a == b}
+
+
+def rule_above(threshold: float) -> Rule:
+    """"Above (or at) the threshold": reproduced when the interval lies there, not when it lies below, else partly."""
+    return [("reproduced", "lo", ">=", threshold), ("not reproduced", "hi", "<", threshold), ("partly", None, None, None)]
+
+
+def rule_below(threshold: float) -> Rule:
+    """"At or below the threshold": reproduced when the interval lies there, not when it lies above, else partly."""
+    return [("reproduced", "hi", "<=", threshold), ("not reproduced", "lo", ">", threshold), ("partly", None, None, None)]
+
+
+def judge(estimate: "Estimate | dict[str, float]", rule: Rule) -> str:
+    """The verdict of ``rule`` on an estimate (an :class:`Estimate` or {"value", "lo", "hi"}).
+
+    One function for the verdict within a run and over the seeds of a sweep, so both read the same rule.
+    """
+    e = estimate if isinstance(estimate, dict) else {"value": estimate.value, "lo": estimate.lo, "hi": estimate.hi}
+    for verdict, bound, op, threshold in rule:
+        if bound is None or _OPS[op](e[bound], threshold):
+            return verdict
+    raise ValueError(f"the rule {rule} decides nothing for {e}")
 
 
 def bootstrap(stat: Callable[..., float], *samples: np.ndarray, paired: bool = True, n_boot: int = N_BOOT,
@@ -389,16 +436,16 @@ def check_valley_shape(samples: dict[str, Any], model: str, tag: str = "") -> li
     return [
         Check(f"6-rise{sfx}", 6, parts[0][1], rise.above(RISE_FACTOR),
               f"median per-input peak/start {rise} (threshold {RISE_FACTOR:g}); {n}", paper["rise"],
-              {"peak_over_start": rise.as_dict()}, rise.measure("median peak/start", RISE_FACTOR, "above")),
+              {"peak_over_start": rise.as_dict()}, rise.measure("median peak/start", rule_above(RISE_FACTOR))),
         Check(f"6-peak{sfx}", 6, parts[1][1], near.below(tol),
               f"median |peak step - flip step| {near} steps (tolerance {_fmt(tol)} of {samples['steps']}); {n}",
               paper["peak"], {"abs_peak_minus_flip": near.as_dict(), "tolerance": tol},
-              near.measure("median |peak - flip| steps", tol, "below")),
+              near.measure("median |peak - flip| steps", rule_below(tol))),
         Check(f"6-collapse{sfx}", 6, parts[2][1], collapse,
               f"median final/peak {drop} (at most {1 / COLLAPSE_FACTOR:g}); share wrong at the end {wrong}; median "
               f"final confidence {conf} (above {FINAL_CONFIDENCE:g}); {n}", paper["collapse"],
               {"final_over_peak": drop.as_dict(), "final_wrong": wrong.as_dict(), "final_confidence": conf.as_dict()},
-              drop.measure("median final/peak", 1 / COLLAPSE_FACTOR, "below")),
+              drop.measure("median final/peak", rule_below(1 / COLLAPSE_FACTOR))),
     ]
 
 
@@ -423,13 +470,13 @@ def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any],
     both = clean["start_correct"] & adv["start_correct"]
     flip = bootstrap(_median_difference, clean["time_to_flip"][both], adv["time_to_flip"][both])
     peak = bootstrap(_median_difference, clean["peak_step"], adv["peak_step"], paired=False)
-    verdict = combine([flip.above(1e-12), peak.above(1e-12)])
+    verdict = combine([judge(flip, LATER), judge(peak, LATER)])
     return Check(
         cid, 7, stmt, verdict,
         f"median time to flip later by {flip} steps on the {int(both.sum())} inputs both start correct on (never "
         f"flipped: after the last step); median peak step of the flipped inputs later by {peak} (adversarially "
         "trained minus clean; both must be above 0)", "the valley shifts but persists",
-        {"flip_later": flip.as_dict(), "peak_later": peak.as_dict()}, flip.measure("flip later by (steps)", 0.0, "above"))
+        {"flip_later": flip.as_dict(), "peak_later": peak.as_dict()}, flip.measure("flip later by (steps)", LATER))
 
 
 def check_feature_norm(samples: dict[str, Any], model: str, tag: str = "") -> Check:
@@ -450,7 +497,7 @@ def check_feature_norm(samples: dict[str, Any], model: str, tag: str = "") -> Ch
         f"{_fmt(phi)} decades, 1 - ||p||^2 spans {_fmt(prob)}: the probability factor "
         f"{'dominates' if dominates else 'does not dominate'} the curve", "open question (a reviewer's alternative)",
         {"max_over_min": ratio.as_dict(), "decades_phi_sq": phi, "decades_one_minus_p2": prob},
-        ratio.measure("median max/min of ||phi||", NORM_CONSTANT_RATIO, "below"))
+        ratio.measure("median max/min of ||phi||", rule_below(NORM_CONSTANT_RATIO)))
 
 
 def check_scaling(kappa: Tensor, scales: list[float], variant: str) -> Check:
@@ -466,13 +513,13 @@ def check_scaling(kappa: Tensor, scales: list[float], variant: str) -> Check:
     monotone = (k.diff(dim=0) <= 0).all(0).double().numpy()
     share = bootstrap(_share, monotone)
     med = k.median(1).values
-    verdict = "reproduced" if share.value == 1.0 else ("not reproduced" if share.hi < MAJORITY else "partly")
+    verdict = judge(share, MONOTONE)
     return Check(
         f"8-{variant}", 8, rf"Relative sharpness falls monotonically with the last-layer scale \(s\) ({variant}).", verdict,
         f"share of {k.shape[1]} points where kappa never increases in s: {share}; median from "
         f"{_fmt(float(med[0]))} (s = {scales[0]:g}) to {_fmt(float(med[-1]))} (s = {scales[-1]:g})",
         "falls with s", {"monotone_share": share.as_dict(), "median": med.tolist(), "scales": list(scales)},
-        share.measure("share of monotone points", MAJORITY, "above"),
+        share.measure("share of monotone points", MONOTONE),
     )
 
 
@@ -487,15 +534,15 @@ def check_scaling_median(kappa: Tensor, scales: list[float], variant: str) -> Ch
         raise ValueError(f"scales must be ascending; got {scales}")
     k = kappa.double().numpy()
     steps = [bootstrap(_median_ratio, k[i], k[i + 1]) for i in range(len(scales) - 1)]
-    parts = [e.below(1 - 1e-12) for e in steps]
-    verdict = "not reproduced" if "not reproduced" in parts else ("reproduced" if set(parts) == {"reproduced"} else "partly")
-    worst = max(steps, key=lambda e: e.hi)
+    worst = max(steps, key=lambda e: e.hi)  # every step falls iff the least clear one does
+    parts = [judge(e, FALLS) for e in steps]
+    verdict = judge(worst, FALLS) if "not reproduced" not in parts else "not reproduced"
     return Check(
         f"8-median-{variant}", 8, rf"The median relative sharpness falls with the last-layer scale \(s\) ({variant}).", verdict,
         f"ratio of the medians from each scale to the next, all below 1 in {parts.count('reproduced')} of {len(steps)} "
         f"steps; the least clear step: {worst} ({len(k[0])} points)", "falls with s",
         {"ratios": [e.as_dict() for e in steps], "scales": list(scales)},
-        worst.measure("largest ratio of medians, next scale / this one", 1.0, "below"))
+        worst.measure("largest ratio of medians, next scale / this one", FALLS))
 
 
 def _quantile(q: float) -> Callable[[np.ndarray], float]:
@@ -557,13 +604,13 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
               f"smallest to the largest s {gain} (needs {MASKING_GAIN:g})",
               "0% at s = 1 to 93% at s = 100 (the predecessor's ResNet-18: 93.88% clean, 0.01% under PGD)",
               {"gain": gain.as_dict(), "pgd": acc["pgd"].tolist(), "clean": acc["clean"].tolist(), "scales": list(scales)},
-              gain.measure("PGD robust accuracy gain", MASKING_GAIN, "above")),
+              gain.measure("PGD robust accuracy gain", rule_above(MASKING_GAIN))),
         Check(f"9-transfer-bias-kept{sfx}", 9, r"Examples made at \(s = 1\) still fool the scaled models (bias kept).",
               rise_kept.below(ATTACK_SLACK),
               f"s = {grid}: robust accuracy under transfer {pct(acc['transfer, bias kept'])}%; its largest rise over "
               f"s = {scales[0]:g} {rise_kept} (at most {ATTACK_SLACK:g})", "100% transfer",
               {"rise": rise_kept.as_dict(), "accuracy": acc["transfer, bias kept"].tolist()},
-              rise_kept.measure("largest rise of transfer robust accuracy", ATTACK_SLACK, "below")),
+              rise_kept.measure("largest rise of transfer robust accuracy", rule_below(ATTACK_SLACK))),
         Check(f"9-transfer-bias-scaled{sfx}", 9, r"Examples made at \(s = 1\) still fool the scaled models (bias scaled).",
               BY_CONSTRUCTION if same["transfer"] else "not reproduced",
               f"robust accuracy under transfer {pct(acc['transfer'])}% at every s: the scaled model has the same "
@@ -594,14 +641,14 @@ def check_basin(steps_clean: Tensor, steps_adv: Tensor, definition: str) -> Chec
     above 1 but not that far, not reproduced when its interval reaches 1 or below.
     """
     ratio = bootstrap(_median_ratio, steps_clean.double().numpy(), steps_adv.double().numpy())
-    verdict = "reproduced" if ratio.lo >= BASIN_FACTOR else ("partly" if ratio.lo > 1 else "not reproduced")
+    verdict = judge(ratio, WIDENS)
     c, a = float(steps_clean.double().median()), float(steps_adv.double().median())
     return Check(
         f"7-basin-{definition}", 7, f"Adversarial training widens the low-loss basin ({definition}).", verdict,
         f"median iterates before the loss rises ({definition}): {_fmt(c)} (clean) vs {_fmt(a)} (adversarially "
         f"trained), ratio {ratio} (reproduced from {BASIN_FACTOR:g}, partly above 1)", "about 20x more iterations",
         {"clean_median": c, "adversarial_median": a, "ratio": ratio.as_dict()},
-        ratio.measure("ratio of median iterates", BASIN_FACTOR, "above"),
+        ratio.measure("ratio of median iterates", WIDENS),
     )
 
 
@@ -613,12 +660,12 @@ def check_clean_trace(trace_clean: Tensor, trace_adv: Tensor) -> Check:
     a, b = trace_clean.double().numpy(), trace_adv.double().numpy()
     ratio = bootstrap(_median_ratio, a, b)
     return Check(
-        "7-trace", 7, r"At clean points \(\operatorname{Tr} H\) is larger after adversarial training.", ratio.above(1 + 1e-12),
+        "7-trace", 7, r"At clean points \(\operatorname{Tr} H\) is larger after adversarial training.", judge(ratio, LARGER),
         f"median Tr H at clean test points {_fmt(float(np.median(a)))} (clean) vs {_fmt(float(np.median(b)))} "
         f"(adversarially trained), ratio {ratio} (above 1: larger); means {_fmt(float(a.mean()))} vs "
         f"{_fmt(float(b.mean()))}", r"\(\operatorname{Tr} H\) about 0.6 (clean) vs 1.0 (AT)",
         {"median_ratio": ratio.as_dict(), "mean_clean": float(a.mean()), "mean_adversarial": float(b.mean())},
-        ratio.measure("ratio of median Tr H", 1.0, "above"),
+        ratio.measure("ratio of median Tr H", LARGER),
     )
 
 
@@ -648,7 +695,7 @@ def check_confidently_wrong_flat(kappa: dict[str, Tensor], confidence: dict[str,
         f"the median at the boundary {est} (at most {1 / COLLAPSE_FACTOR:g}); medians {_fmt(float(np.median(k_adv[sel])))} "
         f"vs {_fmt(float(np.median(k_b)))}, clean points {_fmt(float(kappa['clean'].double().median()))}",
         "confidently wrong points are flat", {"ratio": est.as_dict(), "n_confidently_wrong": int(sel.sum())},
-        est.measure("median kappa, confidently wrong / boundary", 1 / COLLAPSE_FACTOR, "below"),
+        est.measure("median kappa, confidently wrong / boundary", rule_below(1 / COLLAPSE_FACTOR)),
     )
 
 
@@ -677,11 +724,11 @@ def check_detector(held_out_sharpness: np.ndarray, held_out_confidence: np.ndarr
                      "accuracy 0.92-0.93")
     acc = bootstrap(_share, held_out_sharpness)
     base = bootstrap(_share, held_out_confidence)
-    verdict = "reproduced" if acc.lo >= DETECTOR_REPRODUCED else ("partly" if acc.lo >= DETECTOR_PARTLY else "not reproduced")
+    verdict = judge(acc, DETECTS)
     return Check(
         f"11-{name}", 11, stmt, verdict,
         f"held-out accuracy {acc} over {len(held_out_sharpness)} inputs (reproduced from {DETECTOR_REPRODUCED:g}, "
         f"partly from {DETECTOR_PARTLY:g}); a stump on confidence alone: {base}", "accuracy 0.92-0.93",
         {"accuracy": acc.as_dict(), "confidence_baseline": base.as_dict()},
-        acc.measure("held-out accuracy", DETECTOR_REPRODUCED, "above"),
+        acc.measure("held-out accuracy", DETECTS),
     )

@@ -17,12 +17,14 @@ def setup() -> None:
     plt.rcParams["figure.dpi"] = 110
 
 
-def stamp(fig: Figure, line: str, width: int = 120) -> Figure:
-    """Write ``line`` (see :func:`flatrob.runs.provenance_line`) in small print under the figure."""
+def stamp(fig: Figure, line: str) -> Figure:
+    """Write ``line`` (see :func:`flatrob.provenance.provenance_line`) under the figure, readably (9 pt).
+
+    Wrapped to the figure's width, so that it stays readable when the page shows the figure at its width.
+    """
+    width = max(60, int(fig.get_figwidth() * 72 / (9 * 0.62)))  # characters of 9 pt monospace per line
     wrapped = textwrap.fill(line, width=width)
-    n_lines = wrapped.count("\n") + 1
-    fig.text(0.01, 0.0, wrapped, fontsize=7, color="0.35", ha="left", va="top", family="monospace")
-    fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.08 + 0.03 * n_lines))
+    fig.text(0.01, -0.01, wrapped, fontsize=9, color="0.3", ha="left", va="top", family="monospace")
     return fig
 
 

@@ -396,10 +396,15 @@ class ChapterContext:
         data/claims/ when the book is built (``make book``); returns the entries.
 
         ``setting``: what the report shows beside each verdict, {"data": ..., "model": ..., "attack": ...}, or a
-        function of the check giving it (when the checks of one run differ, for example by radius).
+        function of the check giving it (when the checks of one run differ, for example by radius). A check
+        that carries its own setting (``values["setting"]``, as a sweep's verdicts over seeds do) keeps it.
         """
-        entries = [ledger.entry(c, setting(c) if callable(setting) else setting, self.name, self.provenance)
-                   for c in checks]
+        def setting_of(c: Check) -> dict[str, Any]:
+            if isinstance(c.values.get("setting"), dict):
+                return c.values["setting"]
+            return setting(c) if callable(setting) else setting
+
+        entries = [ledger.entry(c, setting_of(c), self.name, self.provenance) for c in checks]
         ledger.record(self.name, entries)
         return entries
 

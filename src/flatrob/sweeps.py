@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from flatrob.checks import NOT_TESTABLE, Check, combine
+from flatrob.checks import NOT_TESTABLE, Check, combine, judge
 from flatrob.provenance import PROMOTED, atomic_write_text, provenance, repo_root
 from flatrob.runs import ParameterError, parse_value, validate
 
 __all__ = ["SNAKEFILE", "aggregate", "committed_sweeps", "job_id", "over_seeds", "plan", "run_sweep", "split_values",
-           "sweep_checks", "sweeps_root"]
+           "over_seeds_section", "sweep_checks", "sweeps_root"]
 
 #: The workflow whose jobs are ``flatrob run``: local cores by default, a cluster through a profile.
 SNAKEFILE = Path("workflow") / "Snakefile"
@@ -156,10 +156,9 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
     """One verdict per check over several seeds' runs of the same setting.
 
     ``checks_by_seed``: seed -> that run's checks (as in its ``checks.json``). For a check with a
-    ``measure``, its values over the seeds give a mean and a 95% t-interval, judged against the same
-    threshold and side as within a run (reproduced when the interval lies on the claim's side, not
-    reproduced when on the other, partly when it contains the threshold); without a measure (or with
-    fewer than two seeds), the seeds' verdicts are combined (:func:`flatrob.checks.combine`).
+    ``measure``, its values over the seeds give a mean and a 95% t-interval, judged by the check's own
+    rule, the one that made its verdict within each run (:func:`flatrob.checks.judge`); without a
+    measure (or with fewer than two seeds), the seeds' verdicts are combined (:func:`flatrob.checks.combine`).
     """
     ids: dict[str, None] = {}
     for found in checks_by_seed.values():
@@ -178,13 +177,9 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
             m0 = next(iter(measured.values()))
             values = [m["value"] for m in measured.values()]
             lo, hi = _t_interval(values)
-            t, side = m0["threshold"], m0["side"]
-            if side == "above":
-                verdict = "reproduced" if lo >= t else ("not reproduced" if hi < t else "partly")
-            else:
-                verdict = "reproduced" if hi <= t else ("not reproduced" if lo > t else "partly")
+            verdict = judge({"value": float(np.mean(values)), "lo": lo, "hi": hi}, m0["rule"])
             entry |= {"verdict": verdict, "measure": m0["name"], "mean": float(np.mean(values)), "ci95": [lo, hi],
-                      "min": float(min(values)), "max": float(max(values)), "threshold": t, "side": side,
+                      "min": float(min(values)), "max": float(max(values)), "rule": m0["rule"],
                       "seeds_measured": len(measured)}
         else:
             entry["verdict"] = combine(list(verdicts.values()))
@@ -249,6 +244,26 @@ def committed_sweeps(chapter: str, root: Path | None = None) -> list[dict[str, A
     return out
 
 
+def over_seeds_section(chapter: str) -> list[Check]:
+    """For a chapter's page: show its committed sweeps' verdicts over seeds, and return them as checks for its ledger.
+
+    Says so when no sweep of the chapter is committed yet.
+    """
+    from IPython.display import Markdown, display
+
+    from flatrob.checks import checks_table
+
+    found = sweep_checks(chapter)
+    if not found:
+        display(Markdown(f"No sweep over seeds of this chapter is committed yet (see {{ref}}`sweeps`)."))
+        return []
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", None):
+        display(checks_table(found)[["id", "verdict", "paper", "ours"]].style.hide(axis="index"))
+    return found
+
+
 def sweep_checks(chapter: str, root: Path | None = None) -> list[Check]:
     """The over-seeds verdicts of a chapter's committed sweeps as checks for its ledger entries.
 
@@ -265,12 +280,17 @@ def sweep_checks(chapter: str, root: Path | None = None) -> list[Check]:
                 seeds = ", ".join(f"seed {s}: {v}" for s, v in c["verdicts"].items())
                 if "mean" in c:
                     evidence = (f"{c['measure']} over {c['seeds_measured']} seeds: mean {c['mean']:.3g} "
-                                f"[{c['ci95'][0]:.3g}, {c['ci95'][1]:.3g}] (t-interval; {c['side']} {c['threshold']:.3g}; "
-                                f"spread {c['min']:.3g} to {c['max']:.3g}); {seeds}")
+                                f"[{c['ci95'][0]:.3g}, {c['ci95'][1]:.3g}] (t-interval, judged as within a run; spread "
+                                f"{c['min']:.3g} to {c['max']:.3g}); {seeds}")
                 else:
                     evidence = f"the seeds' verdicts combined: {seeds}"
+                seed_list = ", ".join(str(r["seed"]) for r in combo["runs"])
+                setting = {"data": combo["setting"].get("dataset", "the chapter's default"),
+                           "model": combo["setting"].get("architecture", "the chapter's default"),
+                           "attack": f"sweep {sweep['summary']['name']}, seeds {seed_list}"
+                                     + (f"; {tag}" if tag else "; the chapter's defaults")}
                 out.append(Check(f"{c['id']}-seeds", c["claim"], c["statement"], c["verdict"],
                                  f"sweep {sweep['summary']['name']}{' (' + tag + ')' if tag else ''}: {evidence}",
-                                 c.get("paper", ""), {"sweep": sweep["summary"]["name"], **{k: v for k, v in c.items()
-                                                                                              if k not in ("statement",)}}))
+                                 c.get("paper", ""), {"sweep": sweep["summary"]["name"], "setting": setting,
+                                                      **{k: v for k, v in c.items() if k not in ("statement",)}}))
     return out
