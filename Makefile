@@ -12,7 +12,7 @@ MATHJAX := book/_vendor/mathjax/tex-chtml.js
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: book test setup data bench gpu-check clean clean-cache clean-cache-if-stale
+.PHONY: book test setup data bench gpu-check browser-test pdf clean clean-cache clean-cache-if-stale
 
 RAW := data/raw/fashion-mnist.npz data/raw/mnist.npz
 
@@ -43,11 +43,13 @@ $(MATHJAX):
 	@test -s $@ && echo "MathJax $(MATHJAX_VERSION) installed in book/_vendor/mathjax"
 
 # The execution cache is keyed on the notebooks only; drop it (and Sphinx's doctrees, which would
-# let Sphinx skip re-reading unchanged chapters) when the library changes, so that no figure is
-# served from an execution made with other code.
+# let Sphinx skip re-reading unchanged chapters) when the library changes, or the committed evidence the
+# chapters read (sweeps' summaries, runs' provenance), so that no page is served from an execution made
+# with other code or other evidence.
 clean-cache-if-stale:
 	@mkdir -p _build
-	@h=$$(cat $$(find src -name '*.py' | sort) | sha256sum | cut -c1-16); \
+	@h=$$(cat $$(find src -name '*.py' | sort) $$(find data/sweeps -maxdepth 2 -name summary.json 2>/dev/null | sort) \
+	      $$(find data/runs -maxdepth 3 -name provenance.json 2>/dev/null | sort) | sha256sum | cut -c1-16); \
 	  if [ "$$(cat _build/.src-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache _build/.doctrees; echo $$h > _build/.src-hash; fi
 
 LEDGER_HASH = cat data/claims/*.json 2>/dev/null | sha256sum
@@ -65,6 +67,33 @@ book: setup clean-cache-if-stale
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Debian packages, installed when a target needs them and they are missing (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+# The built book as a reader gets it, in headless Chromium (Debian's) driven by Playwright: math typeset on every
+# page, nothing clipped, every image loaded, MathJax loaded once, no request leaving the machine (after make book).
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): requirements-browser.txt | $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-browser.txt
+	@touch $@
+
+browser-test: $(BROWSER_STAMP)
+	@test -f _build/html/index.html || { echo "no built book: run make book first"; exit 2; }
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium"; $(APT) update -qq && $(APT) install -y -qq chromium; }
+	$(BIN)/python tests/browser/check_book.py --chromium $(CHROMIUM)
+
+# The whole book as one PDF, by LaTeX (XeLaTeX), with TeX from Debian's packages installed when missing;
+# written to _build/latex/book.pdf and copied to _build/html/book.pdf, where the published book offers it.
+TEX_DEBS := texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk tex-gyre fonts-freefont-otf
+pdf: book
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && fc-list | grep -q FreeSerif \
+	  || { echo "installing TeX from Debian's packages"; $(APT) update -qq && $(APT) install -y -qq $(TEX_DEBS); }
+	$(BIN)/jupyter-book build book/ --builder pdflatex
+	cp _build/latex/book.pdf _build/html/book.pdf
+	@echo "PDF: _build/latex/book.pdf ($$(du -h _build/latex/book.pdf | cut -f1))"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu.json

@@ -42,6 +42,7 @@ def test_bootstrap_interval_covers_and_is_reproducible():
     est = checks.bootstrap(np.median, x)
     assert est.lo < 3.0 < est.hi and est.lo < est.value < est.hi and est.n == 400
     assert checks.bootstrap(np.median, x) == est  # seeded
+    assert checks.bootstrap(checks._median, x) == est  # all resamples at once: the same interval
     assert est.above(2.5) == "reproduced" and est.above(3.0) == "partly" and est.above(3.5) == "not reproduced"
     assert est.below(3.5) == "reproduced" and est.below(3.0) == "partly" and est.below(2.5) == "not reproduced"
     assert math.isnan(checks.bootstrap(np.median, np.array([])).value)

@@ -248,24 +248,3 @@ def test_cli_rejects_bad_parameters_before_any_compute(tmp_path):
     assert proc.returncode == 2
     assert "parameter 'attack_steps' of chapter 'uncanny-valley' must be >= 1; got -3" in proc.stderr
     assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.slow
-def test_run_command_stores_a_run_with_provenance(tmp_path, tmp_cache, monkeypatch):
-    monkeypatch.delenv("MPLBACKEND", raising=False)
-    out = run_chapter(
-        "uncanny-valley",
-        {"n_train": 2000, "epochs": 2, "adv_steps": 1, "attack_steps": 6, "n_samples": 24, "noise_steps": 4},
-        out_root=tmp_path, run_name="small", progress=False,
-    )
-    assert out == tmp_path / "uncanny-valley" / "small"
-    names = {p.name for p in out.iterdir()}
-    assert {"params.json", "provenance.json", "notebook.ipynb", "curves.csv", "checks.json", "summary.json"} <= names
-    prov = json.loads((out / "provenance.json").read_text())
-    assert prov["params"]["attack_steps"] == 6 and prov["chapter"] == "uncanny-valley"
-    assert {"commit", "device", "versions", "time_utc", "duration_s"} <= set(prov)
-    verdicts = json.loads((out / "checks.json").read_text())
-    assert {c["verdict"] for c in verdicts} <= {"reproduced", "partly", "not reproduced", "not testable here"}
-    assert not list((tmp_path / "uncanny-valley").glob(".*partial"))
-    with pytest.raises(FileExistsError):
-        run_chapter("uncanny-valley", {}, out_root=tmp_path, run_name="small", progress=False)

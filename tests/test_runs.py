@@ -301,8 +301,8 @@ def test_partial_folders_are_ignored_by_git():
 def test_ctrl_c_gives_one_line_and_clean_lists_the_partial_run(tmp_path, tmp_cache):
     env = dict(os.environ, FLATROB_CACHE=str(tmp_cache))
     env.pop("MPLBACKEND", None)
-    cmd = [sys.executable, "-m", "flatrob", "run", "uncanny-valley", "-p", "epochs", "200", "--out", str(tmp_path),
-           "--quiet"]
+    cmd = [sys.executable, "-m", "flatrob", "run", "uncanny-valley", "-p", "epochs", "200", "-p", "n_train", "2000",
+           "--out", str(tmp_path), "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list((tmp_cache / "models").glob("*.partial.pt")) and time.time() < deadline:
@@ -323,9 +323,19 @@ def test_ctrl_c_gives_one_line_and_clean_lists_the_partial_run(tmp_path, tmp_cac
 @pytest.mark.slow
 def test_a_run_where_nothing_flips_finishes_with_untestable_verdicts(tmp_path, tmp_cache, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)
-    out = run_chapter("uncanny-valley", {"n_train": 1000, "epochs": 1, "n_samples": 5, "attack_eps": 1e-6,
-                                         "attack_steps": 2, "adv_steps": 1, "noise_steps": 2, "radii": []},
-                      out_root=tmp_path, progress=True)
+    params = {"n_train": 1000, "epochs": 1, "n_samples": 5, "attack_eps": 1e-6, "attack_steps": 2, "adv_steps": 1,
+              "noise_steps": 2, "radii": []}
+    out = run_chapter("uncanny-valley", params, out_root=tmp_path, run_name="small", progress=True)
+    # the run folder: parameters, provenance, the executed notebook, the log and the results
+    assert out == tmp_path / "uncanny-valley" / "small"
+    assert {"params.json", "provenance.json", "notebook.ipynb", "run.log", "curves.csv", "checks.json"} <= {
+        p.name for p in out.iterdir()}
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["params"]["attack_steps"] == 2 and prov["chapter"] == "uncanny-valley"
+    assert {"commit", "device", "versions", "time_utc", "duration_s"} <= set(prov)
+    assert not list((tmp_path / "uncanny-valley").glob(".*partial"))
+    with pytest.raises(FileExistsError):
+        run_chapter("uncanny-valley", params, out_root=tmp_path, run_name="small", progress=False)
     verdicts = {c["id"]: c for c in json.loads((out / "checks.json").read_text())}
     rise = next(v for k, v in verdicts.items() if k.startswith("6-rise-clean"))
     assert rise["verdict"] == "not testable here" and "0 inputs flipped" in rise["evidence"]

@@ -132,8 +132,19 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_machinery() -> None:
+    """Silence the loggers of papermill, nbclient and asyncio: what the kernel prints is in the run's log, and their
+    errors come back as exceptions reported in one line; otherwise an interrupted run could end in their tracebacks."""
+    import logging
+
+    for name in ("papermill", "nbclient", "asyncio", "traitlets", "jupyter_client"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("run", "sweep"):
+        _quiet_machinery()
     try:
         return _run(args)
     except (ParameterError, FileExistsError) as err:

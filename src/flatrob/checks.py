@@ -215,6 +215,10 @@ def bootstrap(stat: Callable[..., float], *samples: np.ndarray, paired: bool = T
         raise ValueError(f"paired samples must have equal lengths; got {[len(a) for a in arrays]}")
     rng = np.random.default_rng(seed)
     value = float(stat(*arrays))
+    if len(arrays) == 1 and stat in _VECTORISED:  # the common case, all resamples at once
+        idx = rng.integers(0, len(arrays[0]), (n_boot, len(arrays[0])))
+        lo, hi = np.nanquantile(_VECTORISED[stat](arrays[0][idx]), [0.025, 0.975])
+        return Estimate(value, float(lo), float(hi), len(arrays[0]))
     boots = np.empty(n_boot)
     for b in range(n_boot):
         if paired:
@@ -232,6 +236,10 @@ def _median(a: np.ndarray) -> float:
 
 def _share(a: np.ndarray) -> float:
     return float(np.mean(a))
+
+
+#: Statistics of one sample that :func:`bootstrap` evaluates on all resamples at once (rows of a matrix).
+_VECTORISED = {_median: lambda m: np.median(m, axis=1), _share: lambda m: np.mean(m, axis=1)}
 
 
 def combine(verdicts: list[str]) -> str:

@@ -204,13 +204,14 @@ def _npm_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _dedupe(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices to keep: the first copy of every image; no copy of an image that appears under two labels."""
-    first: dict[bytes, int] = {}
-    labels: dict[bytes, set[int]] = {}
-    for i, row in enumerate(x.reshape(len(x), -1)):
-        key = row.tobytes()
-        first.setdefault(key, i)
-        labels.setdefault(key, set()).add(int(y[i]))
-    return np.array(sorted(i for key, i in first.items() if len(labels[key]) == 1))
+    rows = np.ascontiguousarray(x.reshape(len(x), -1))
+    keys = rows.view(np.dtype((np.void, rows.shape[1]))).ravel()  # one opaque value per image, compared as bytes
+    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
+    group = group.ravel()
+    labels_per_group = np.zeros((len(first), int(y.max()) + 1), dtype=bool)
+    labels_per_group[group, y] = True
+    single_label = labels_per_group.sum(1) == 1
+    return np.sort(first[single_label])
 
 
 def _interleave(groups: list[np.ndarray]) -> np.ndarray:

@@ -518,6 +518,7 @@ def run_chapter(
     """
     import jupytext
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     params = validate(chapter_name, overrides)  # before any compute
@@ -549,6 +550,9 @@ def run_chapter(
             raise KeyboardInterrupt from None
         raise RunFailed(f"chapter {chapter_name!r} failed in cell {err.exec_count}: {err.ename}: {err.evalue}; "
                         f"the executed notebook and its log are in {partial}") from None
+    except DeadKernelError:
+        raise RunFailed(f"the kernel running chapter {chapter_name!r} died (out of memory?); the executed notebook "
+                        f"and its log are in {partial}") from None
     finally:
         if old_progress is None:
             os.environ.pop(PROGRESS_ENV, None)
