@@ -65,8 +65,10 @@ book: setup clean-cache-if-stale
 	  FLATROB_LEDGER=1 $(BIN)/jupyter-book build -W -n --keep-going book/ || exit 1; \
 	fi
 
+# Two workers with one thread each: the slow tests execute chapters, mostly kernel start-up and imports, which
+# one thread per worker runs as fast as two; 2 x 1 threads keep both cores busy without oversubscribing them.
 test: setup
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 # Debian packages, installed when a target needs them and they are missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

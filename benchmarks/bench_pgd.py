@@ -8,8 +8,10 @@ goes first). The overhead is the median, over the interleaved pairs, of the
 ratio tracked / plain: the two runs of a pair are adjacent in time and share
 whatever else the machine is doing, which is what makes this estimate stable on
 a shared machine (the ratio of the fastest runs and of the medians are reported
-too, with a bootstrap 95% interval of the paired estimate). The goal: tracking
-costs at most 5% on the CPU and 3% on a GPU.
+too, with a bootstrap 95% interval of the paired estimate). A third variant,
+plain PGD again, interleaved the same way, gives the noise floor of the
+machine (an A/A comparison, which would be 0% on a quiet machine). The goal:
+tracking costs at most 5% on the CPU and 3% on a GPU.
 
 On the CPU the benchmark runs on one thread (``--threads``) and measures
 process CPU time, which other jobs on a shared machine disturb far less than
@@ -82,37 +84,45 @@ def main() -> None:
 
     run(False), run(True), tracking_work()  # warm-up
     work = min(tracking_work() for _ in range(args.repeat))
-    times: dict[bool, list[float]] = {False: [], True: []}
+    times: dict[str, list[float]] = {"plain": [], "plain again": [], "tracked": []}
+    order = list(times)
     for i in range(args.repeat):
-        for track in (False, True) if i % 2 == 0 else (True, False):
-            times[track].append(run(track))
-    plain, tracked = min(times[False]), min(times[True])
-    ratios = torch.tensor(times[True]) / torch.tensor(times[False])
+        for name in order[i % 3:] + order[: i % 3]:  # rotate which goes first
+            times[name].append(run(name == "tracked"))
+    plain, tracked = min(times["plain"]), min(times["tracked"])
     gen = torch.Generator().manual_seed(0)
-    boot = ratios[torch.randint(len(ratios), (2000, len(ratios)), generator=gen)].median(1).values
-    paired = float(ratios.median()) - 1
-    ci = [float(boot.quantile(0.025)) - 1, float(boot.quantile(0.975)) - 1]
+
+    def paired(a: str, b: str) -> tuple[float, list[float]]:
+        ratios = torch.tensor(times[b]) / torch.tensor(times[a])
+        boot = ratios[torch.randint(len(ratios), (2000, len(ratios)), generator=gen)].median(1).values
+        return float(ratios.median()) - 1, [float(boot.quantile(0.025)) - 1, float(boot.quantile(0.975)) - 1]
+
+    overhead, ci = paired("plain", "tracked")
+    floor, floor_ci = paired("plain", "plain again")
     result = {
         "setting": {"arch": args.arch, "batch": args.batch, "steps": args.steps, "repeat": args.repeat,
                     "threads": args.threads, "clock": clock.__name__},
         "images_per_s": {"plain": args.batch / plain, "tracked": args.batch / tracked},
         "min_s": {"plain": plain, "tracked": tracked},
-        "median_s": {"plain": statistics.median(times[False]), "tracked": statistics.median(times[True])},
-        "overhead": paired,
+        "median_s": {k: statistics.median(v) for k, v in times.items()},
+        "overhead": overhead,
         "overhead_ci95": ci,
+        "noise_floor": floor,
+        "noise_floor_ci95": floor_ci,
         "overhead_of_fastest": tracked / plain - 1,
         "tracking_work_s": work,
         "overhead_of_work": work / plain,
-        "overhead_of_medians": statistics.median(times[True]) / statistics.median(times[False]) - 1,
+        "overhead_of_medians": statistics.median(times["tracked"]) / statistics.median(times["plain"]) - 1,
         "provenance": provenance(vars(args) | {"out": str(args.out) if args.out else None}, device),
     }
     print(
         f"PGD-linf, {args.arch}, batch {args.batch}, {args.steps} steps on {result['provenance']['device']}\n"
         f"  plain:   {result['images_per_s']['plain']:10.1f} images/s\n"
         f"  tracked: {result['images_per_s']['tracked']:10.1f} images/s\n"
-        f"  tracking overhead: {100 * paired:+.1f}% (median of {args.repeat} interleaved pairs, 95% interval "
+        f"  tracking overhead: {100 * overhead:+.1f}% (median of {args.repeat} interleaved pairs, 95% interval "
         f"{100 * ci[0]:+.1f}% to {100 * ci[1]:+.1f}%; fastest runs {100 * result['overhead_of_fastest']:+.1f}%, "
         f"medians {100 * result['overhead_of_medians']:+.1f}%)\n"
+        f"  noise floor, plain against plain: {100 * floor:+.1f}% ({100 * floor_ci[0]:+.1f}% to {100 * floor_ci[1]:+.1f}%)\n"
         f"  the tracking work timed on its own: {1000 * work:.1f} ms = {100 * result['overhead_of_work']:.1f}% of plain PGD"
     )
     if args.out:

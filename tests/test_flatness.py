@@ -127,6 +127,19 @@ def test_batched_equals_per_sample_and_logits_shortcut():
     torch.testing.assert_close(flatness.relative_sharpness(W, phi, b, "neuron"), given_d)
     d = flatness.pairwise_sq_distances(W)
     assert torch.equal(torch.diagonal(d), torch.zeros(6, dtype=W.dtype))  # exact zeros: no Gram-matrix cancellation
+    # the distances are cached per tensor and version: an in-place change of W is seen
+    before = flatness.relative_sharpness(W, phi, b, "neuron")
+    assert flatness._distances(W) is flatness._distances(W)
+    W.mul_(2.0)
+    torch.testing.assert_close(flatness.relative_sharpness(W, phi, b, "neuron"),
+                               flatness._neuron(torch.softmax(flatness.logits_of(W, phi, b), -1), flatness.squared_norms(phi),
+                                                flatness.pairwise_sq_distances(W)))
+    assert not torch.allclose(flatness.relative_sharpness(W, phi, b, "neuron"), before)
+    W.div_(2.0)
+    # where autograd must see it, it is not cached: gradients flow through the distances
+    Wg = W.clone().requires_grad_(True)
+    flatness.relative_sharpness(Wg, phi, b, "neuron").sum().backward()
+    assert Wg.grad is not None and Wg.grad.abs().sum() > 0
     torch.testing.assert_close(d, (W[:, None] - W[None]).pow(2).sum(-1))
 
 

@@ -32,6 +32,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 from torch.func import functional_call, hessian, vmap  # noqa: F401  (functional_call re-exported)
+from torch.utils.weak import WeakIdKeyDictionary
 
 Kind = Literal["layer", "neuron", "eigen"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -120,6 +121,27 @@ def _others(p: Tensor) -> Tensor:
 def squared_norms(features: Tensor) -> Tensor:
     """``||phi||^2`` per sample: (..., m) -> (...), one reduction without an (n, m) temporary."""
     return torch.linalg.vector_norm(features, dim=-1).square()
+
+
+#: pairwise_sq_distances of weight tensors, keyed by the tensor itself (an entry dies with its tensor) and checked
+#: against its version counter (an in-place change of W recomputes them).
+_DISTANCES = WeakIdKeyDictionary()
+
+
+def _distances(weight: Tensor) -> Tensor:
+    """:func:`pairwise_sq_distances` of ``weight``, computed once per tensor and version.
+
+    Evaluating many batches with one W (an attack's iterates, a benchmark) then costs one pass over the logits,
+    not a (k, k) distance computation per call. Not cached where autograd must see the computation.
+    """
+    if weight.requires_grad and torch.is_grad_enabled():
+        return pairwise_sq_distances(weight)
+    hit = _DISTANCES.get(weight)
+    if hit is not None and hit[0] == weight._version:
+        return hit[1]
+    dist = pairwise_sq_distances(weight)
+    _DISTANCES[weight] = (weight._version, dist)
+    return dist
 
 
 def pairwise_sq_distances(weight: Tensor) -> Tensor:
@@ -213,7 +235,7 @@ def relative_sharpness(
     z = logits_of(weight, features, bias) if logits is None else logits
     phi_sq = squared_norms(features)
     if kind == "neuron":
-        return _neuron(torch.softmax(z, dim=-1), phi_sq, pairwise_sq_distances(weight) if dist_sq is None else dist_sq)
+        return _neuron(torch.softmax(z, dim=-1), phi_sq, _distances(weight) if dist_sq is None else dist_sq)
     p, q = complement_probabilities(z)
     if kind == "layer":
         return weight.square().sum() * _trace(p, q, phi_sq)
@@ -234,7 +256,7 @@ def last_layer_statistics(
     log_p = torch.log_softmax(logits, dim=-1)
     p = log_p.exp()
     trace = _trace(p, _others(p), phi_sq)
-    dist_sq = pairwise_sq_distances(weight) if dist_sq is None else dist_sq
+    dist_sq = _distances(weight) if dist_sq is None else dist_sq
     return {
         "log_p": log_p,
         "p": p,

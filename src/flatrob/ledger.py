@@ -169,10 +169,15 @@ def ledger_table(ledger: list[dict[str, Any]]) -> pd.DataFrame:
             setting = (chk or {}).get("setting", "")
             if not isinstance(setting, dict):
                 setting = {"details": setting}
+            values = (chk or {}).get("values", {})
+            seed = prov.get("params", {}).get("seed")
+            seeds = (f"{values['seeds']}" if "seeds" in values and "sweep" in values
+                     else (f"1 (seed {seed})" if seed is not None else ("1" if chk else "")))
             rows.append({
                 "claim": e["id"], "statement": e["statement"], "verdict (claim)": e["verdict"],
                 "check": (chk or {}).get("check", ""), "data": setting.get("data", ""),
                 "model": setting.get("model", ""), "attack": setting.get("attack", setting.get("details", "")),
+                "seeds": seeds,
                 "paper": (chk or {}).get("paper", e["paper"]), "ours": (chk or {}).get("ours", ""),
                 "verdict (check)": (chk or {}).get("verdict", ""), "chapter": (chk or {}).get("chapter", ""),
                 "device": prov.get("device", ""), "commit": str(prov.get("commit", ""))[:10],
