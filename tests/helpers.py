@@ -54,3 +54,36 @@ def write_cifar(root: Path, name: str, n_train=12, n_test=6, seed=0):
     with open(folder / cls.meta["filename"], "wb") as fh:
         pickle.dump({cls.meta["key"]: [f"class{i}" for i in range(k)]}, fh)
     return expected
+
+
+def interrupted_training(tmp_path, monkeypatch, after: int, cfg=None):
+    """A checkpointed training of 3 epochs (``cfg``) on 256 digits, stopped right after its ``after``-th checkpoint.
+
+    Returns (x, y, cfg, checkpoint path)."""
+    import pytest
+    import torch
+
+    import flatrob.training as tr
+    from flatrob.data import load_digits
+    from flatrob.models import DigitsCNN
+    from flatrob.training import TrainConfig, train
+
+    s = load_digits()
+    x, y = s.x_train[:256], s.y_train[:256]
+    cfg = cfg or TrainConfig(epochs=3, batch_size=64)
+    ckpt = tmp_path / "run.partial.pt"
+    saves = {"n": 0}
+    save = tr._atomic_save
+
+    def save_then_interrupt(obj, path):
+        save(obj, path)
+        saves["n"] += 1
+        if saves["n"] == after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "_atomic_save", save_then_interrupt)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(DigitsCNN(channels=4, width=16), x, y, cfg, device=torch.device("cpu"), progress=False, checkpoint=ckpt)
+    monkeypatch.setattr(tr, "_atomic_save", save)
+    return x, y, cfg, ckpt

@@ -15,7 +15,7 @@ from flatrob.data import load_cifar, load_dataset, load_mnist1d
 from flatrob.models import ARCHITECTURES, DigitsCNN, build_model, last_layer_inputs, scale_last_layer
 from flatrob.runs import ParameterError, parameter_spec, run_chapter, validate
 from flatrob.training import TrainConfig, fit_or_load, train
-from helpers import write_cifar
+from helpers import interrupted_training, write_cifar
 
 
 # ---------------------------------------------------------------- data
@@ -171,12 +171,9 @@ def test_attack_config_validation():
 
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import flatrob.training as tr
-    from flatrob.data import load_digits
-
-    s = load_digits()
-    x, y = s.x_train[:256], s.y_train[:256]
     cfg = TrainConfig(epochs=3, batch_size=64, adv_eps=0.05, adv_steps=2, adv_step_size=0.03)
+    x, y, cfg, ckpt = interrupted_training(tmp_path, monkeypatch, after=2, cfg=cfg)  # stopped after epoch 2
+    assert len(torch.load(ckpt, weights_only=False)["history"]) == 2
     cpu = torch.device("cpu")
 
     def fresh():
@@ -185,24 +182,6 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch)
 
     full = fresh()
     train(full, x, y, cfg, device=cpu, progress=False)
-
-    # interrupt a checkpointed run right after its second epoch was saved
-    ckpt = tmp_path / "run.partial.pt"
-    saves = {"n": 0}
-    save = tr._atomic_save
-
-    def save_then_interrupt(obj, path):
-        save(obj, path)
-        saves["n"] += 1
-        if saves["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "_atomic_save", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(fresh(), x, y, cfg, device=cpu, progress=False, checkpoint=ckpt)
-    monkeypatch.setattr(tr, "_atomic_save", save)
-    assert len(torch.load(ckpt, weights_only=False)["history"]) == 2
-
     resumed = fresh()  # a new process: fresh weights, state from the checkpoint
     history = train(resumed, x, y, cfg, device=cpu, progress=False, checkpoint=ckpt)
     assert [h["epoch"] for h in history] == [1, 2, 3]

@@ -20,6 +20,7 @@ from flatrob.data import load_digits
 from flatrob.models import DigitsCNN
 from flatrob.runs import ParameterError, _new_run_folder, parameter_spec, parse_value, run_chapter, validate
 from flatrob.training import TrainConfig, describe, fit_or_load, train
+from helpers import interrupted_training
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "flatrob"
@@ -202,31 +203,6 @@ def test_unreadable_cached_model_is_named_set_aside_and_retrained(tmp_cache):
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)  # the same training, the same weights
     assert describe(small_fit()[1]) == "from the cache"
-
-
-def interrupted_training(tmp_path, monkeypatch, after: int):
-    """A checkpointed training of 3 epochs stopped right after its ``after``-th checkpoint."""
-    import flatrob.training as tr
-
-    s = load_digits()
-    x, y = s.x_train[:256], s.y_train[:256]
-    cfg = TrainConfig(epochs=3, batch_size=64)
-    ckpt = tmp_path / "run.partial.pt"
-    saves = {"n": 0}
-    save = tr._atomic_save
-
-    def save_then_interrupt(obj, path):
-        save(obj, path)
-        saves["n"] += 1
-        if saves["n"] == after:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "_atomic_save", save_then_interrupt)
-    torch.manual_seed(0)
-    with pytest.raises(KeyboardInterrupt):
-        train(DigitsCNN(channels=4, width=16), x, y, cfg, device=torch.device("cpu"), progress=False, checkpoint=ckpt)
-    monkeypatch.setattr(tr, "_atomic_save", save)
-    return x, y, cfg, ckpt
 
 
 def test_truncated_checkpoint_resumes_from_the_last_good_one(tmp_path, monkeypatch, capsys):

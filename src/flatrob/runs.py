@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -54,6 +54,10 @@ from flatrob.provenance import (
     resolve_device,
     save_results,
 )
+
+if TYPE_CHECKING:
+    from flatrob.data import Split
+    from flatrob.training import TrainConfig
 
 __all__ = [
     "ChapterContext",
@@ -386,6 +390,33 @@ class ChapterContext:
     def results_dir(self) -> Path | None:
         d = self.params.get("results_dir")
         return Path(d) if d else None
+
+    def data(self) -> "Split":
+        """The chapter's data: ``dataset`` (from ``data_root`` for CIFAR), with ``n_train`` training images."""
+        from flatrob.data import load_dataset, train_subset
+
+        p = self.params
+        split = load_dataset(p["dataset"], seed=p["seed"], root=p.get("data_root") or None)
+        return train_subset(split, p.get("n_train", 0), p["seed"])
+
+    def train_config(self) -> "TrainConfig":
+        """The chapter's training recipe from its parameters (the adversarial ones where it has them)."""
+        from flatrob.training import TrainConfig
+
+        keys = ("epochs", "lr", "batch_size", "seed", "augment", "adv_eps", "adv_steps", "adv_step_size")
+        return TrainConfig(**{k: self.params[k] for k in keys if k in self.params})
+
+    def train(self, split: "Split", adversarial: bool = False) -> tuple[Any, Any]:
+        """The chapter's model on ``split``, trained or from the cache, on its device: (model, record); with
+        ``adversarial``, the pair of :func:`flatrob.training.train_clean_and_adversarial`: (models, records)."""
+        from flatrob.training import train_clean_and_adversarial, train_model
+
+        arch = self.params["architecture"]
+        if adversarial:
+            return train_clean_and_adversarial(arch, split, self.train_config(), device=self.device)
+        clean = self.train_config()
+        return train_model(arch, split, type(clean)(**{k: v for k, v in clean.as_dict().items()
+                                                       if not k.startswith("adv_")}), device=self.device)
 
     def save(self, files: dict[str, Any]) -> list[Path]:
         """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""
