@@ -190,17 +190,17 @@ def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any
     time_to_flip = torch.where(flip > 0, flip, torch.full_like(flip, traj.steps + 1)).double()
     out["start_correct"] = start_correct.numpy()
     out["time_to_flip"] = torch.where(start_correct, time_to_flip, torch.full_like(time_to_flip, math.nan)).numpy()
+    if not sel.any():  # nothing flipped: every statistic is an empty array
+        return out | {k: np.zeros(0) for k in VALLEY_KEYS}
     v = traj.stats[stat][:, sel].double()
-    peak_step = v.argmax(0) if v.shape[1] else torch.zeros(0, dtype=torch.long)
+    peak_step = v.argmax(0)
     phi = traj.stats["feature_norm"][:, sel].double()
     one_minus_p2 = (traj.stats["trace"][:, sel].double() / phi**2).clamp_min(1e-300)
 
     def decades(a: Tensor) -> Tensor:
-        return a.log10().amax(0) - a.log10().amin(0) if a.shape[1] else torch.zeros(0, dtype=a.dtype)
+        return a.log10().amax(0) - a.log10().amin(0)
 
-    start = v[0] if v.shape[1] else torch.zeros(0, dtype=v.dtype)
-    peak = v.amax(0) if v.shape[1] else torch.zeros(0, dtype=v.dtype)
-    final = v[-1] if v.shape[1] else torch.zeros(0, dtype=v.dtype)
+    start, peak, final = v[0], v.amax(0), v[-1]
     cols = {
         "start": start, "peak": peak, "final": final,
         "peak_over_start": peak / start, "final_over_peak": final / peak,
@@ -208,7 +208,7 @@ def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any
         "peak_minus_flip": (peak_step - flip[sel]).double(), "abs_peak_minus_flip": (peak_step - flip[sel]).abs().double(),
         "final_confidence": traj.stats["confidence"][-1, sel].double(),
         "final_wrong": (traj.pred[-1, sel] != traj.labels[sel]).double(),
-        "feature_norm_max_over_min": phi.amax(0) / phi.amin(0) if phi.shape[1] else torch.zeros(0, dtype=phi.dtype),
+        "feature_norm_max_over_min": phi.amax(0) / phi.amin(0),
         "decades_phi_sq": decades(phi**2), "decades_one_minus_p2": decades(one_minus_p2),
     }
     out |= {k: cols[k].numpy() for k in VALLEY_KEYS}

@@ -42,6 +42,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "cache_dir",
+    "committed",
     "committed_runs",
     "default_device",
     "device_name",
@@ -234,38 +235,38 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _tracked(root: Path, paths: list[Path]) -> set[Path]:
-    """The subset of ``paths`` that git tracks in ``root`` (empty outside git)."""
-    if not paths:
-        return set()
-    try:
-        out = subprocess.run(
-            ["git", "ls-files", "-z", "--", *[str(p.relative_to(root)) for p in paths]],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError, ValueError):
-        return set()
-    return {(root / p).resolve() for p in out.split("\0") if p}
+def committed(files: list[Path], root: Path | None = None) -> list[Path]:
+    """The files among ``files`` that count as evidence: committed to the repository (tracked by git), or beside
+    a file named ``PROMOTED`` (``python -m flatrob promote``). In their order; none outside git unless promoted."""
+    root = (root or repo_root()).resolve()
+    tracked: set[Path] = set()
+    if files:
+        try:
+            out = subprocess.run(
+                ["git", "ls-files", "-z", "--", *[str(p.resolve().relative_to(root)) for p in files]],
+                cwd=root, capture_output=True, text=True, check=True,
+            ).stdout
+            tracked = {(root / p).resolve() for p in out.split("\0") if p}
+        except (OSError, subprocess.CalledProcessError, ValueError):
+            pass
+    return [f for f in files if f.resolve() in tracked or (f.parent / PROMOTED).exists()]
 
 
 def committed_runs(chapter_name: str, root: Path | None = None) -> list[dict[str, Any]]:
     """The runs of a chapter that count as evidence: [{"dir", "params", "provenance"}], oldest first.
 
     A run folder ``data/runs/<chapter>/<run>/`` counts when its ``provenance.json``
-    is committed to the repository, or when it holds a file named ``PROMOTED``
-    (``python -m flatrob promote``). A local test run is neither, so it never
-    appears in the book as evidence. Unfinished runs (hidden ``.partial``
-    folders) never count.
+    is :func:`committed` (to the repository, or promoted). A local test run is
+    neither, so it never appears in the book as evidence. Unfinished runs (hidden
+    ``.partial`` folders) never count.
     """
     root = (root or repo_root()).resolve()
     base = root / "data" / "runs" / chapter_name
     candidates = sorted(p for p in base.glob("*/provenance.json") if not p.parent.name.startswith(".")) if base.is_dir() else []
-    tracked = _tracked(root, candidates)
     runs = []
-    for prov_file in candidates:
-        if prov_file.resolve() in tracked or (prov_file.parent / PROMOTED).exists():
-            prov = json.loads(prov_file.read_text())
-            runs.append({"dir": prov_file.parent, "params": prov.get("params", {}), "provenance": prov})
+    for prov_file in committed(candidates, root):
+        prov = json.loads(prov_file.read_text())
+        runs.append({"dir": prov_file.parent, "params": prov.get("params", {}), "provenance": prov})
     return runs
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -184,10 +185,19 @@ def _parse_comment(chapter_name: str, name: str, comment: str) -> tuple[str, tup
 
 
 def parameter_spec(name: str) -> dict[str, Parameter]:
-    """The chapter's ``parameters`` cell, read without executing anything: {name: Parameter}."""
+    """The chapter's ``parameters`` cell, read without executing anything: {name: Parameter}.
+
+    Read once per version of the file (validating a sweep's grid asks for it once per combination).
+    """
+    path = chapter_path(name)
+    return dict(_parameter_spec(name, str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _parameter_spec(name: str, path: str, mtime_ns: int) -> dict[str, Parameter]:
     import jupytext
 
-    nb = jupytext.read(chapter_path(name))
+    nb = jupytext.read(path)
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         raise RuntimeError(f"chapter {name!r} must have exactly one cell tagged 'parameters'")
@@ -399,11 +409,12 @@ class ChapterContext:
         split = load_dataset(p["dataset"], seed=p["seed"], root=p.get("data_root") or None)
         return train_subset(split, p.get("n_train", 0), p["seed"])
 
-    def train_config(self) -> "TrainConfig":
-        """The chapter's training recipe from its parameters (the adversarial ones where it has them)."""
+    def train_config(self, adversarial: bool = True) -> "TrainConfig":
+        """The chapter's training recipe from its parameters; its adversarial ones only with ``adversarial``."""
         from flatrob.training import TrainConfig
 
-        keys = ("epochs", "lr", "batch_size", "seed", "augment", "adv_eps", "adv_steps", "adv_step_size")
+        keys = ("epochs", "lr", "batch_size", "seed", "augment") + (("adv_eps", "adv_steps", "adv_step_size")
+                                                                    if adversarial else ())
         return TrainConfig(**{k: self.params[k] for k in keys if k in self.params})
 
     def train(self, split: "Split", adversarial: bool = False) -> tuple[Any, Any]:
@@ -414,9 +425,7 @@ class ChapterContext:
         arch = self.params["architecture"]
         if adversarial:
             return train_clean_and_adversarial(arch, split, self.train_config(), device=self.device)
-        clean = self.train_config()
-        return train_model(arch, split, type(clean)(**{k: v for k, v in clean.as_dict().items()
-                                                       if not k.startswith("adv_")}), device=self.device)
+        return train_model(arch, split, self.train_config(adversarial=False), device=self.device)
 
     def save(self, files: dict[str, Any]) -> list[Path]:
         """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""

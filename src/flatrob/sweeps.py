@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from flatrob.checks import NOT_TESTABLE, Check, combine, judge
-from flatrob.provenance import PROMOTED, atomic_write_text, provenance, repo_root
+from flatrob.provenance import atomic_write_text, committed, provenance, repo_root
 from flatrob.runs import ParameterError, parse_value, validate
 
 __all__ = ["SNAKEFILE", "aggregate", "committed_sweeps", "job_id", "over_seeds", "plan", "run_sweep", "split_values",
@@ -227,20 +227,16 @@ def aggregate(sweep: Path) -> dict[str, Any]:
 
 
 def committed_sweeps(chapter: str, root: Path | None = None) -> list[dict[str, Any]]:
-    """The summaries of the sweeps of a chapter that count as evidence: committed to the repository (their
-    ``summary.json`` tracked by git) or promoted (a ``PROMOTED`` file beside it). [{"dir", "summary"}]."""
-    from flatrob.provenance import _tracked
-
+    """The summaries of the sweeps of a chapter that count as evidence: their ``summary.json``
+    :func:`flatrob.provenance.committed` (to the repository, or promoted). [{"dir", "summary"}]."""
     root = (root or repo_root()).resolve()
     base = root / "data" / "sweeps"
     found = sorted(base.glob("*/summary.json")) if base.is_dir() else []
-    tracked = _tracked(root, found)
     out = []
-    for path in found:
-        if path.resolve() in tracked or (path.parent / PROMOTED).exists():
-            summary = json.loads(path.read_text())
-            if summary.get("chapter") == chapter:
-                out.append({"dir": path.parent, "summary": summary})
+    for path in committed(found, root):
+        summary = json.loads(path.read_text())
+        if summary.get("chapter") == chapter:
+            out.append({"dir": path.parent, "summary": summary})
     return out
 
 
