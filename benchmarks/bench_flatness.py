@@ -45,7 +45,9 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=512, help="feature dimension")
     ap.add_argument("--k", type=int, default=10, help="number of classes")
     ap.add_argument("--n", type=int, default=128, help="samples")
-    ap.add_argument("--chunk", type=int, default=4, help="samples per vmapped autograd Hessian (memory: chunk (km)^2 floats)")
+    ap.add_argument(
+        "--chunk", type=int, default=4, help="samples per vmapped autograd Hessian (memory: chunk (km)^2 floats)"
+    )
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions of the autograd method")

@@ -83,14 +83,26 @@ def measure(n: int, m: int, k: int, device: torch.device, dtype: torch.dtype, bu
             sync()
             times[name].append((time.perf_counter() - start) / inner)
     med = {name: statistics.median(v) for name, v in times.items()}
-    return {"n": n, "m": m, "k": k, "rounds": rounds, "calls_per_round": inner,
-            "median_s": med, "ratio_to_forward": {name: med[name] / med["forward"] for name in fns if name != "forward"}}
+    return {
+        "n": n,
+        "m": m,
+        "k": k,
+        "rounds": rounds,
+        "calls_per_round": inner,
+        "median_s": med,
+        "ratio_to_forward": {name: med[name] / med["forward"] for name in fns if name != "forward"},
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", nargs="+", type=parse_size, default=[parse_size(s) for s in DEFAULT_SIZES],
-                    help="sizes NxMxK (samples x features x classes)")
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        default=[parse_size(s) for s in DEFAULT_SIZES],
+        help="sizes NxMxK (samples x features x classes)",
+    )
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--budget", type=float, default=10.0, help="seconds of timing per size (about)")
@@ -100,12 +112,21 @@ def main() -> None:
         ap.error("--budget must be > 0")
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     results = [measure(n, m, k, device, dtype, args.budget) for n, m, k in args.sizes]
-    prov = provenance({"sizes": ["x".join(map(str, s)) for s in args.sizes], "dtype": args.dtype,
-                       "device": args.device, "budget": args.budget}, device)
+    prov = provenance(
+        {
+            "sizes": ["x".join(map(str, s)) for s in args.sizes],
+            "dtype": args.dtype,
+            "device": args.device,
+            "budget": args.budget,
+        },
+        device,
+    )
     print(f"relative sharpness / F.linear(phi, W, b), {args.dtype} on {prov['device']}")
     for r in results:
         ratios = "  ".join(f"{name} {v:.2f}x" for name, v in r["ratio_to_forward"].items())
-        print(f"  n={r['n']:6d} m={r['m']:5d} k={r['k']:4d}: forward {r['median_s']['forward'] * 1e6:9.1f} us; {ratios}")
+        print(
+            f"  n={r['n']:6d} m={r['m']:5d} k={r['k']:4d}: forward {r['median_s']['forward'] * 1e6:9.1f} us; {ratios}"
+        )
     if args.out:
         save_results(args.out.parent, {args.out.name: {"results": results, "provenance": prov}})
         print(f"  written to {args.out}")

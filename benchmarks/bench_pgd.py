@@ -87,7 +87,7 @@ def main() -> None:
     times: dict[str, list[float]] = {"plain": [], "plain again": [], "tracked": []}
     order = list(times)
     for i in range(args.repeat):
-        for name in order[i % 3:] + order[: i % 3]:  # rotate which goes first
+        for name in order[i % 3 :] + order[: i % 3]:  # rotate which goes first
             times[name].append(run(name == "tracked"))
     plain, tracked = min(times["plain"]), min(times["tracked"])
     gen = torch.Generator().manual_seed(0)
@@ -100,8 +100,14 @@ def main() -> None:
     overhead, ci = paired("plain", "tracked")
     floor, floor_ci = paired("plain", "plain again")
     result = {
-        "setting": {"arch": args.arch, "batch": args.batch, "steps": args.steps, "repeat": args.repeat,
-                    "threads": args.threads, "clock": clock.__name__},
+        "setting": {
+            "arch": args.arch,
+            "batch": args.batch,
+            "steps": args.steps,
+            "repeat": args.repeat,
+            "threads": args.threads,
+            "clock": clock.__name__,
+        },
         "images_per_s": {"plain": args.batch / plain, "tracked": args.batch / tracked},
         "min_s": {"plain": plain, "tracked": tracked},
         "median_s": {k: statistics.median(v) for k, v in times.items()},
@@ -122,8 +128,10 @@ def main() -> None:
         f"  tracking overhead: {100 * overhead:+.1f}% (median of {args.repeat} interleaved pairs, 95% interval "
         f"{100 * ci[0]:+.1f}% to {100 * ci[1]:+.1f}%; fastest runs {100 * result['overhead_of_fastest']:+.1f}%, "
         f"medians {100 * result['overhead_of_medians']:+.1f}%)\n"
-        f"  noise floor, plain against plain: {100 * floor:+.1f}% ({100 * floor_ci[0]:+.1f}% to {100 * floor_ci[1]:+.1f}%)\n"
-        f"  the tracking work timed on its own: {1000 * work:.1f} ms = {100 * result['overhead_of_work']:.1f}% of plain PGD"
+        f"  noise floor, plain against plain: {100 * floor:+.1f}% "
+        f"({100 * floor_ci[0]:+.1f}% to {100 * floor_ci[1]:+.1f}%)\n"
+        f"  the tracking work timed on its own: {1000 * work:.1f} ms = "
+        f"{100 * result['overhead_of_work']:.1f}% of plain PGD"
     )
     if args.out:
         save_results(args.out.parent, {args.out.name: result})  # atomic, like the chapters' results

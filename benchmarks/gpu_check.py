@@ -48,8 +48,11 @@ def timed(fn, *args, **kwargs) -> dict:
         if detail:
             out["detail"] = detail
     except Exception as err:  # the report says what failed; the check goes on with the next step
-        out = {"ok": False, "error": f"{type(err).__name__}: {err}"[-2000:],
-               "traceback": traceback.format_exc()[-4000:]}
+        out = {
+            "ok": False,
+            "error": f"{type(err).__name__}: {err}"[-2000:],
+            "traceback": traceback.format_exc()[-4000:],
+        }
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
 
@@ -73,8 +76,8 @@ def run_chapter(name: str, params: dict, out_root: Path) -> str:
 
 
 def chapters(out_root: Path, device: str) -> dict:
-    from flatrob.runs import chapters as known
-    from flatrob.runs import parameter_spec
+    from flatrob.params import chapters as known
+    from flatrob.params import parameter_spec
     from helpers import FAST
 
     report = {}
@@ -83,7 +86,9 @@ def chapters(out_root: Path, device: str) -> dict:
         if "device" in parameter_spec(name):
             params["device"] = device
         report[name] = timed(run_chapter, name, params, out_root)
-        print(f"  chapter {name:20s} {'ok' if report[name]['ok'] else 'FAILED'} ({report[name]['seconds']} s)", flush=True)
+        print(
+            f"  chapter {name:20s} {'ok' if report[name]['ok'] else 'FAILED'} ({report[name]['seconds']} s)", flush=True
+        )
     return report
 
 
@@ -93,34 +98,88 @@ def paper_scale(out_root: Path, device: str) -> str:
     data = Path(tempfile.mkdtemp(prefix="cifar-"))
     write_cifar(data, "cifar10", n_train=256, n_test=128)
     os.environ["FLATROB_CIFAR_CHECKSUM"] = "0"
-    params = {"dataset": "cifar10", "data_root": str(data), "architecture": "resnet18", "augment": True,
-              "epochs": 1, "batch_size": 128, "lr": 0.1, "adv_eps": 8 / 255, "adv_steps": 2, "adv_step_size": 2 / 255,
-              "attack_eps": 8 / 255, "attack_steps": 10, "attack_step_size": 2 / 255, "n_samples": 64,
-              "noise_steps": 4, "device": device}
+    params = {
+        "dataset": "cifar10",
+        "data_root": str(data),
+        "architecture": "resnet18",
+        "augment": True,
+        "epochs": 1,
+        "batch_size": 128,
+        "lr": 0.1,
+        "adv_eps": 8 / 255,
+        "adv_steps": 2,
+        "adv_step_size": 2 / 255,
+        "attack_eps": 8 / 255,
+        "attack_steps": 10,
+        "attack_step_size": 2 / 255,
+        "n_samples": 64,
+        "noise_steps": 4,
+        "device": device,
+    }
     return run_chapter("uncanny-valley", params, out_root)
 
 
 def benchmarks(out_dir: Path, device: str) -> dict:
     b = ROOT / "benchmarks"
     jobs = {
-        "flatness-n128": [b / "bench_flatness.py", "--n", "128", "--device", device,
-                          "--out", out_dir / f"flatness-{device}-n128.json"],
-        "flatness-n1024": [b / "bench_flatness.py", "--n", "1024", "--chunk", "8", "--repeat", "2", "--device", device,
-                           "--out", out_dir / f"flatness-{device}-n1024.json"],
+        "flatness-n128": [
+            b / "bench_flatness.py",
+            "--n",
+            "128",
+            "--device",
+            device,
+            "--out",
+            out_dir / f"flatness-{device}-n128.json",
+        ],
+        "flatness-n1024": [
+            b / "bench_flatness.py",
+            "--n",
+            "1024",
+            "--chunk",
+            "8",
+            "--repeat",
+            "2",
+            "--device",
+            device,
+            "--out",
+            out_dir / f"flatness-{device}-n1024.json",
+        ],
         "forward": [b / "bench_forward.py", "--device", device, "--out", out_dir / f"forward-{device}.json"],
-        "pgd-resnet18": [b / "bench_pgd.py", "--arch", "resnet18", "--batch", "256", "--steps", "10", "--repeat", "15",
-                         "--device", device, "--out", out_dir / f"pgd-tracking-resnet18-{device}.json"],
+        "pgd-resnet18": [
+            b / "bench_pgd.py",
+            "--arch",
+            "resnet18",
+            "--batch",
+            "256",
+            "--steps",
+            "10",
+            "--repeat",
+            "15",
+            "--device",
+            device,
+            "--out",
+            out_dir / f"pgd-tracking-resnet18-{device}.json",
+        ],
     }
     report = {}
     for name, args in jobs.items():
+
         def one(args=args):
-            proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                                  env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])))
+            proc = subprocess.run(
+                [sys.executable, *map(str, args)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])),
+            )
             if proc.returncode != 0:
                 raise RuntimeError(proc.stderr[-1500:])
             return proc.stdout.strip()
+
         report[name] = timed(one)
-        print(f"  bench {name:16s} {'ok' if report[name]['ok'] else 'FAILED'} ({report[name]['seconds']} s)", flush=True)
+        print(
+            f"  bench {name:16s} {'ok' if report[name]['ok'] else 'FAILED'} ({report[name]['seconds']} s)", flush=True
+        )
     return report
 
 
@@ -128,8 +187,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "benchmarks" / "gpu-check.json")
     ap.add_argument("--skip", default="", help=f"comma-separated steps to skip, of {', '.join(STEPS)}")
-    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
-                    help="cpu: a dry run of the check itself on a machine without a GPU (slow; the report says cpu)")
+    ap.add_argument(
+        "--device",
+        default="cuda",
+        choices=["cuda", "cpu"],
+        help="cpu: a dry run of the check itself on a machine without a GPU (slow; the report says cpu)",
+    )
     args = ap.parse_args()
     skip = {s for s in args.skip.split(",") if s}
     if skip - set(STEPS):

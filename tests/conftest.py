@@ -23,5 +23,7 @@ def trained():
     s = load_digits()
     torch.manual_seed(0)
     model = DigitsCNN(channels=8, width=32)
-    train(model, s.x_train, s.y_train, TrainConfig(epochs=15, batch_size=128), device=torch.device("cpu"), progress=False)
+    train(
+        model, s.x_train, s.y_train, TrainConfig(epochs=15, batch_size=128), device=torch.device("cpu"), progress=False
+    )
     return model.eval(), s.x_test[:40], s.y_test[:40]

@@ -9,6 +9,7 @@ from pathlib import Path
 import jupytext
 import pytest
 import yaml
+
 from helpers import FAST
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,9 @@ def test_every_toc_entry_exists():
 def test_first_code_cell_is_tagged_parameters(path):
     nb = jupytext.read(path)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and "parameters" in code[0].metadata.get("tags", []), f"{path.name}: first code cell must be tagged parameters"
+    assert code and "parameters" in code[0].metadata.get("tags", []), (
+        f"{path.name}: first code cell must be tagged parameters"
+    )
 
 
 def run_chapter(path: Path, out: Path, params: dict, env: dict) -> subprocess.CompletedProcess:
@@ -92,4 +95,7 @@ def test_chapter_executes_with_papermill_parameters(path, tmp_path, chapter_env)
 def test_bad_parameter_fails_with_its_name(tmp_path, chapter_env):
     proc = run_chapter(BOOK / "theory" / "closed-form.md", tmp_path / "bad.ipynb", {"n_check": 0}, chapter_env)
     assert proc.returncode != 0
-    assert "parameter 'n_check' of chapter 'closed-form' must be >= 1" in proc.stderr.decode() + (tmp_path / "bad.ipynb").read_text()
+    assert (
+        "parameter 'n_check' of chapter 'closed-form' must be >= 1"
+        in proc.stderr.decode() + (tmp_path / "bad.ipynb").read_text()
+    )

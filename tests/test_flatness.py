@@ -22,8 +22,12 @@ def random_layer(k, m, n, seed, logit_scale=1.0, bias=True, dtype=DT):
 
 
 shapes = dict(
-    k=st.integers(2, 6), m=st.integers(1, 7), n=st.integers(1, 4), seed=st.integers(0, 2**31 - 1),
-    logit_scale=st.sampled_from([0.1, 1.0, 3.0]), bias=st.booleans(),
+    k=st.integers(2, 6),
+    m=st.integers(1, 7),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+    logit_scale=st.sampled_from([0.1, 1.0, 3.0]),
+    bias=st.booleans(),
 )
 
 
@@ -46,8 +50,10 @@ def test_sharpness_equals_definition_on_autograd_hessian(k, m, n, seed, logit_sc
     assert val.shape == (n,)
     torch.testing.assert_close(val, ref, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(
-        flatness.hessian_trace(W, phi, b), torch.diagonal(flatness.autograd_last_layer_hessian(W, phi, b, y), dim1=1, dim2=2).sum(-1),
-        rtol=1e-10, atol=1e-13,
+        flatness.hessian_trace(W, phi, b),
+        torch.diagonal(flatness.autograd_last_layer_hessian(W, phi, b, y), dim1=1, dim2=2).sum(-1),
+        rtol=1e-10,
+        atol=1e-13,
     )
 
 
@@ -101,7 +107,9 @@ def test_extreme_logits_are_finite(dtype, kind):
     g = torch.Generator().manual_seed(0)
     W = torch.randn(10, 8, generator=g, dtype=dtype)
     phi = torch.randn(64, 8, generator=g, dtype=dtype)
-    phi = phi / flatness.logits_of(W, phi).abs().amax(-1, keepdim=True) * torch.logspace(-2, 4, 64, dtype=dtype)[:, None]
+    phi = (
+        phi / flatness.logits_of(W, phi).abs().amax(-1, keepdim=True) * torch.logspace(-2, 4, 64, dtype=dtype)[:, None]
+    )
     assert float(flatness.logits_of(W, phi).abs().max()) == pytest.approx(1e4, rel=1e-3)
     val = flatness.relative_sharpness(W, phi, kind=kind)
     assert val.dtype == dtype and torch.isfinite(val).all() and (val >= 0).all()
@@ -131,9 +139,14 @@ def test_batched_equals_per_sample_and_logits_shortcut():
     before = flatness.relative_sharpness(W, phi, b, "neuron")
     assert flatness._distances(W) is flatness._distances(W)
     W.mul_(2.0)
-    torch.testing.assert_close(flatness.relative_sharpness(W, phi, b, "neuron"),
-                               flatness._neuron(torch.softmax(flatness.logits_of(W, phi, b), -1), flatness.squared_norms(phi),
-                                                flatness.pairwise_sq_distances(W)))
+    torch.testing.assert_close(
+        flatness.relative_sharpness(W, phi, b, "neuron"),
+        flatness._neuron(
+            torch.softmax(flatness.logits_of(W, phi, b), -1),
+            flatness.squared_norms(phi),
+            flatness.pairwise_sq_distances(W),
+        ),
+    )
     assert not torch.allclose(flatness.relative_sharpness(W, phi, b, "neuron"), before)
     W.div_(2.0)
     # where autograd must see it, it is not cached: gradients flow through the distances
@@ -164,8 +177,9 @@ def test_dataset_level_is_the_sharpness_of_the_mean_loss():
         return torch.nn.functional.cross_entropy(flatness.logits_of(weight, phi2, b2), y2)
 
     H2 = torch.func.hessian(mean_loss2)(W2).reshape(1, 27, 27)
-    torch.testing.assert_close(flatness.relative_sharpness_dataset(W2, phi2, b2, "eigen"),
-                               flatness.kappa_from_hessian(W2, H2, "eigen")[0])
+    torch.testing.assert_close(
+        flatness.relative_sharpness_dataset(W2, phi2, b2, "eigen"), flatness.kappa_from_hessian(W2, H2, "eigen")[0]
+    )
 
 
 def test_bad_arguments_fail_clearly():
@@ -182,9 +196,21 @@ def test_bad_arguments_fail_clearly():
         flatness.kappa_from_hessian(W, torch.zeros(1, 5, 5, dtype=DT))
 
 
+def test_mismatched_arguments_are_named_with_the_fix():
+    W, phi, b, _ = random_layer(3, 4, 2, seed=0)
+    with pytest.raises(TypeError, match="one dtype.*weight torch.float32, features torch.float64.*features.to"):
+        flatness.relative_sharpness(W.float(), phi, None)
+    with pytest.raises(TypeError, match="features must be a torch.Tensor; got ndarray.*torch.as_tensor"):
+        flatness.relative_sharpness(W, phi.numpy(), b)
+    with pytest.raises(TypeError, match="bias must be a torch.Tensor; got list"):
+        flatness.hessian_trace(W, phi, b.tolist())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     W, phi, b, _ = random_layer(10, 64, 32, seed=4)
     for kind in flatness.KINDS:
-        torch.testing.assert_close(flatness.relative_sharpness(W.cuda(), phi.cuda(), b.cuda(), kind).cpu(),
-                                   flatness.relative_sharpness(W, phi, b, kind))
+        torch.testing.assert_close(
+            flatness.relative_sharpness(W.cuda(), phi.cuda(), b.cuda(), kind).cpu(),
+            flatness.relative_sharpness(W, phi, b, kind),
+        )

@@ -2,11 +2,15 @@
 
 import warnings
 
+from flatrob._cpu import pin_cpu_kernels
+
+pin_cpu_kernels()  # before torch starts: the same numbers on every x86 machine (flatrob._cpu says why)
+
 # torch 2.14 warns about its own use of torch.jit.script the first time forward-mode AD
 # (torch.func.hessian) runs; the warning concerns torch internals, not this library.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
-from flatrob.flatness import (  # noqa: E402
+from flatrob.flatness import (  # noqa: E402  (after the pins)
     autograd_last_layer_hessian,
     autograd_relative_sharpness,
     hessian_trace,

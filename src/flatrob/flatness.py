@@ -31,7 +31,7 @@ from typing import Literal, get_args
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, hessian, vmap  # noqa: F401  (functional_call re-exported)
+from torch.func import hessian, vmap
 from torch.utils.weak import WeakIdKeyDictionary
 
 Kind = Literal["layer", "neuron", "eigen"]
@@ -40,7 +40,6 @@ KINDS: tuple[str, ...] = get_args(Kind)
 __all__ = [
     "KINDS",
     "Kind",
-    "autograd_hessian_trace",
     "autograd_last_layer_hessian",
     "autograd_relative_sharpness",
     "complement_probabilities",
@@ -62,6 +61,22 @@ __all__ = [
 
 
 def _check(weight: Tensor, features: Tensor, bias: Tensor | None) -> None:
+    named = {"weight": weight, "features": features, "bias": bias}
+    for name, t in named.items():
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__} (convert with torch.as_tensor)")
+    present = {k: t for k, t in named.items() if t is not None}
+    if len({t.dtype for t in present.values()}) > 1:
+        raise TypeError(
+            "weight, features and bias must have one dtype; got "
+            + ", ".join(f"{k} {t.dtype}" for k, t in present.items())
+            + " (cast them, e.g. features.to(weight.dtype))"
+        )
+    if len({t.device for t in present.values()}) > 1:
+        raise TypeError(
+            "weight, features and bias must be on one device; got "
+            + ", ".join(f"{k} on {t.device}" for k, t in present.items())
+        )
     if weight.dim() != 2:
         raise ValueError(f"weight must have shape (k, m); got {tuple(weight.shape)}")
     if features.dim() != 2:
@@ -71,9 +86,7 @@ def _check(weight: Tensor, features: Tensor, bias: Tensor | None) -> None:
         )
     k, m = weight.shape
     if features.shape[1] != m:
-        raise ValueError(
-            f"features have m={features.shape[1]} columns but weight has m={m} columns"
-        )
+        raise ValueError(f"features have m={features.shape[1]} columns but weight has m={m} columns")
     if bias is not None and bias.shape != (k,):
         raise ValueError(f"bias must have shape ({k},); got {tuple(bias.shape)}")
 
@@ -120,12 +133,13 @@ def _others(p: Tensor) -> Tensor:
 
 def squared_norms(features: Tensor) -> Tensor:
     """``||phi||^2`` per sample: (..., m) -> (...), one reduction without an (n, m) temporary."""
-    return torch.linalg.vector_norm(features, dim=-1).square()
+    out: Tensor = torch.linalg.vector_norm(features, dim=-1).square()
+    return out
 
 
 #: pairwise_sq_distances of weight tensors, keyed by the tensor itself (an entry dies with its tensor) and checked
 #: against its version counter (an in-place change of W recomputes them).
-_DISTANCES = WeakIdKeyDictionary()
+_DISTANCES: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _distances(weight: Tensor) -> Tensor:
@@ -136,9 +150,10 @@ def _distances(weight: Tensor) -> Tensor:
     """
     if weight.requires_grad and torch.is_grad_enabled():
         return pairwise_sq_distances(weight)
-    hit = _DISTANCES.get(weight)
+    hit = _DISTANCES.get(weight)  # type: ignore[no-untyped-call]
     if hit is not None and hit[0] == weight._version:
-        return hit[1]
+        cached: Tensor = hit[1]
+        return cached
     dist = pairwise_sq_distances(weight)
     _DISTANCES[weight] = (weight._version, dist)
     return dist
@@ -150,22 +165,26 @@ def pairwise_sq_distances(weight: Tensor) -> Tensor:
     From the differences themselves (``torch.cdist`` without the Gram-matrix shortcut,
     which cancels for nearby rows), with no (k, k, m) temporary.
     """
-    return torch.cdist(weight.unsqueeze(0), weight.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")[0].square()
+    dist = torch.cdist(weight.unsqueeze(0), weight.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")
+    return dist[0].square()
 
 
 # The closed forms from shared pieces: p, q = 1 - p, ||phi||^2 (eq-trace, eq-kappa-neuron, eq-kappa-eigen).
 # Each is a bilinear form in p with a non-negative matrix: 1 - ||p||^2 = p^T (11^T - I) p and
 # sum_{s,s'} p_s p_s' D_ss' = p^T D p, sums of non-negative terms (no cancellation at saturation).
 def _trace(p: Tensor, q: Tensor, phi_sq: Tensor) -> Tensor:
-    return phi_sq * torch.linalg.vecdot(p, q)
+    out: Tensor = phi_sq * torch.linalg.vecdot(p, q)
+    return out
 
 
 def _neuron(p: Tensor, phi_sq: Tensor, dist_sq: Tensor) -> Tensor:
-    return (0.5 * phi_sq) * torch.linalg.vecdot(p @ dist_sq, p)
+    out: Tensor = (0.5 * phi_sq) * torch.linalg.vecdot(p @ dist_sq, p)
+    return out
 
 
 def _eigen(p: Tensor, q: Tensor, phi_sq: Tensor, w_sq: Tensor) -> Tensor:
-    return phi_sq * torch.linalg.vecdot(p * q, w_sq)
+    out: Tensor = phi_sq * torch.linalg.vecdot(p * q, w_sq)
+    return out
 
 
 def last_layer_hessian(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -322,7 +341,7 @@ def kappa_from_hessian(weight: Tensor, hess: Tensor, kind: Kind = "layer") -> Te
         gram = weight @ weight.T  # <w_s, w_s'>
         return (gram * block_traces).sum((-1, -2))
     diag_blocks = torch.diagonal(blocks, dim1=1, dim2=3).permute(0, 3, 1, 2)  # (n, k, m, m)
-    lam_max = torch.linalg.eigvalsh(diag_blocks)[..., -1]  # (n, k)
+    lam_max: Tensor = torch.linalg.eigvalsh(diag_blocks)[..., -1]  # (n, k)
     return (weight.pow(2).sum(-1) * lam_max).sum(-1)
 
 
@@ -354,19 +373,8 @@ def autograd_last_layer_hessian(
     n = features.shape[0]
     if labels is None:
         labels = torch.zeros(n, dtype=torch.long, device=features.device)
-    h = vmap(hessian(_cross_entropy_in_weight), in_dims=(None, 0, None, 0))(weight, features, bias, labels)
+    h: Tensor = vmap(hessian(_cross_entropy_in_weight), in_dims=(None, 0, None, 0))(weight, features, bias, labels)
     return h.reshape(n, k * m, k * m)
-
-
-def autograd_hessian_trace(
-    weight: Tensor,
-    features: Tensor,
-    bias: Tensor | None = None,
-    labels: Tensor | None = None,
-) -> Tensor:
-    """Reference ``Tr H`` from the full autograd Hessian: -> (n,)."""
-    h = autograd_last_layer_hessian(weight, features, bias, labels)
-    return torch.diagonal(h, dim1=1, dim2=2).sum(-1)
 
 
 def autograd_relative_sharpness(

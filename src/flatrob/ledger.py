@@ -1,199 +1,380 @@
-"""The claims ledger: the paper's twelve claims, the checks the chapters computed for them, one verdict per claim.
+"""The claims ledger: the paper's twelve claims, the checks the chapters computed for them, verdicts per setting.
 
-A chapter turns its :class:`~flatrob.checks.Check` results into entries
-(:func:`entry`) and records them in ``data/claims/<chapter>.json``
-(:func:`record`); :func:`build` merges all chapters into ``data/claims.json``,
-combining several checks of one claim (:func:`combine`). Files are rewritten
-only when a verdict or a value changes, so that rebuilding an unchanged book
-leaves the repository clean.
+Two ledgers, never mixed up:
+
+* **the committed evidence** (``data/claims/<chapter>.json``, merged into ``data/claims.json``): the reference.
+  Only :func:`flatrob.evidence.update` (``python -m flatrob ledger --update``, ``make ledger``) writes it, from a
+  build, and only from a clean tree at the commit that made every entry;
+* **this build's ledger** (``_build/ledger/<chapter>.json``): what the chapters computed on this machine when the
+  book was built with ``make book`` (``FLATROB_LEDGER=1``; :func:`record`). A build never rewrites tracked files.
+
+:func:`build` merges one ledger into one entry per claim, with a verdict per setting (data, model, training, attack,
+source of the evidence), the paper's setting first. :mod:`flatrob.evidence` sets the two ledgers side by side and
+makes a build the committed evidence.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from flatrob.checks import VERDICTS, Check, combine
-from flatrob.provenance import atomic_write_text, repo_root
+from flatrob.paths import build_ledger_dir
+from flatrob.provenance import atomic_write_text, json_text, strict_json
+from flatrob.verdicts import VERDICTS, Check, combine
 
 __all__ = [
     "CLAIMS",
     "LEDGER_ENV",
     "NOT_TESTED",
     "ROWS",
+    "Claim",
     "build",
-    "combine",
     "entry",
-    "ledger_table",
+    "load",
     "record",
-    "rows_table",
+    "setting_group",
+    "setting_label",
 ]
 
-#: The twelve claims of the paper the book checks (paper digest, section 6), with the paper's value or shape.
-#: Math is written for MathJax, between \( and \), so the report typesets it.
-CLAIMS: dict[int, tuple[str, str]] = {
-    1: (r"The closed-form last-layer Hessian \(H = (\operatorname{diag} p - p p^\top) \otimes \phi\phi^\top\) equals the "
-        r"autograd Hessian and is label independent.", "identity"),
-    2: (r"Layer-wise and neuron-wise relative sharpness have the closed forms "
-        r"\(\kappa = \|W\|_F^2 (1 - \|p\|^2) \|\phi\|^2\) and \(\|\phi\|^2 \operatorname{tr} \operatorname{Cov}_{s \sim p}(w_s)\).",
-        "identities"),
-    3: (r"A loss change above \(\log k\) forces a label flip; the converse fails.", "proof + two counterexamples"),
-    4: (r"Bridging lemma: \(\phi(\xi) = \phi(x) + \Delta A \phi(x)\) with \(A\) orthogonal and \(\Delta \le L\delta / r\).",
-        "inequality"),
-    5: (r"The local bound \(\ell(\xi) - \ell(x) \le \frac{\delta^2 L^2 \kappa}{2 r^2} + c\,\delta^3\) holds for small "
-        r"\(\delta\).", r"\(c = k m L^6 / (24 r^3)\)"),
-    6: ("Uncanny valley: along PGD, sharpness rises, peaks near the flip, then collapses.", "rise, peak, collapse (row E)"),
-    7: ("Adversarial training shifts the valley and widens the low-loss basin.",
-        r"about 20x more PGD-\(\ell_2\) steps before the loss rises; \(\operatorname{Tr} H\) at clean points about 0.6 "
-        "(clean) vs 1.0 (AT) (row B)"),
-    8: (r"Relative sharpness falls monotonically with the last-layer scale \(s\).",
-        "falls with s; 90.33% accuracy under the weak attack at s = 1 (row A)"),
-    9: (r"Gradient masking: PGD robust accuracy rises with \(s\) while transfer and gradient-free attacks still succeed.",
-        "0% at s = 1 to 93% at s = 100; 100% transfer (rows C, D); the predecessor's ResNet-18: 93.88% clean, 0.01% "
-        "under PGD-linf 8/255"),
-    10: ("Confidently wrong points are flat.", "shape"),
-    11: ("A one-threshold stump on sharpness separates clean from adversarial inputs.", "accuracy 0.92-0.93 (row F)"),
-    12: (r"Whether \(\|\phi\|\) stays constant along a trajectory (a reviewer's alternative explanation).",
-         "open question"),
-}
-
-#: The paper's experiments (digest section 5): row -> (question, the claim its checks feed, the chapter that re-runs
-#: it, the paper's numbers).
-ROWS: dict[str, tuple[str, int, str, str]] = {
-    "A": ("flatness (by last-layer scaling) reduces local loss growth", 8, "last-layer-scaling",
-          "sharpness falls with s; loss increases concentrate near 0; 90.33% accuracy under the weak attack"),
-    "B": ("adversarial training widens the low-loss basin", 7, "basin",
-          r"about 20x more iterations; \(\operatorname{Tr} H\) about 0.6 (clean) vs 1.0 (AT)"),
-    "C": ("flatness by scaling masks gradients", 9, "gradient-masking", "robust accuracy 0% at s = 1, 93% at s = 100"),
-    "D": ("... but examples made at s = 1 still transfer", 9, "gradient-masking", "100% transfer"),
-    "E": ("the uncanny valley along PGD trajectories", 6, "uncanny-valley",
-          "rise, peak near the flip, collapse; AT shifts the valley"),
-    "F": ("sharpness as a detector of adversarial inputs", 11, "detector", "stump accuracy 0.92-0.93 (WRN-28-4)"),
-}
-
+#: Set FLATROB_LEDGER=1 (``make book`` does) to let the chapters write their entries to this build's ledger.
+LEDGER_ENV = "FLATROB_LEDGER"
 #: The verdict of a claim no chapter has checked.
 NOT_TESTED = "not tested yet"
+#: The radius 8/255 of the paper's l_inf experiments.
+PAPER_EPS = 8 / 255
 
-#: Set FLATROB_LEDGER=1 (``make book`` does) to let the chapters write their ledger entries under data/claims/.
-LEDGER_ENV = "FLATROB_LEDGER"
+
+class Claim(dict):  # type: ignore[type-arg]
+    """A claim of the paper: ``statement``, the paper's value or shape (``paper``), ``kind`` ("mathematical" for the
+    identities and bounds, "empirical" for what data decide), the paper's settings (``paper_settings``: setting
+    fields a check must share to be at the paper's setting) and where our reading of it comes from (``source``)."""
+
+
+def _claim(statement: str, paper: str, kind: str, source: str, *paper_settings: dict[str, Any]) -> Claim:
+    return Claim(statement=statement, paper=paper, kind=kind, source=source, paper_settings=list(paper_settings))
+
+
+#: The twelve claims of the paper the book checks (the book's page "The paper, as we read it" says where each comes
+#: from). Math is written for MathJax, between \( and \), so the report typesets it.
+CLAIMS: dict[int, Claim] = {
+    1: _claim(
+        r"The closed-form last-layer Hessian \(H = (\operatorname{diag} p - p p^\top) \otimes \phi\phi^\top\) "
+        r"equals the autograd Hessian and is label independent.",
+        "identity",
+        "mathematical",
+        "Petzka et al. (2021), section on the last layer; the 2025 paper's closed form",
+    ),
+    2: _claim(
+        r"Layer-wise and neuron-wise relative sharpness have the closed forms "
+        r"\(\kappa = \|W\|_F^2 (1 - \|p\|^2) \|\phi\|^2\) and "
+        r"\(\|\phi\|^2 \operatorname{tr} \operatorname{Cov}_{s \sim p}(w_s)\).",
+        "identities",
+        "mathematical",
+        "the 2025 paper's closed form (layer-wise); the neuron-wise form derived here",
+    ),
+    3: _claim(
+        r"A loss change above \(\log k\) forces a label flip; the converse fails.",
+        "proof + two counterexamples",
+        "mathematical",
+        "the 2025 paper's definition; public reviews",
+    ),
+    4: _claim(
+        r"Bridging lemma: \(\phi(\xi) = \phi(x) + \Delta A \phi(x)\) with \(A\) orthogonal and "
+        r"\(\Delta \le L\delta / r\).",
+        "inequality",
+        "mathematical",
+        "the 2025 paper's lemma, as summarised",
+    ),
+    5: _claim(
+        r"The local bound \(\ell(\xi) - \ell(x) \le \frac{\delta^2 L^2 \kappa}{2 r^2} + c\,\delta^3\) holds "
+        r"for small \(\delta\).",
+        r"\(c = k m L^6 / (24 r^3)\)",
+        "mathematical",
+        "the 2025 paper's theorem, as summarised second-hand",
+    ),
+    6: _claim(
+        "Uncanny valley: along PGD, sharpness rises, peaks near the flip, then collapses.",
+        "rise, peak, collapse (row E)",
+        "empirical",
+        "the 2025 paper's figures (row E); the 2024 predecessor",
+        {"norm": "linf", "eps": PAPER_EPS},
+    ),
+    7: _claim(
+        "Adversarial training shifts the valley and widens the low-loss basin.",
+        r"about 20x more PGD-\(\ell_2\) steps before the loss rises; \(\operatorname{Tr} H\) at clean points "
+        "about 0.6 (clean) vs 1.0 (AT) (row B)",
+        "empirical",
+        "the 2025 paper, row B; row E for the shift",
+        {"norm": "linf", "eps": PAPER_EPS},
+        {"norm": "l2", "eps": 0.5},
+    ),
+    8: _claim(
+        r"Relative sharpness falls monotonically with the last-layer scale \(s\).",
+        "falls with s; 90.33% accuracy under the weak attack at s = 1 (row A)",
+        "empirical",
+        "the 2025 paper, row A",
+        {"variant": "bias scaled"},
+        {"norm": "l2", "eps": 0.025},
+    ),
+    9: _claim(
+        r"Gradient masking: PGD robust accuracy rises with \(s\) while transfer and gradient-free attacks "
+        r"still succeed.",
+        "0% at s = 1 to 93% at s = 100; 100% transfer (rows C, D); the predecessor's "
+        "ResNet-18: 93.88% clean, 0.01% under PGD-linf 8/255",
+        "empirical",
+        "the 2025 paper, rows C and D",
+        {"norm": "linf", "eps": PAPER_EPS},
+    ),
+    10: _claim(
+        "Confidently wrong points are flat.",
+        "shape",
+        "empirical",
+        "the 2025 paper's explanation of the collapse; not-global's proposition is ours",
+        {"norm": "linf", "eps": PAPER_EPS},
+        {"data": "circle manifold"},
+    ),
+    11: _claim(
+        "A one-threshold stump on sharpness separates clean from adversarial inputs.",
+        "accuracy 0.92-0.93 (row F)",
+        "empirical",
+        "the 2025 paper, row F (WRN-28-4)",
+        {"norm": "linf", "eps": PAPER_EPS},
+    ),
+    12: _claim(
+        r"The sharpness curve is more than the confidence: \(\|\phi\|\) moves along PGD paths (the paper's "
+        r"reading, against a reviewer's alternative that it stays constant).",
+        "open question",
+        "empirical",
+        "public reviews of the 2025 paper",
+        {"norm": "linf", "eps": PAPER_EPS},
+    ),
+}
+
+#: The paper's experiments: row -> (question, the claim its checks feed, the chapter that re-runs it, the check
+#: parts that belong to it, the paper's numbers).
+ROWS: dict[str, tuple[str, int, str, tuple[str, ...], str]] = {
+    "A": (
+        "flatness (by last-layer scaling) reduces local loss growth",
+        8,
+        "last-layer-scaling",
+        (),
+        "sharpness falls with s; loss increases concentrate near 0; 90.33% accuracy under the weak attack",
+    ),
+    "B": (
+        "adversarial training widens the low-loss basin",
+        7,
+        "basin",
+        (),
+        r"about 20x more iterations; \(\operatorname{Tr} H\) about 0.6 (clean) vs 1.0 (AT)",
+    ),
+    "C": (
+        "flatness by scaling masks gradients",
+        9,
+        "gradient-masking",
+        ("masking",),
+        "robust accuracy 0% at s = 1, 93% at s = 100",
+    ),
+    "D": (
+        "... but examples made at s = 1 still transfer",
+        9,
+        "gradient-masking",
+        ("transfer-bias-kept", "transfer-bias-scaled", "square"),
+        "100% transfer",
+    ),
+    "E": (
+        "the uncanny valley along PGD trajectories",
+        6,
+        "uncanny-valley",
+        (),
+        "rise, peak near the flip, collapse; AT shifts the valley",
+    ),
+    "F": ("sharpness as a detector of adversarial inputs", 11, "detector", (), "stump accuracy 0.92-0.93 (WRN-28-4)"),
+}
 
 #: Provenance fields that change on every run without changing a result: ignored when deciding to rewrite.
 _VOLATILE = ("commit", "time_utc", "duration_s")
+#: Setting fields that tell settings apart in the report (the others, steps or inputs, describe one).
+_GROUP_KEYS = ("data", "architecture", "epochs", "training", "norm", "eps", "variant", "source")
+#: How strong a source of evidence is: a committed larger run beats a sweep over seeds beats one live run; a study
+#: beyond the paper's settings (other models, budgets) never decides a claim's headline.
+_STRENGTH = {"run": 3, "sweep": 2, "live": 1, "study": 0}
 
 
-def entry(check: Check, setting: dict[str, Any] | str, chapter: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The ledger entry of one check: its claim, verdict, evidence, the paper's number, the setting that made it
-    ({"data", "model", "attack", ...} or a sentence), and provenance."""
+# ---------------------------------------------------------------------------
+# entries
+
+
+def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The ledger entry of one check: claim, check, setting, verdict (and whether it is fragile), evidence, the
+    decisive measure, the paper's number, values, chapter and provenance."""
     if check.claim not in CLAIMS:
         raise ValueError(f"claim must be one of {sorted(CLAIMS)}; got {check.claim}")
     if check.verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}; got {check.verdict!r}")
-    statement, paper = CLAIMS[check.claim]
-    return {"id": check.claim, "check": check.id, "statement": statement, "paper": check.paper or paper,
-            "setting": setting, "ours": check.evidence, "verdict": check.verdict, "chapter": chapter,
-            "values": check.values, "provenance": provenance}
+    return {
+        "claim": check.claim,
+        "check": check.id,
+        "part": check.part,
+        "statement": check.statement,
+        "paper": check.paper or CLAIMS[check.claim]["paper"],
+        "setting": check.setting,
+        "ours": check.evidence,
+        "verdict": check.verdict,
+        "fragile": check.fragile,
+        "measure": check.measure,
+        "values": check.values,
+        "chapter": chapter,
+        "provenance": dict(provenance),
+    }
 
 
-def _ledger_dir(root: Path | None) -> Path:
-    return (root or repo_root()) / "data" / "claims"
-
-
-def _stable(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The entries as JSON would hold them, without the provenance fields that change on every run."""
-    plain = json.loads(json.dumps(entries, default=str))
-    for e in plain:
+def _stable(doc: Mapping[str, Any]) -> Any:
+    """A ledger file as JSON holds it, without the fields that change on every run (commit, time, duration)."""
+    plain = strict_json(doc)
+    plain.pop("duration_s", None)
+    for e in plain.get("entries", []):
         for key in _VOLATILE:
             e.get("provenance", {}).pop(key, None)
     return plain
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str) + "\n"
-
-
-def record(chapter: str, entries: list[dict[str, Any]], *, root: Path | None = None, force: bool = False) -> Path | None:
-    """Write a chapter's entries to data/claims/<chapter>.json when FLATROB_LEDGER=1 (or ``force``).
-
-    Test runs with small parameters leave the ledger alone. The file is rewritten
-    only when a verdict, a value or a setting differs from what it holds (the
-    commit and time of a re-run alone change nothing). Returns the path written, or None.
-    """
+def record(
+    chapter: str,
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    duration_s: float | None = None,
+    root: Path | None = None,
+    force: bool = False,
+) -> Path | None:
+    """Write a chapter's entries to this build's ledger, ``_build/ledger/<chapter>.json``, when FLATROB_LEDGER=1
+    (or ``force``). Test runs with small parameters leave it alone; the file is rewritten only when a verdict, a
+    value or a setting changed. Returns the path written, or None."""
     if not force and os.environ.get(LEDGER_ENV) != "1":
         return None
-    path = _ledger_dir(root) / f"{chapter}.json"
+    path = build_ledger_dir(root) / f"{chapter}.json"
+    doc = strict_json({"chapter": chapter, "duration_s": duration_s, "entries": list(entries)})
     if path.exists():
         try:
-            if _stable(json.loads(path.read_text())) == _stable(entries):
+            if _stable(json.loads(path.read_text())) == _stable(doc):
                 return None
         except json.JSONDecodeError:
             pass  # an unreadable file is replaced
-    return atomic_write_text(path, _dumps(entries))
+    return atomic_write_text(path, json_text(doc))
 
 
-def build(root: Path | None = None, *, write: bool = True) -> list[dict[str, Any]]:
-    """Merge data/claims/*.json into one entry per claim (data/claims.json); claims without entries say so.
+def load(folder: Path) -> dict[str, dict[str, Any]]:
+    """The ledger files of a folder (this build's or the committed one), by chapter: {chapter: {"chapter",
+    "duration_s", "entries"}}."""
+    out = {}
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        doc = json.loads(f.read_text())
+        if isinstance(doc, dict) and "entries" in doc:  # files of an older layout (a bare list) are not read
+            out[doc["chapter"]] = doc
+    return out
 
-    Several entries for one claim (from several chapters) are kept as a list
-    ``checks`` and combined by :func:`combine`. The file is written only when its text changes.
-    """
+
+def _entries(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(e) for doc in ledger.values() for e in doc["entries"]]
+
+
+# ---------------------------------------------------------------------------
+# settings
+
+
+def source_kind(setting: Mapping[str, Any]) -> str:
+    """ "live" (a chapter's own run in this build), "sweep" (a committed sweep over seeds), "study" (a committed sweep
+    beyond the paper's settings) or "run" (a committed larger run)."""
+    return str(setting.get("source", "live")).split(" ")[0]
+
+
+def setting_group(setting: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The fields that tell a setting apart from the claim's other settings (:data:`_GROUP_KEYS`)."""
+    return tuple((k, setting[k]) for k in _GROUP_KEYS if setting.get(k) is not None)
+
+
+def setting_label(setting: Mapping[str, Any]) -> str:
+    """A setting in words: ``PGD-linf 8/255, clean, small-cnn (4 epochs), fashion-mnist; sweep X (seeds 0, 1, 2)``."""
+    bits = []
+    if setting.get("norm"):
+        eps = float(setting["eps"])
+        radius = "8/255" if math.isclose(eps, PAPER_EPS, rel_tol=1e-6) else f"{eps:.3g}"
+        bits.append(f"PGD-{setting['norm']} {radius}")
+    if setting.get("training"):
+        bits.append(str(setting["training"]))
+    if setting.get("architecture"):
+        bits.append(f"{setting['architecture']}" + (f" ({setting['epochs']} epochs)" if setting.get("epochs") else ""))
+    if setting.get("data"):
+        bits.append(str(setting["data"]))
+    text = ", ".join(bits) or "no attack"
+    source = str(setting.get("source", "live"))
+    if source != "live":
+        seeds = setting.get("seeds")
+        text += f"; {source}" + (f" (seeds {', '.join(map(str, seeds))})" if seeds else "")
+    return text
+
+
+def at_paper_setting(claim: int, setting: Mapping[str, Any]) -> bool:
+    """Whether a check's setting is one of the paper's settings for its claim (every field of one of them shared;
+    radii compared to 1e-6)."""
+
+    def same(key: str, want: Any) -> bool:
+        have = setting.get(key)
+        if isinstance(want, float) and isinstance(have, (int, float)):
+            return math.isclose(float(have), want, rel_tol=1e-6)
+        return have == want or (isinstance(have, str) and isinstance(want, str) and have.startswith(want))
+
+    return any(all(same(k, v) for k, v in paper.items()) for paper in CLAIMS[claim]["paper_settings"])
+
+
+def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per claim from a ledger ({chapter: file}, :func:`load`): its checks, its settings with a verdict
+    each (the paper's settings first, then the others by strength of evidence and radius) and its headline verdict:
+    the verdict at the paper's settings from the strongest evidence there (a committed larger run, else a sweep over
+    seeds, else the live run); a claim without a paper setting (the mathematical ones) combines all its checks."""
     by_claim: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
-    folder = _ledger_dir(root)
-    for f in sorted(folder.glob("*.json")) if folder.exists() else []:
-        for e in json.loads(f.read_text()):
-            by_claim[int(e["id"])].append(e)
-    ledger = []
-    for c, (statement, paper) in CLAIMS.items():
-        found = by_claim[c]
-        ledger.append({
-            "id": c, "statement": statement, "paper": paper,
-            "verdict": combine([e["verdict"] for e in found]) if found else NOT_TESTED,
-            "checks": found,
-        })
-    target = folder.parent / "claims.json"
-    text = _dumps(ledger)
-    if write and (not target.exists() or target.read_text() != text):
-        atomic_write_text(target, text)
-    return ledger
-
-
-def ledger_table(ledger: list[dict[str, Any]]) -> pd.DataFrame:
-    """The ledger as a table: one row per check (claims without checks get one row)."""
-    rows = []
-    for e in ledger:
-        for chk in e["checks"] or [None]:
-            prov = (chk or {}).get("provenance", {})
-            setting = (chk or {}).get("setting", "")
-            if not isinstance(setting, dict):
-                setting = {"details": setting}
-            values = (chk or {}).get("values", {})
-            seed = prov.get("params", {}).get("seed")
-            seeds = (f"{values['seeds']}" if "seeds" in values and "sweep" in values
-                     else (f"1 (seed {seed})" if seed is not None else ("1" if chk else "")))
-            rows.append({
-                "claim": e["id"], "statement": e["statement"], "verdict (claim)": e["verdict"],
-                "check": (chk or {}).get("check", ""), "data": setting.get("data", ""),
-                "model": setting.get("model", ""), "attack": setting.get("attack", setting.get("details", "")),
-                "seeds": seeds,
-                "paper": (chk or {}).get("paper", e["paper"]), "ours": (chk or {}).get("ours", ""),
-                "verdict (check)": (chk or {}).get("verdict", ""), "chapter": (chk or {}).get("chapter", ""),
-                "device": prov.get("device", ""), "commit": str(prov.get("commit", ""))[:10],
-            })
-    return pd.DataFrame(rows)
-
-
-def rows_table(ledger: list[dict[str, Any]]) -> pd.DataFrame:
-    """One line per experiment row of the paper: its chapter's checks of the row's claim, combined."""
+    for e in _entries(ledger):
+        by_claim[int(e["claim"])].append(e)
     out = []
-    for row, (question, claim, chapter, paper) in ROWS.items():
-        found = [c for c in next(e for e in ledger if e["id"] == claim)["checks"] if c["chapter"] == chapter]
-        if row == "C":
-            found = [c for c in found if "masking" in c.get("check", "")]
-        elif row == "D":
-            found = [c for c in found if "transfer" in c.get("check", "") or "square" in c.get("check", "")]
-        out.append({"row": row, "question": question, "paper": paper, "claim": claim, "chapter": chapter,
-                    "checks": len(found), "verdict": combine([c["verdict"] for c in found]) if found else NOT_TESTED})
-    return pd.DataFrame(out)
+    for c, claim in CLAIMS.items():
+        found = by_claim[c]
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for e in found:
+            groups.setdefault(setting_group(e["setting"]), []).append(e)
+        settings: list[dict[str, Any]] = []
+        for key, members in groups.items():
+            s = members[0]["setting"]
+            settings.append(
+                {
+                    "setting": dict(key),
+                    "label": setting_label(s),
+                    "paper_setting": at_paper_setting(c, s),
+                    "strength": _STRENGTH.get(source_kind(s), 1),
+                    "verdict": combine([m["verdict"] for m in members]),
+                    "fragile": any(m.get("fragile") for m in members),
+                    "checks": [m["check"] for m in members],
+                }
+            )
+        settings.sort(
+            key=lambda g: (not g["paper_setting"], -g["strength"], float(g["setting"].get("eps", 0.0)), g["label"])
+        )
+        paper = (
+            [g for g in settings if g["paper_setting"] and g["strength"] > 0] if claim["paper_settings"] else settings
+        )
+        strongest = max((g["strength"] for g in paper), default=0)
+        head = [g for g in paper if g["strength"] == strongest]
+        verdict = combine([g["verdict"] for g in head]) if head else NOT_TESTED
+        out.append(
+            {
+                "claim": c,
+                **claim,
+                "verdict": verdict,
+                "fragile": any(g["fragile"] for g in head),
+                "settings": settings,
+                "checks": found,
+            }
+        )
+    return out

@@ -7,6 +7,7 @@ where ``classifier`` is an ``nn.Linear`` with weight ``W`` of shape (k, m).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,7 @@ __all__ = [
     "MNIST1DCNN",
     "SmallCNN",
     "build_model",
+    "fits",
     "densenet121_cifar",
     "last_layer_inputs",
     "last_linear",
@@ -27,6 +29,7 @@ __all__ = [
     "rescale_feature_layer",
     "resnet18_cifar",
     "scale_last_layer",
+    "scaled_losses",
     "vgg11_bn_cifar",
     "wide_resnet_cifar",
 ]
@@ -40,11 +43,13 @@ class FeatureClassifier(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features phi(x): (n, *input_shape) -> (n, m)."""
-        return self.body(x)
+        phi: Tensor = self.body(x)
+        return phi
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits: (n, *input_shape) -> (n, k)."""
-        return self.classifier(self.features(x))
+        logits: Tensor = self.classifier(self.features(x))
+        return logits
 
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """One pass returning (logits (n, k), phi (n, m))."""
@@ -98,9 +103,10 @@ class SmallCNN(FeatureClassifier):
 
 def model_device(model: nn.Module | object) -> torch.device:
     """The device of a model's parameters; also for a bound method such as ``model.features``."""
-    module = getattr(model, "__self__", model)
+    module: Any = getattr(model, "__self__", model)
     try:
-        return next(module.parameters()).device
+        device: torch.device = next(module.parameters()).device
+        return device
     except (AttributeError, StopIteration):
         return torch.device("cpu")
 
@@ -115,11 +121,19 @@ def on_model(model: nn.Module | object, *tensors: Tensor) -> tuple[Tensor, ...]:
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
-    """The last layer ``W`` (an ``nn.Linear``) of a :class:`FeatureClassifier`."""
+    """The last layer ``W`` (an ``nn.Linear``) of a model.
+
+    A :class:`FeatureClassifier`'s ``classifier``; for any other model (a torchvision ResNet, VGG or DenseNet, say)
+    the last ``nn.Linear`` it registers, which for those is the layer that makes the logits (``fc``,
+    ``classifier[-1]``, ``classifier``).
+    """
     layer = getattr(model, "classifier", None)
-    if not isinstance(layer, nn.Linear):
-        raise TypeError(f"{type(model).__name__} has no nn.Linear attribute 'classifier'")
-    return layer
+    if isinstance(layer, nn.Linear):
+        return layer
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TypeError(f"{type(model).__name__} has no nn.Linear layer: no last layer to measure")
+    return linears[-1]
 
 
 @torch.no_grad()
@@ -151,16 +165,42 @@ def rescale_feature_layer(model: FeatureClassifier, lam: float) -> FeatureClassi
 
 @torch.no_grad()
 def last_layer_inputs(
-    model: FeatureClassifier, x: Tensor, dtype: torch.dtype | None = None, batch_size: int = 1024
+    model: nn.Module, x: Tensor, dtype: torch.dtype | None = None, batch_size: int = 1024
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """``(W (k, m), b (k,) or None, phi (n, m))`` of a model on inputs x (n, ...), on the CPU.
 
-    With ``dtype`` (for example ``torch.float64``) all three are cast, so that the
-    closed forms and their autograd references can be compared in double precision.
+    For a :class:`FeatureClassifier`, ``phi = model.features(x)``. For any other model whose logits come from an
+    ``nn.Linear`` (:func:`last_linear`: a torchvision ResNet, for example) the features are the input of that layer,
+    caught by a forward hook while the model runs, so no surgery is needed::
+
+        W, b, phi = last_layer_inputs(torchvision.models.resnet18(), x)
+        kappa = flatrob.relative_sharpness(W, phi, b)
+
+    With ``dtype`` (for example ``torch.float64``) all three are cast, so that the closed forms and their autograd
+    references can be compared in double precision.
     """
     model.eval()
-    phi = torch.cat([model.features(*on_model(model, x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
     layer = last_linear(model)
+    if isinstance(model, FeatureClassifier):
+
+        def features(xb: Tensor) -> Tensor:
+            return model.features(xb)
+    else:
+        caught: list[Tensor] = []
+        hook = layer.register_forward_pre_hook(lambda _m, args: caught.append(args[0].detach().flatten(1)))
+
+        def features(xb: Tensor) -> Tensor:
+            caught.clear()
+            model(xb)
+            if len(caught) != 1:
+                raise RuntimeError(f"the last nn.Linear of {type(model).__name__} ran {len(caught)} times in one pass")
+            return caught[0]
+
+    try:
+        phi = torch.cat([features(*on_model(model, x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
+    finally:
+        if not isinstance(model, FeatureClassifier):
+            hook.remove()
     w = layer.weight.detach().cpu()
     b = None if layer.bias is None else layer.bias.detach().cpu()
     if dtype is not None:
@@ -273,7 +313,8 @@ class _WideBlock(nn.Module):
         o = torch.relu(self.bn1(x))
         y = self.conv1(o)
         y = self.conv2(torch.relu(self.bn2(y)))
-        return y + (x if self.shortcut is None else self.shortcut(o))
+        out: Tensor = y + (x if self.shortcut is None else self.shortcut(o))
+        return out
 
 
 def wide_resnet_cifar(depth: int = 28, widen: int = 4, n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
@@ -294,6 +335,7 @@ def wide_resnet_cifar(depth: int = 28, widen: int = 4, n_classes: int = 10, in_c
 
 ARCHITECTURES: dict[str, str] = {
     "small-cnn": "small CNN for (1, 28, 28) grey images (Fashion-MNIST, MNIST); the CPU default",
+    "wide-cnn": "the small CNN with twice the channels and width (32, 64 channels; 256 features), (1, 28, 28)",
     "digits-cnn": "small CNN for (1, 8, 8) digits",
     "mnist1d-cnn": "1-D CNN for (1, L) MNIST-1D",
     "mlp": "two hidden layers of 256, any input",
@@ -304,24 +346,36 @@ ARCHITECTURES: dict[str, str] = {
 }
 
 
-def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> FeatureClassifier:
-    """A fresh model by name (see ``ARCHITECTURES``) for inputs of ``input_shape`` (without the batch axis)."""
+def fits(name: str, input_shape: tuple[int, ...]) -> str:
+    """Why architecture ``name`` cannot take inputs of ``input_shape`` (without the batch axis), or "" if it can."""
     if name not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}; got {name!r}")
+        return f"architecture must be one of {sorted(ARCHITECTURES)}; got {name!r}"
     shape = tuple(input_shape)
     if name == "mlp":
-        return MLP(int(torch.tensor(shape).prod()), n_classes)
+        return ""
     image = len(shape) == 3 and shape[0] in (1, 3)
     wants, ok = {
         "small-cnn": ("(1, 28, 28)", shape == (1, 28, 28)),
+        "wide-cnn": ("(1, 28, 28)", shape == (1, 28, 28)),
         "digits-cnn": ("(1, 8, 8)", shape == (1, 8, 8)),
         "mnist1d-cnn": ("(1, L) with L divisible by 4", len(shape) == 2 and shape[0] == 1 and shape[1] % 4 == 0),
         "vgg11-bn": ("(1 or 3, 32, 32)", image and shape[1:] == (32, 32)),
-    }.get(name, ("(1 or 3, h, w) with h, w >= 8", image and min(shape[1:]) >= 8))
-    if not ok:
-        raise ValueError(f"architecture {name!r} needs inputs of shape {wants}; the data have {shape}")
+    }.get(name, ("(1 or 3, h, w) with h, w >= 8", image and min(shape[1:], default=0) >= 8))
+    return "" if ok else f"architecture {name!r} needs inputs of shape {wants}; the data have {shape}"
+
+
+def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> FeatureClassifier:
+    """A fresh model by name (see ``ARCHITECTURES``) for inputs of ``input_shape`` (without the batch axis)."""
+    why = fits(name, input_shape)
+    if why:
+        raise ValueError(why)
+    shape = tuple(input_shape)
+    if name == "mlp":
+        return MLP(int(torch.tensor(shape).prod()), n_classes)
     if name == "small-cnn":
         return SmallCNN(n_classes)
+    if name == "wide-cnn":
+        return SmallCNN(n_classes, channels=32, width=256)
     if name == "digits-cnn":
         return DigitsCNN(n_classes)
     if name == "mnist1d-cnn":
@@ -333,6 +387,20 @@ def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> Feat
         "densenet121": lambda k: densenet121_cifar(k, c),
         "wrn-28-4": lambda k: wide_resnet_cifar(28, 4, k, c),
     }[name](n_classes)
+
+
+@torch.no_grad()
+def scaled_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float], scale_bias: bool = True) -> Tensor:
+    """Per-sample cross-entropy of the model with its last layer scaled by each s (``W -> sW``, and ``b -> sb`` when
+    ``scale_bias``), in float64 from the features: x (n, ...), y (n,) -> (S, n), on the CPU. Resolves losses of
+    confident points long after float32 would round them to 0."""
+    w, b, phi = last_layer_inputs(model, x, dtype=torch.float64)
+    labels = y.cpu()
+    out = []
+    for s in scales:
+        bias = None if b is None else (s * b if scale_bias else b)
+        out.append(nn.functional.cross_entropy(nn.functional.linear(phi, s * w, bias), labels, reduction="none"))
+    return torch.stack(out)
 
 
 @torch.no_grad()

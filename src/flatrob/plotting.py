@@ -1,37 +1,67 @@
-"""Figure helpers: one seaborn style for the book and a provenance footer on every figure."""
+"""Figure helpers: one seaborn style for the book, figures sized for its column, and a provenance footer on
+every figure, below everything else the figure draws.
+
+The book's column is about 700 px wide; a figure drawn at :data:`COLUMN_IN` inches and 110 dpi is shown at its
+own size there (and fits the PDF's text width), so 10 pt text stays 10 pt.
+"""
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-__all__ = ["VALLEY_STATS", "log_scalable", "setup", "stamp", "valley_curves"]
+__all__ = [
+    "COLUMN_IN",
+    "VALLEY_STATS",
+    "log_scalable",
+    "setup",
+    "stamp",
+    "survival_curves",
+    "valley_curves",
+    "verdict_grid",
+]
+
+#: The width of a figure that fills the book's column, in inches (at 110 dpi: about 700 px).
+COLUMN_IN = 6.4
 
 
 def setup() -> None:
-    """The book's figure style."""
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    plt.rcParams["figure.dpi"] = 110
+    """The book's figure style: seaborn's whitegrid, colour-blind palette, 10 pt text, 110 dpi."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.15)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "legend.fontsize": 9, "axes.titlesize": 10.5})
 
 
 def stamp(fig: Figure, line: str) -> Figure:
-    """Write ``line`` (see :func:`flatrob.provenance.provenance_line`) under the figure, readably (9 pt).
-
-    Wrapped to the figure's width, so that it stays readable when the page shows the figure at its width.
-    """
-    width = max(60, int(fig.get_figwidth() * 72 / (9 * 0.62)))  # characters of 9 pt monospace per line
-    wrapped = textwrap.fill(line, width=width)
-    fig.text(0.01, -0.01, wrapped, fontsize=9, color="0.3", ha="left", va="top", family="monospace")
+    """Write ``line`` (see :func:`flatrob.provenance.provenance_line`) under everything the figure draws (axes,
+    their labels, legends), wrapped to the figure's width, in 7.5 pt monospace."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    boxes = [a.get_tightbbox(renderer) for a in [*fig.axes, *fig.legends]]
+    bottom = min((b.y0 for b in boxes if b is not None), default=0.0) / fig.bbox.height
+    width = max(60, int(fig.get_figwidth() * 72 / (7.5 * 0.6)))  # characters of 7.5 pt monospace per line
+    fig.text(
+        0.0,
+        bottom - 0.015,
+        textwrap.fill(line, width=width),
+        fontsize=7.5,
+        color="0.35",
+        ha="left",
+        va="top",
+        family="monospace",
+    )
     return fig
 
 
-def log_scalable(values) -> bool:
+def log_scalable(values: Any) -> bool:
     """Whether a log axis can show ``values``: at least one is finite and positive (else leave the axis linear)."""
-    import numpy as np
-
     v = np.asarray(values, dtype=float)
     return bool(np.any(np.isfinite(v) & (v > 0)))
 
@@ -45,14 +75,14 @@ VALLEY_STATS = {
 }
 
 
-def valley_curves(data, path: str, title: str, note: str) -> Figure:
-    """Median and quartiles along the paths of :func:`flatrob.attacks.curves` tables, one colour per model.
+def valley_curves(data: pd.DataFrame, path: str, title: str, note: str) -> None:
+    """Median and quartiles along the paths of :func:`flatrob.valley.curves` tables, one colour per model.
 
     ``data``: the long table (step, stat, q25, median, q75, flipped, model, path); ``path`` selects the paths
     ("PGD", "to gaussian noise", ...); ``note`` is the provenance line. The dashed line in the sharpness panel
-    marks the step at which half of the inputs that started correct have flipped.
+    marks the step at which half of the inputs that started correct have flipped. Shows the figure once.
     """
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    fig, axes = plt.subplots(2, 2, figsize=(COLUMN_IN, 5.2), sharex=True)
     colours = dict(zip(data["model"].unique(), sns.color_palette()))
     for ax, (stat, label) in zip(axes.flat, VALLEY_STATS.items()):
         for name, part in data[(data.stat == stat) & (data.path == path)].groupby("model", sort=False):
@@ -62,13 +92,95 @@ def valley_curves(data, path: str, title: str, note: str) -> Figure:
                 flips = part.step[part.flipped >= 0.5]
                 if len(flips):
                     ax.axvline(flips.iloc[0], color=colours[name], ls="--", lw=1)
-        ax.set(title=label, xlabel="iteration" if path == "PGD" else "step towards noise")
+        ax.set_title(label)
+        if ax in axes[-1]:
+            ax.set_xlabel("PGD iterate" if path == "PGD" else "step towards noise")
         if stat in ("kappa_layer", "loss") and log_scalable(data[data.stat == stat]["median"]):
             ax.set_yscale("log")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="model (dashed: half flipped)", loc="upper right", ncol=len(labels))
-    fig.suptitle(title, x=0.02, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.suptitle(title, x=0.01, ha="left", fontsize=10.5)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.legend(
+        handles,
+        labels,
+        title="model (dashed: half flipped)",
+        loc="lower center",
+        ncol=max(1, len(labels)),
+        bbox_to_anchor=(0.5, 0.0),
+        frameon=False,
+    )
     stamp(fig, note)
     plt.show()
-    return fig
+
+
+def survival_curves(times: Mapping[str, Sequence[float] | np.ndarray], cap: int, ax: Any, xlabel: str) -> None:
+    """The share of inputs not yet flipped (or risen) at each step, one line per model: the survival curve of
+    censored times, ``cap`` marking "never within the path". ``times``: model -> times (n,), NaN left out."""
+    steps = np.arange(cap + 1)
+    for name, t in times.items():
+        v = np.asarray(t, dtype=float)
+        v = v[np.isfinite(v)]
+        if len(v):
+            ax.step(
+                steps,
+                [(v > s).mean() for s in steps],
+                where="post",
+                label=f"{name} ({int((v >= cap).sum())} of {len(v)} never)",
+            )
+    ax.set(xlabel=xlabel, ylabel="share of inputs not yet", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8, loc="lower left")
+
+
+#: Colours of the verdicts in :func:`verdict_grid` (colour-blind safe, legible in light and dark mode).
+VERDICT_COLOURS = {
+    "reproduced": "#1b9e77",
+    "partly": "#e6ab02",
+    "not reproduced": "#d95f02",
+    "holds by construction": "#7570b3",
+    "not testable here": "#999999",
+}
+
+
+def verdict_grid(table: pd.DataFrame, title: str, note: str) -> None:
+    """Claims against settings: one cell per (claim, setting) coloured by its verdict, with the decisive value
+    and its interval written in, the paper's setting marked. ``table``: columns claim, setting, verdict, text,
+    paper_setting."""
+    claims = list(dict.fromkeys(table["claim"]))
+    settings = list(dict.fromkeys(table["setting"]))
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 0.55 * len(claims) + 1.6))
+    for _, row in table.iterrows():
+        i, j = claims.index(row["claim"]), settings.index(row["setting"])
+        ax.add_patch(
+            Rectangle(
+                (j, i),
+                0.96,
+                0.9,
+                color=VERDICT_COLOURS.get(row["verdict"], "#cccccc"),
+                ec="black" if row["paper_setting"] else "none",
+                lw=1.6,
+            )
+        )
+        ax.text(j + 0.48, i + 0.45, row["text"], ha="center", va="center", fontsize=6.5, color="black")
+    ax.set(
+        xlim=(0, len(settings)),
+        ylim=(len(claims), 0),
+        xticks=np.arange(len(settings)) + 0.48,
+        yticks=np.arange(len(claims)) + 0.45,
+    )
+    ax.set_xticklabels(settings, rotation=30, ha="right", fontsize=7.5)
+    ax.set_yticklabels(claims, fontsize=8)
+    ax.grid(False)
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLOURS.values()]
+    fig.legend(
+        handles,
+        list(VERDICT_COLOURS),
+        loc="upper center",
+        ncol=3,
+        fontsize=7.5,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
+    ax.set_title(title, fontsize=10, pad=34)
+    fig.tight_layout()
+    stamp(fig, note)
+    plt.show()

@@ -1,26 +1,24 @@
-"""Provenance and results: which repository, which code, which device made a result, and safe writes.
+"""Provenance and results: which repository, which code, which machine made a result, and safe writes.
 
-This module imports nothing else from flatrob, so every other module can use it.
+This module imports nothing of flatrob but :mod:`flatrob.paths` (the layout) and :mod:`flatrob._cpu`, so every
+other module can use it.
 
-* :func:`repo_root` is the repository the user runs in (``$FLATROB_ROOT``, else the
-  nearest folder at or above the working directory holding ``_config.yml`` and
-  ``book/``): results, runs and the model cache follow it, not the place where the
-  package happens to be installed.
-* :func:`provenance` and :func:`provenance_line` say with which parameters, code
-  (commit), device and library versions a result was made.
-* :func:`atomic_write` and friends write a file under a unique temporary name and
-  rename it, so that a reader never sees half a file and two writers never share a
-  temporary file.
-* :func:`committed_runs` lists the runs that count as evidence in the book: those
-  committed to the repository, or promoted explicitly.
-* :func:`default_device` and :func:`resolve_device` turn a chapter's ``device``
-  parameter into a :class:`torch.device`.
+* :func:`provenance` and :func:`provenance_line` say with which parameters, code (commit), device, machine (CPU,
+  threads, the kernels torch uses) and library versions a result was made; :func:`machine` is the machine part.
+* :func:`atomic_write` and friends write a file under a unique temporary name and rename it, so that a reader
+  never sees half a file and two writers never share a temporary file.
+* :func:`committed` and :func:`committed_runs` list what counts as evidence in the book: files committed to the
+  repository (in ``HEAD``, unchanged), or promoted explicitly.
+* :func:`default_device` and :func:`resolve_device` turn a chapter's ``device`` parameter into a
+  :class:`torch.device`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import math
 import os
 import platform
 import secrets
@@ -32,73 +30,40 @@ from typing import Any, TypeVar
 
 import torch
 
+from flatrob._cpu import CPU_PINS, pin_cpu_kernels
+from flatrob.paths import PROMOTED, repo_root
+
 __all__ = [
-    "CACHE_ENV",
     "COMMIT_ENV",
     "DEVICES",
-    "PROGRESS_ENV",
-    "PROMOTED",
-    "ROOT_ENV",
+    "THREADS_ENV",
     "atomic_write",
     "atomic_write_text",
-    "cache_dir",
     "committed",
     "committed_runs",
     "default_device",
     "device_name",
+    "fix_threads",
     "git_commit",
+    "is_dirty",
+    "json_text",
+    "strict_json",
+    "machine",
     "progress_bar",
     "progress_enabled",
     "provenance",
     "provenance_line",
-    "repo_root",
     "resolve_device",
     "save_results",
+    "set_progress_default",
 ]
 
-#: Environment variable naming the repository root (default: found from the working directory).
-ROOT_ENV = "FLATROB_ROOT"
-#: Environment variable naming the folder of cached models (default: ``<repo>/cache``).
-CACHE_ENV = "FLATROB_CACHE"
-#: Environment variable that turns on progress bars (``python -m flatrob run`` sets it for its kernel).
-PROGRESS_ENV = "FLATROB_PROGRESS"
 #: The commit to record where the repository's history is absent (a copy of the working tree on another machine).
 COMMIT_ENV = "FLATROB_COMMIT"
-#: A file of this name in a run folder promotes an uncommitted run to evidence (``python -m flatrob promote``).
-PROMOTED = "PROMOTED"
+#: torch's thread count for the chapters (default 2): the same on every machine, whatever its number of cores.
+THREADS_ENV = "FLATROB_THREADS"
 #: The accepted values of every chapter's ``device`` parameter.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-
-
-# ---------------------------------------------------------------------------
-# where
-
-
-def _is_root(folder: Path) -> bool:
-    return (folder / "_config.yml").is_file() and (folder / "book").is_dir()
-
-
-def repo_root() -> Path:
-    """The repository the user runs in.
-
-    ``$FLATROB_ROOT`` when set; else the nearest folder at or above the working
-    directory that holds ``_config.yml`` and ``book/`` (chapters execute in
-    ``book/...``, so they find it too); else the working directory itself.
-    """
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if _is_root(folder):
-            return folder
-    return cwd
-
-
-def cache_dir() -> Path:
-    """Folder of cached models and training checkpoints: ``$FLATROB_CACHE`` or ``<repo>/cache``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else repo_root() / "cache"
 
 
 def git_commit(root: Path | None = None) -> str:
@@ -117,11 +82,26 @@ def git_commit(root: Path | None = None) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data"],
-            cwd=root, capture_output=True, text=True, check=True,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get(COMMIT_ENV, "unknown")
     return sha + ("+dirty" if dirty else "")
+
+
+def is_dirty(root: Path | None = None) -> list[str]:
+    """The tracked files (anywhere, data/ included) that differ from the last commit: [] for a clean tree."""
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=root or repo_root(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line[3:] for line in out.splitlines() if line.strip()]
 
 
 # ---------------------------------------------------------------------------
@@ -154,8 +134,49 @@ def device_name(device: torch.device | str | None) -> str:
 # what made a result
 
 
+def fix_threads() -> int:
+    """Set torch's thread count to ``$FLATROB_THREADS`` (default 2) and return it: the chapters compute with the same
+    count on every machine (with the pinned kernels of :mod:`flatrob._cpu`, numbers then agree across machines)."""
+    text = os.environ.get(THREADS_ENV, "2")
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer; got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer; got {text!r}")
+    torch.set_num_threads(n)
+    return n
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """The machine a result was computed on, as far as it can change the numbers: the CPU, torch's thread count,
+    the kernels torch dispatches to (ATen's CPU capability, oneDNN's instruction set, MKL's reproducibility mode)
+    and whether they are pinned (:mod:`flatrob._cpu`)."""
+    return {
+        "cpu": _cpu_model(),
+        "arch": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"),
+        "mkl_cbwr": os.environ.get("MKL_CBWR", "default"),
+        "kernels_pinned": pin_cpu_kernels()
+        and torch.backends.cpu.get_cpu_capability().lower() == CPU_PINS["ATEN_CPU_CAPABILITY"],
+    }
+
+
 def provenance(params: dict[str, Any] | None = None, device: torch.device | str | None = None) -> dict[str, Any]:
-    """A JSON-serialisable record of how a result was made: parameters, commit, device, versions, time."""
+    """A JSON-serialisable record of how a result was made: parameters, commit, device, machine, versions, time."""
     import numpy
     import sympy
 
@@ -163,13 +184,15 @@ def provenance(params: dict[str, Any] | None = None, device: torch.device | str 
         "params": dict(params or {}),
         "commit": git_commit(),
         "device": device_name(device),
+        "device_type": torch.device(device).type if device is not None else "cpu",
+        "machine": machine(),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
             "numpy": numpy.__version__,
             "sympy": sympy.__version__,
         },
-        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -202,7 +225,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    return atomic_write(path, write)
 
 
 def save_results(results_dir: str | Path | None, files: dict[str, Any]) -> list[Path]:
@@ -219,37 +246,57 @@ def save_results(results_dir: str | Path | None, files: dict[str, Any]) -> list[
         if hasattr(obj, "to_csv"):
             text = obj.to_csv(index=False)
         else:
-            text = json.dumps(_finite(obj), indent=2, default=str, allow_nan=False) + "\n"
+            text = json_text(obj)
         written.append(atomic_write_text(folder / fname, text))
     return written
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with every float that is NaN or infinite replaced by None (strict JSON has no such numbers)."""
+def strict_json(obj: Any) -> Any:
+    """``obj`` as strict JSON holds it: tuples as lists, anything else JSON cannot hold as its string, and every float
+    that is NaN or infinite as None (strict JSON has no such numbers)."""
     if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {str(k): strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+        return [strict_json(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as the text of a strict JSON file: :func:`strict_json`, indented, with a final newline."""
+    return json.dumps(strict_json(obj), indent=2, allow_nan=False) + "\n"
 
 
 def committed(files: list[Path], root: Path | None = None) -> list[Path]:
-    """The files among ``files`` that count as evidence: committed to the repository (tracked by git), or beside
-    a file named ``PROMOTED`` (``python -m flatrob promote``). In their order; none outside git unless promoted."""
+    """The files among ``files`` that count as evidence: committed (in ``HEAD`` and unchanged since: a file that is
+    only staged, or modified after its commit, does not count), or beside a file named ``PROMOTED``
+    (``python -m flatrob promote``). In their order; none outside git unless promoted."""
     root = (root or repo_root()).resolve()
-    tracked: set[Path] = set()
+    good: set[Path] = set()
     if files:
         try:
-            out = subprocess.run(
-                ["git", "ls-files", "-z", "--", *[str(p.resolve().relative_to(root)) for p in files]],
-                cwd=root, capture_output=True, text=True, check=True,
+            rel = [str(p.resolve().relative_to(root)) for p in files]
+            listed = subprocess.run(
+                ["git", "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *rel],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
-            tracked = {(root / p).resolve() for p in out.split("\0") if p}
+            changed = subprocess.run(
+                ["git", "diff", "--name-only", "-z", "HEAD", "--", *rel],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            good = {(root / p).resolve() for p in set(listed.split("\0")) - set(changed.split("\0")) if p}
         except (OSError, subprocess.CalledProcessError, ValueError):
             pass
-    return [f for f in files if f.resolve() in tracked or (f.parent / PROMOTED).exists()]
+    return [f for f in files if f.resolve() in good or (f.parent / PROMOTED).exists()]
 
 
 def committed_runs(chapter_name: str, root: Path | None = None) -> list[dict[str, Any]]:
@@ -260,9 +307,12 @@ def committed_runs(chapter_name: str, root: Path | None = None) -> list[dict[str
     neither, so it never appears in the book as evidence. Unfinished runs (hidden
     ``.partial`` folders) never count.
     """
+    from flatrob.paths import run_dirs, runs_root
+
     root = (root or repo_root()).resolve()
-    base = root / "data" / "runs" / chapter_name
-    candidates = sorted(p for p in base.glob("*/provenance.json") if not p.parent.name.startswith(".")) if base.is_dir() else []
+    candidates = [
+        d / "provenance.json" for d in run_dirs(runs_root(root) / chapter_name) if (d / "provenance.json").is_file()
+    ]
     runs = []
     for prov_file in committed(candidates, root):
         prov = json.loads(prov_file.read_text())
@@ -275,10 +325,19 @@ def committed_runs(chapter_name: str, root: Path | None = None) -> list[dict[str
 
 T = TypeVar("T")
 
+#: Whether progress bars are on when a function is not told (``progress=None``): off, except in a chapter that
+#: ``flatrob run`` executes with progress (its run record says so; :func:`flatrob.chapter.setup_chapter` sets it).
+_PROGRESS_DEFAULT = [False]
+
+
+def set_progress_default(on: bool) -> None:
+    """Turn progress bars on or off for every call that does not say (``progress=None``)."""
+    _PROGRESS_DEFAULT[0] = bool(on)
+
 
 def progress_enabled(progress: bool | None) -> bool:
-    """An explicit ``progress`` wins; ``None`` means on when ``$FLATROB_PROGRESS`` is 1 (set by ``flatrob run``)."""
-    return bool(progress) if progress is not None else os.environ.get(PROGRESS_ENV) == "1"
+    """An explicit ``progress`` wins; ``None`` means the default of :func:`set_progress_default`."""
+    return bool(progress) if progress is not None else _PROGRESS_DEFAULT[0]
 
 
 def progress_bar(iterable: Iterable[T], *, progress: bool | None = None, **kwargs: Any) -> Iterable[T]:
@@ -292,4 +351,5 @@ def progress_bar(iterable: Iterable[T], *, progress: bool | None = None, **kwarg
     from tqdm import tqdm
 
     tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(iterable, file=sys.stderr, mininterval=0.1 if tty else 5.0, dynamic_ncols=tty, **kwargs)
+    bar: Iterable[T] = tqdm(iterable, file=sys.stderr, mininterval=0.1 if tty else 5.0, dynamic_ncols=tty, **kwargs)
+    return bar

@@ -1,15 +1,19 @@
 """Sweeps: a chapter re-run over a grid of parameters (seeds, datasets, radii, architectures) by Snakemake.
 
-``python -m flatrob sweep CHAPTER -p seed 0,1,2 -p dataset fashion-mnist,digits`` plans the grid,
-checks every combination with the chapter's own rules (:func:`flatrob.runs.validate`) before anything
-runs, writes it to ``data/sweeps/<name>/grid.json`` and runs ``workflow/Snakefile``, whose jobs are
-``flatrob run`` invocations, one run folder each (``data/sweeps/<name>/runs/<chapter>/<job>/``). Snakemake
-re-runs only what is missing (a finished run is never redone; an interrupted sweep resumes), runs on the
-local cores by default and reaches SLURM and other clusters through a profile (``--profile``; a job whose
-device is cuda declares ``gpu=1``). :func:`aggregate` then merges the finished runs into
-``summary.json``: per combination of the other parameters and per check, the verdict of every seed and
-the check's measure over the seeds (mean, 95% t-interval, spread), judged against the check's own
-threshold. A committed sweep's summary gives the chapters and the ledger verdicts over seeds.
+``python -m flatrob sweep CHAPTER -p seed 0,1,2 -p dataset fashion-mnist,digits`` plans the grid, checks every
+combination with the chapter's own rules (:func:`flatrob.params.validate`: values, machine, data and architecture)
+before anything runs, writes it to ``data/sweeps/<name>/grid.json`` and runs ``workflow/Snakefile`` in the sweep's
+folder, whose jobs are ``flatrob run`` invocations, one run folder each (``data/sweeps/<name>/runs/<chapter>/<job>/``).
+Snakemake re-runs only what is missing (a finished run is never redone; an interrupted sweep resumes), runs on the
+local cores by default and reaches SLURM and other clusters through a profile (``--profile``; a job whose device is
+cuda declares ``gpu=1``). Ctrl-C is passed on to Snakemake, which is given time to stop its jobs and release its
+lock; a lock left by a sweep that was killed is removed when no process of that sweep is alive.
+
+:func:`aggregate` then merges the finished runs into ``summary.json``: per combination of the other parameters and
+per check, the verdict of every seed and the verdict over the seeds by majority (:func:`flatrob.verdicts.majority`),
+with the check's measure over the seeds (mean, 95% t-interval, spread; each seed attacks its own inputs, so the
+interval covers inputs and training). A committed sweep's summary gives the chapters and the ledger their verdicts
+over seeds.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
+import os
 import re
-import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,25 +31,34 @@ from typing import Any
 
 import numpy as np
 
-from flatrob.checks import NOT_TESTABLE, Check, combine, judge
-from flatrob.provenance import atomic_write_text, committed, provenance, repo_root
-from flatrob.runs import ParameterError, parse_value, validate
+from flatrob.params import ParameterError, parse_value, validate
+from flatrob.paths import is_partial, repo_root, sweep_job_dir, sweep_log, sweeps_root
+from flatrob.provenance import atomic_write_text, committed, provenance
+from flatrob.verdicts import NOT_TESTABLE, Check, Rule, majority, t_interval
 
-__all__ = ["SNAKEFILE", "aggregate", "committed_sweeps", "job_id", "over_seeds", "plan", "run_sweep", "split_values",
-           "over_seeds_section", "sweep_checks", "sweeps_root"]
+__all__ = [
+    "SNAKEFILE",
+    "aggregate",
+    "committed_sweeps",
+    "job_id",
+    "over_seeds",
+    "plan",
+    "run_sweep",
+    "split_values",
+    "sweep_checks",
+]
 
 #: The workflow whose jobs are ``flatrob run``: local cores by default, a cluster through a profile.
 SNAKEFILE = Path("workflow") / "Snakefile"
-
-
-def sweeps_root() -> Path:
-    """Where sweeps live: ``data/sweeps`` of the repository."""
-    return repo_root() / "data" / "sweeps"
+#: The version of ``summary.json``'s layout; summaries of another version (made by older code) are not read.
+SUMMARY_FORMAT = 2
+#: Seconds Snakemake is given after Ctrl-C to stop its jobs and release its lock before it is terminated.
+GRACE_S = 60
 
 
 def split_values(text: str) -> list[Any]:
     """A command-line list of values, split on the commas outside brackets: ``0,1,2`` -> [0, 1, 2];
-    ``[0.1, 0.2],[0.3]`` -> [[0.1, 0.2], [0.3]]. Each value is read as YAML (:func:`flatrob.runs.parse_value`)."""
+    ``[0.1, 0.2],[0.3]`` -> [[0.1, 0.2], [0.3]]. Each value is read as YAML (:func:`flatrob.params.parse_value`)."""
     parts, depth, current = [], 0, ""
     for ch in text:
         if ch in "[{":
@@ -65,6 +78,7 @@ def split_values(text: str) -> list[Any]:
 
 def job_id(params: dict[str, Any]) -> str:
     """A readable, file-safe name for one combination: ``dataset-digits_seed-1``."""
+
     def clean(v: Any) -> str:
         return re.sub(r"[^A-Za-z0-9.+]", "", json.dumps(v) if not isinstance(v, str) else v) or "x"
 
@@ -74,7 +88,7 @@ def job_id(params: dict[str, Any]) -> str:
 def plan(chapter: str, grid: dict[str, list[Any]], name: str | None = None) -> dict[str, Any]:
     """The sweep's jobs: every combination of ``grid``'s values, each validated by the chapter's rules.
 
-    Raises :class:`flatrob.runs.ParameterError` for the first impossible combination, before anything runs.
+    Raises :class:`flatrob.params.ParameterError` for the first impossible combination, before anything runs.
     """
     if not grid:
         raise ParameterError("a sweep needs at least one parameter with values (-p NAME v1,v2,...)")
@@ -96,13 +110,46 @@ def plan(chapter: str, grid: dict[str, list[Any]], name: str | None = None) -> d
     return {"chapter": chapter, "name": name or default, "grid": {k: grid[k] for k in keys}, "jobs": jobs}
 
 
-def _run_dir(sweep: Path, chapter: str, job: str) -> Path:
-    return sweep / "runs" / chapter / job
+# ---------------------------------------------------------------------------
+# running
 
 
-def run_sweep(chapter: str, grid: dict[str, list[Any]], *, name: str | None = None, cores: int = 1,
-              profile: str | None = None, extra: list[str] | None = None, out_root: Path | None = None) -> int:
-    """Plan, check and run a sweep with Snakemake, then aggregate it; returns 0 when every job finished.
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _release_stale_lock(sweep: Path, cmd: list[str]) -> None:
+    """Remove Snakemake's lock of a sweep whose Snakemake is no longer alive (killed, not interrupted); refuse to
+    start a second Snakemake beside a live one."""
+    locks = list((sweep / ".snakemake" / "locks").glob("*.lock"))
+    if not locks:
+        return
+    pidfile = sweep / ".snakemake" / "flatrob.pid"
+    pid = int(pidfile.read_text()) if pidfile.is_file() and pidfile.read_text().strip().isdigit() else None
+    if pid is not None and _alive(pid):
+        raise ParameterError(f"sweep {sweep.name} is running (Snakemake, process {pid}); wait for it or stop it first")
+    subprocess.run([*cmd, "--unlock"], cwd=sweep, capture_output=True)
+    print(f"sweep {sweep.name}: removed the lock left by an earlier sweep that did not finish", flush=True)
+
+
+def run_sweep(
+    chapter: str,
+    grid: dict[str, list[Any]],
+    *,
+    name: str | None = None,
+    cores: int = 1,
+    profile: str | None = None,
+    extra: list[str] | None = None,
+    out_root: Path | None = None,
+) -> int:
+    """Plan, check and run a sweep with Snakemake, then aggregate it; returns 0 when every job finished, 1 when
+    some failed, 130 when interrupted.
 
     Prints Snakemake's progress, then how many jobs are done and which failed, with their logs.
     """
@@ -114,179 +161,277 @@ def run_sweep(chapter: str, grid: dict[str, list[Any]], *, name: str | None = No
         if old.get("jobs") != spec["jobs"] or old.get("chapter") != chapter:
             raise ParameterError(f"a different sweep named {spec['name']!r} exists at {sweep}; choose another --name")
     else:
-        spec["provenance"] = provenance({"grid": spec["grid"]})
-        atomic_write_text(grid_file, json.dumps(spec, indent=2) + "\n")
+        try:
+            spec["provenance"] = provenance({"grid": spec["grid"]})
+            atomic_write_text(grid_file, json.dumps(spec, indent=2) + "\n")
+        except OSError as err:
+            raise ParameterError(
+                f"cannot write the sweep under {sweep}: {err.strerror or err}; choose another --out"
+            ) from None
     root = repo_root()
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(root / SNAKEFILE), "--directory", str(root),
-           "--config", f"grid={grid_file.resolve()}", f"python={sys.executable}",
-           "--cores", str(cores), "--keep-going", "--rerun-incomplete", "--rerun-triggers", "mtime",
-           "--quiet", "rules"]
+    base = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(root / SNAKEFILE),
+        "--directory",
+        str(sweep),
+        "--config",
+        f"grid={grid_file.resolve()}",
+        f"python={sys.executable}",
+        f"root={root}",
+    ]
+    _release_stale_lock(sweep, base)
+    cmd = [
+        *base,
+        "--cores",
+        str(cores),
+        "--keep-going",
+        "--rerun-incomplete",
+        "--rerun-triggers",
+        "mtime",
+        "--quiet",
+        "rules",
+    ]
     if profile:
         cmd += ["--profile", profile]
     cmd += extra or []
     print(f"sweep {spec['name']}: {len(spec['jobs'])} jobs of chapter {chapter!r} in {sweep}", flush=True)
-    snake = subprocess.run(cmd, cwd=root)
-    done = [j for j in spec["jobs"] if (_run_dir(sweep, chapter, j["id"]) / "provenance.json").exists()]
-    failed = [j for j in spec["jobs"] if j not in done]
-    print(f"sweep {spec['name']}: {len(done)} done, {len(failed)} failed", flush=True)
-    for j in failed:
-        print(f"  failed: {j['id']} (log: {sweep / 'logs' / (j['id'] + '.log')})", flush=True)
+    snake = subprocess.Popen(cmd, cwd=sweep, start_new_session=True)
+    (sweep / ".snakemake").mkdir(exist_ok=True)
+    atomic_write_text(sweep / ".snakemake" / "flatrob.pid", str(snake.pid))
+    interrupted = False
+    try:
+        snake.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        print(
+            f"interrupted: stopping Snakemake (up to {GRACE_S} s for it to stop its jobs and release its lock)",
+            file=sys.stderr,
+            flush=True,
+        )
+        snake.send_signal(signal.SIGINT)
+        try:
+            snake.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            snake.terminate()
+            snake.wait()
+    done = [j for j in spec["jobs"] if (sweep_job_dir(sweep, chapter, j["id"]) / "provenance.json").exists()]
+    left = [j for j in spec["jobs"] if j not in done]
+    if interrupted:
+        print(
+            f"sweep {spec['name']}: interrupted; {len(done)} done, {len(left)} not run (the same command resumes)",
+            flush=True,
+        )
+    else:
+        print(f"sweep {spec['name']}: {len(done)} done, {len(left)} failed", flush=True)
+        for j in left:
+            print(f"  failed: {j['id']} (log: {sweep_log(sweep, j['id'])})", flush=True)
     if done:
         aggregate(sweep)
         print(f"summary: {sweep / 'summary.json'}", flush=True)
-    return 0 if not failed and snake.returncode == 0 else 1
+    if interrupted:
+        return 130
+    return 0 if not left and snake.returncode == 0 else 1
 
 
 # ---------------------------------------------------------------------------
 # aggregation over seeds
 
 
-def _t_interval(values: list[float]) -> tuple[float, float]:
-    """95% t-interval of the mean of a few values (NaN with fewer than two)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return math.nan, math.nan
-    from scipy.stats import t
-
-    half = t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return float(v.mean() - half), float(v.mean() + half)
-
-
 def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One verdict per check over several seeds' runs of the same setting.
 
-    ``checks_by_seed``: seed -> that run's checks (as in its ``checks.json``). For a check with a
-    ``measure``, its values over the seeds give a mean and a 95% t-interval, judged by the check's own
-    rule, the one that made its verdict within each run (:func:`flatrob.checks.judge`); without a
-    measure (or with fewer than two seeds), the seeds' verdicts are combined (:func:`flatrob.checks.combine`).
+    ``checks_by_seed``: seed -> that run's checks (as in its ``checks.json``). The verdict is the majority of the
+    seeds' verdicts (:func:`flatrob.verdicts.majority`), each made by the check's whole rule within its run. For a
+    check with a ``measure``, its values over the seeds give a mean and a 95% t-interval; an interval of zero width
+    (identical values) is marked unresolved. The result is flagged fragile when the seeds disagree, when any seed's
+    verdict was, when the interval is unresolved, or when it lies within the rule's margin of a threshold.
     """
     ids: dict[str, None] = {}
     for found in checks_by_seed.values():
         ids.update({c["id"]: None for c in found})
     out = []
     for cid in ids:
-        per_seed = {seed: next((c for c in found if c["id"] == cid), None) for seed, found in checks_by_seed.items()}
-        present = {s: c for s, c in per_seed.items() if c is not None}
+        present = {s: c for s, found in checks_by_seed.items() for c in found if c["id"] == cid}
         first = next(iter(present.values()))
         verdicts = {str(s): c["verdict"] for s, c in present.items()}
-        measured = {s: c["measure"] for s, c in present.items() if c.get("measure") and c["verdict"] != NOT_TESTABLE
-                    and c["measure"]["value"] == c["measure"]["value"]}
-        entry = {"id": cid, "claim": first["claim"], "statement": first["statement"], "paper": first.get("paper", ""),
-                 "seeds": len(present), "verdicts": verdicts}
+        setting = {k: v for k, v in first.get("setting", {}).items() if k != "seed"}
+        entry: dict[str, Any] = {
+            "id": cid,
+            "claim": first["claim"],
+            "part": first.get("part", ""),
+            "statement": first["statement"],
+            "paper": first.get("paper", ""),
+            "setting": setting,
+            "seeds": sorted(present),
+            "verdicts": verdicts,
+            "verdict": majority(list(verdicts.values())),
+        }
+        measured = [
+            c["measure"]
+            for c in present.values()
+            if c.get("measure")
+            and c["verdict"] != NOT_TESTABLE
+            and c["measure"].get("value") is not None
+            and np.isfinite(c["measure"]["value"])
+        ]
+        fragile = len(set(verdicts.values())) > 1 or any(c.get("fragile") for c in present.values())
         if len(measured) >= 2:
-            m0 = next(iter(measured.values()))
-            values = [m["value"] for m in measured.values()]
-            lo, hi = _t_interval(values)
-            verdict = judge({"value": float(np.mean(values)), "lo": lo, "hi": hi}, m0["rule"])
-            entry |= {"verdict": verdict, "measure": m0["name"], "mean": float(np.mean(values)), "ci95": [lo, hi],
-                      "min": float(min(values)), "max": float(max(values)), "rule": m0["rule"],
-                      "seeds_measured": len(measured)}
-        else:
-            entry["verdict"] = combine(list(verdicts.values()))
-        out.append(entry)
+            values = [float(m["value"]) for m in measured]
+            lo, hi = t_interval(values)
+            mean = float(np.mean(values))
+            pooled: dict[str, Any] = {"value": mean, "ci95": [lo, hi], "n": len(values)}
+            rule = Rule.from_dict(measured[0]["rule"])
+            resolved = hi - lo > 1e-9 * max(1.0, abs(mean))  # identical values: an interval of no width
+            fragile = fragile or not resolved or rule.fragile(pooled)
+            entry |= {
+                "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
+                "resolved": resolved,
+                "min": float(min(values)),
+                "max": float(max(values)),
+            }
+        out.append(entry | {"fragile": bool(fragile)})
     return out
+
+
+def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The finished runs of a sweep, grouped by their parameters other than ``seed``."""
+    groups: dict[str, dict[str, Any]] = {}
+    for job in spec["jobs"]:
+        run = sweep_job_dir(sweep, spec["chapter"], job["id"])
+        if not (run / "checks.json").exists():
+            continue
+        setting = {k: v for k, v in job["params"].items() if k != "seed"}
+        g = groups.setdefault(
+            json.dumps(setting, sort_keys=True), {"setting": setting, "checks_by_seed": {}, "runs": []}
+        )
+        g["checks_by_seed"][job["params"].get("seed", 0)] = json.loads((run / "checks.json").read_text())
+        prov = json.loads((run / "provenance.json").read_text())
+        g["runs"].append(
+            {
+                "job": job["id"],
+                "seed": job["params"].get("seed", 0),
+                "commit": prov.get("commit"),
+                "device": prov.get("device"),
+                "machine": prov.get("machine", {}).get("cpu"),
+                "duration_s": prov.get("duration_s"),
+            }
+        )
+    return groups
 
 
 def aggregate(sweep: Path) -> dict[str, Any]:
     """Merge a sweep's finished runs into ``summary.json`` (and ``summary.csv``), with provenance.
 
-    Runs are grouped by their parameters other than ``seed`` (one group per combination); each group's
-    checks are judged over its seeds by :func:`over_seeds`. Written only when the content changes.
+    Runs are grouped by their parameters other than ``seed`` (one group per combination); each group's checks are
+    judged over its seeds by :func:`over_seeds`. Written only when the content changes.
     """
     import pandas as pd
 
     spec = json.loads((sweep / "grid.json").read_text())
-    groups: dict[str, dict[str, Any]] = {}
-    for job in spec["jobs"]:
-        run = _run_dir(sweep, spec["chapter"], job["id"])
-        if not (run / "checks.json").exists():
-            continue
-        setting = {k: v for k, v in job["params"].items() if k != "seed"}
-        key = json.dumps(setting, sort_keys=True)
-        g = groups.setdefault(key, {"setting": setting, "checks_by_seed": {}, "runs": []})
-        g["checks_by_seed"][job["params"].get("seed", 0)] = json.loads((run / "checks.json").read_text())
-        prov = json.loads((run / "provenance.json").read_text())
-        g["runs"].append({"job": job["id"], "seed": job["params"].get("seed", 0), "commit": prov.get("commit"),
-                          "device": prov.get("device"), "duration_s": prov.get("duration_s")})
+    groups = _runs_of(sweep, spec)
     summary = {
-        "chapter": spec["chapter"], "name": spec["name"], "grid": spec["grid"], "jobs": len(spec["jobs"]),
+        "format": SUMMARY_FORMAT,
+        "chapter": spec["chapter"],
+        "name": spec["name"],
+        "grid": spec["grid"],
+        "jobs": len(spec["jobs"]),
         "finished": sum(len(g["runs"]) for g in groups.values()),
-        "combinations": [{"setting": g["setting"], "runs": g["runs"], "checks": over_seeds(g["checks_by_seed"])}
-                         for g in groups.values()],
+        "combinations": [
+            {"setting": g["setting"], "runs": g["runs"], "checks": over_seeds(g["checks_by_seed"])}
+            for g in groups.values()
+        ],
         "grid_provenance": spec.get("provenance", {}),
     }
     text = json.dumps(summary, indent=2, default=str) + "\n"
     target = sweep / "summary.json"
     if not target.exists() or target.read_text() != text:
         atomic_write_text(target, text)
-        rows = [{**c["setting"], **{k: v for k, v in chk.items() if k not in ("statement", "verdicts", "paper")},
-                 "per-seed verdicts": ", ".join(f"{s}: {v}" for s, v in chk["verdicts"].items())}
-                for c in summary["combinations"] for chk in c["checks"]]
+        rows = [
+            {
+                **c["setting"],
+                "check": chk["id"],
+                "verdict": chk["verdict"],
+                "fragile": chk["fragile"],
+                "measure": (chk.get("measure") or {}).get("name"),
+                "mean": (chk.get("measure") or {}).get("value"),
+                "per-seed verdicts": ", ".join(f"{s}: {v}" for s, v in chk["verdicts"].items()),
+            }
+            for c in summary["combinations"]
+            for chk in c["checks"]
+        ]
         atomic_write_text(sweep / "summary.csv", pd.DataFrame(rows).to_csv(index=False))
     return summary
 
 
 def committed_sweeps(chapter: str, root: Path | None = None) -> list[dict[str, Any]]:
     """The summaries of the sweeps of a chapter that count as evidence: their ``summary.json``
-    :func:`flatrob.provenance.committed` (to the repository, or promoted). [{"dir", "summary"}]."""
-    root = (root or repo_root()).resolve()
-    base = root / "data" / "sweeps"
-    found = sorted(base.glob("*/summary.json")) if base.is_dir() else []
+    :func:`flatrob.provenance.committed` (in the last commit, or promoted). [{"dir", "summary"}]. Summaries of
+    another :data:`SUMMARY_FORMAT` (made by older code: re-aggregate or re-run them) are left out."""
+    base = sweeps_root(root)
+    found = sorted(p for p in base.glob("*/summary.json") if not is_partial(p.parent)) if base.is_dir() else []
     out = []
     for path in committed(found, root):
         summary = json.loads(path.read_text())
-        if summary.get("chapter") == chapter:
+        if summary.get("chapter") == chapter and summary.get("format") == SUMMARY_FORMAT:
             out.append({"dir": path.parent, "summary": summary})
     return out
 
 
-def over_seeds_section(chapter: str) -> list[Check]:
-    """For a chapter's page: show its committed sweeps' verdicts over seeds, and return them as checks for its ledger.
-
-    Says so when no sweep of the chapter is committed yet.
-    """
-    from IPython.display import Markdown, display
-
-    from flatrob.checks import checks_table
-
-    found = sweep_checks(chapter)
-    if not found:
-        display(Markdown(f"No sweep over seeds of this chapter is committed yet (see {{ref}}`sweeps`)."))
-        return []
-    import pandas as pd
-
-    with pd.option_context("display.max_colwidth", None):
-        display(checks_table(found)[["id", "verdict", "paper", "ours"]].style.hide(axis="index"))
-    return found
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
 
 
-def sweep_checks(chapter: str, root: Path | None = None) -> list[Check]:
-    """The over-seeds verdicts of a chapter's committed sweeps as checks for its ledger entries.
+def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") -> list[Check]:
+    """The over-seeds verdicts of a chapter's committed sweeps, as checks for its page and its ledger entries.
 
-    Each check's id is the run's check id followed by ``-seeds``; its evidence gives the measure's mean and
-    interval over the seeds and every seed's verdict. Settings with a single seed are left out (no interval).
+    Each check's setting is the runs' setting with ``source`` "<kind> <name>" ("sweep", or "study" for a study
+    beyond the paper's settings) and ``seeds``; its evidence gives the
+    measure's mean and interval over the seeds and every seed's verdict. Combinations with a single seed are left
+    out (no interval over seeds).
     """
     out = []
     for sweep in committed_sweeps(chapter, root):
+        name = sweep["summary"]["name"]
         for combo in sweep["summary"]["combinations"]:
             if len(combo["runs"]) < 2:
                 continue
-            tag = ", ".join(f"{k}={v}" for k, v in combo["setting"].items())
             for c in combo["checks"]:
                 seeds = ", ".join(f"seed {s}: {v}" for s, v in c["verdicts"].items())
-                if "mean" in c:
-                    evidence = (f"{c['measure']} over {c['seeds_measured']} seeds: mean {c['mean']:.3g} "
-                                f"[{c['ci95'][0]:.3g}, {c['ci95'][1]:.3g}] (t-interval, judged as within a run; spread "
-                                f"{c['min']:.3g} to {c['max']:.3g}); {seeds}")
+                m = c.get("measure")
+                if m:
+                    interval = (
+                        f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]"
+                        if c.get("resolved")
+                        else "(unresolved: the seeds' values are identical)"
+                    )
+                    evidence = (
+                        f"{m['name']} over {m['n']} seeds: mean {_fmt(m['value'])} {interval} (95% "
+                        f"t-interval over seeds, each attacking its own inputs; spread {_fmt(c['min'])} to "
+                        f"{_fmt(c['max'])}); verdict by majority of the seeds: {seeds}"
+                    )
                 else:
-                    evidence = f"the seeds' verdicts combined: {seeds}"
-                seed_list = ", ".join(str(r["seed"]) for r in combo["runs"])
-                setting = {"data": combo["setting"].get("dataset", "the chapter's default"),
-                           "model": combo["setting"].get("architecture", "the chapter's default"),
-                           "attack": f"sweep {sweep['summary']['name']}, seeds {seed_list}"
-                                     + (f"; {tag}" if tag else "; the chapter's defaults")}
-                out.append(Check(f"{c['id']}-seeds", c["claim"], c["statement"], c["verdict"],
-                                 f"sweep {sweep['summary']['name']}{' (' + tag + ')' if tag else ''}: {evidence}",
-                                 c.get("paper", ""), {"sweep": sweep["summary"]["name"], "setting": setting,
-                                                      **{k: v for k, v in c.items() if k not in ("statement",)}}))
+                    evidence = f"verdict by majority of the seeds: {seeds}"
+                setting = {
+                    **c["setting"],
+                    **{k: v for k, v in combo["setting"].items() if k not in c["setting"]},
+                    "source": f"{kind} {name}",
+                    "seeds": c["seeds"],
+                }
+                out.append(
+                    Check(
+                        claim=c["claim"],
+                        part=c.get("part", ""),
+                        statement=c["statement"],
+                        verdict=c["verdict"],
+                        evidence=evidence,
+                        paper=c.get("paper", ""),
+                        setting=setting,
+                        values={"verdicts": c["verdicts"]},
+                        measure=m,
+                        fragile=c["fragile"],
+                    )
+                )
     return out

@@ -8,6 +8,8 @@ equations of the book.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sympy as sp
 from sympy.matrices.expressions.kronecker import KroneckerProduct, combine_kronecker
 
@@ -152,7 +154,10 @@ def check_neuron_forms(k: int, m: int) -> tuple[sp.Expr, sp.Expr]:
     p = _probability_simplex(k)
     sigma = sigma_of(p)
     w = [symbol_vector(f"w{s}_", m, real=True) for s in range(k)]
-    dot = lambda a, c: (a.T * c)[0]  # noqa: E731
+
+    def dot(a: sp.Matrix, c: sp.Matrix) -> sp.Expr:
+        return (a.T * c)[0]
+
     definition = sum(dot(w[s], w[t]) * sigma[s, t] for s in range(k) for t in range(k))
     w_bar = sum((p[s] * w[s] for s in range(k)), sp.zeros(m, 1))
     covariance = sum(p[s] * dot(w[s], w[s]) for s in range(k)) - dot(w_bar, w_bar)
@@ -185,7 +190,8 @@ def check_relu_homogeneity() -> list[sp.Expr]:
 
 
 def check_rescaling_hessian(k: int, m: int, y: int = 0) -> sp.Matrix:
-    """prop-rescaling-invariance: Hessian in U of l(U (lam phi) + b) at U = W / lam, minus lam^2 times that of l(W phi + b)."""
+    """prop-rescaling-invariance: Hessian in U of l(U (lam phi) + b) at U = W / lam, minus lam^2 times that of
+    l(W phi + b)."""
     lam = sp.Symbol("lambda", positive=True)
     W = symbol_matrix("w", k, m, real=True)
     U = symbol_matrix("u", k, m, real=True)
@@ -196,7 +202,6 @@ def check_rescaling_hessian(k: int, m: int, y: int = 0) -> sp.Matrix:
         {U[s, i]: W[s, i] / lam for s in range(k) for i in range(m)}
     )
     return sp.simplify(h_new - lam**2 * h)
-
 
 
 # ---------------------------------------------------------------------------
@@ -225,7 +230,7 @@ def check_flip_threshold(k: int | None = None) -> dict[str, sp.Expr]:
     return {"gap": gap, "sign": sign, "tight": sp.simplify(tight)}
 
 
-def loss_change(z: list, z_new: list, y: int) -> dict[str, sp.Expr | int]:
+def loss_change(z: list[float], z_new: list[float], y: int) -> dict[str, sp.Expr | int]:
     """Exact loss change and argmaxes when logits z move to z_new, label y (the reviewers' counterexamples).
 
     Returns ``delta`` = l(z_new) - l(z) in closed form, its float value, and the
@@ -234,8 +239,13 @@ def loss_change(z: list, z_new: list, y: int) -> dict[str, sp.Expr | int]:
     zv, zn = sp.Matrix([sp.nsimplify(v) for v in z]), sp.Matrix([sp.nsimplify(v) for v in z_new])
     # l(z') - l(z) = z_y - z'_y + log(sum_j e^{z'_j} / sum_j e^{z_j}), checked against the definition
     delta = zv[y] - zn[y] + sp.log(sum(zn.applyfunc(sp.exp)) / sum(zv.applyfunc(sp.exp)))
-    assert sp.simplify(sp.expand_log(delta - (cross_entropy(zn, y) - cross_entropy(zv, y)), force=True)) == 0  # sums of exps > 0
-    argmax = lambda v: max(range(len(v)), key=lambda i: v[i])  # noqa: E731
+    assert (
+        sp.simplify(sp.expand_log(delta - (cross_entropy(zn, y) - cross_entropy(zv, y)), force=True)) == 0
+    )  # sums of exps > 0
+
+    def argmax(v: list[Any]) -> int:
+        return max(range(len(v)), key=lambda i: v[i])
+
     return {"delta": delta, "value": float(delta), "pred_before": argmax(list(zv)), "pred_after": argmax(list(zn))}
 
 
@@ -254,7 +264,11 @@ def check_feature_weight_identity(k: int | None = None, m: int | None = None) ->
         kk, mm = sp.symbols("k m", integer=True, positive=True)
         W, A, phi = sp.MatrixSymbol("W", kk, mm), sp.MatrixSymbol("A", mm, mm), sp.MatrixSymbol("phi", mm, 1)
         return sp.expand((W * (phi + delta * A * phi) - (W + delta * W * A) * phi).doit())
-    W, A, phi = symbol_matrix("w", k, m, real=True), symbol_matrix("a", m, m, real=True), symbol_vector("phi", m, real=True)
+    W, A, phi = (
+        symbol_matrix("w", k, m, real=True),
+        symbol_matrix("a", m, m, real=True),
+        symbol_vector("phi", m, real=True),
+    )
     return sp.expand(W * (phi + delta * A * phi) - (W + delta * W * A) * phi)
 
 
@@ -286,10 +300,16 @@ def check_haar_second_moment() -> sp.Matrix:
     phi = symbol_vector("phi", 2, real=True)
     rot = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
     mats = (rot, rot * sp.diag(1, -1))
-    avg = sum(
-        ((a * phi * phi.T * a.T).applyfunc(lambda e: sp.integrate(e, (th, 0, 2 * sp.pi)) / (2 * sp.pi)) for a in mats),
-        sp.zeros(2, 2),
-    ) / 2
+    avg = (
+        sum(
+            (
+                (a * phi * phi.T * a.T).applyfunc(lambda e: sp.integrate(e, (th, 0, 2 * sp.pi)) / (2 * sp.pi))
+                for a in mats
+            ),
+            sp.zeros(2, 2),
+        )
+        / 2
+    )
     return sp.simplify(avg - (phi.T * phi)[0] / 2 * sp.eye(2))
 
 
@@ -297,7 +317,10 @@ def check_haar_first_moment() -> sp.Matrix:
     """E_A[A] over O(2) (rotations and reflections, uniform angle): the zero matrix."""
     th = sp.Symbol("theta", real=True)
     rot = sp.Matrix([[sp.cos(th), -sp.sin(th)], [sp.sin(th), sp.cos(th)]])
-    integ = lambda a: a.applyfunc(lambda e: sp.integrate(e, (th, 0, 2 * sp.pi)) / (2 * sp.pi))  # noqa: E731
+
+    def integ(a: sp.Matrix) -> sp.Matrix:
+        return a.applyfunc(lambda e: sp.integrate(e, (th, 0, 2 * sp.pi)) / (2 * sp.pi))
+
     return sp.simplify((integ(rot) + integ(rot * sp.diag(1, -1))) / 2)
 
 
@@ -314,9 +337,13 @@ def _o2_haar_expectation(expr: sp.Expr, a: sp.Matrix) -> sp.Expr:
     poly = sp.Poly(sp.expand(expr), *entries)
     total = sp.Integer(0)
     for powers, coeff in poly.terms():
-        moment = sum(
-            sp.integrate(sp.prod([e**k for e, k in zip(list(m), powers)]), (th, 0, 2 * sp.pi)) / (2 * sp.pi) for m in mats
-        ) / 2
+        moment = (
+            sum(
+                sp.integrate(sp.prod([e**k for e, k in zip(list(m), powers)]), (th, 0, 2 * sp.pi)) / (2 * sp.pi)
+                for m in mats
+            )
+            / 2
+        )
         total += coeff * moment
     return sp.expand(total)
 
@@ -392,7 +419,9 @@ def check_confident_is_flat(k: int) -> sp.Expr:
     in particular for the predicted one: a confident prediction has a small Tr H.
     """
     p = _probability_simplex(k)
-    return sp.expand(2 * (1 - p[0]) - (1 - sum(ps**2 for ps in p)) - ((1 - p[0]) ** 2 + sum(p[s] ** 2 for s in range(1, k))))
+    return sp.expand(
+        2 * (1 - p[0]) - (1 - sum(ps**2 for ps in p)) - ((1 - p[0]) ** 2 + sum(p[s] ** 2 for s in range(1, k)))
+    )
 
 
 def linear_toy() -> dict[str, sp.Expr]:

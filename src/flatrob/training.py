@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,8 +19,9 @@ from torch import Tensor, nn
 
 from flatrob.attacks import AttackConfig, pgd
 from flatrob.data import load_digits
-from flatrob.models import DigitsCNN, build_model, on_model
-from flatrob.provenance import atomic_write, cache_dir, default_device, progress_bar, progress_enabled
+from flatrob.models import DigitsCNN, FeatureClassifier, build_model, on_model
+from flatrob.paths import cache_dir
+from flatrob.provenance import atomic_write, default_device, progress_bar, progress_enabled
 
 if TYPE_CHECKING:
     from flatrob.data import Split
@@ -85,20 +87,31 @@ def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
+def _duration(seconds: float) -> str:
+    """A duration in words: ``40 s``, ``12 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _set_aside(path: Path, err: BaseException, what: str) -> None:
     """Move an unreadable file out of the way (``<name>.corrupt-<time>``) and say so, naming it."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     aside = path.with_name(f"{path.name}.corrupt-{stamp}")
     os.replace(path, aside)
-    warnings.warn(f"{what} {path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
-                  f"moved aside to {aside.name}", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"{what} {path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
+        f"moved aside to {aside.name}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
-def _load(path: Path, what: str, *, weights_only: bool) -> dict | None:
+def _load(path: Path, what: str, *, weights_only: bool) -> dict[str, Any] | None:
     """``torch.load(path)`` on the CPU, or None when the file is missing or unreadable (then set aside)."""
     if not path.exists():
         return None
@@ -127,7 +140,7 @@ def _resume_point(checkpoint: Path) -> int:
 
 
 def train(
-    model: nn.Module,
+    model: FeatureClassifier,
     x: Tensor,
     y: Tensor,
     config: TrainConfig = TrainConfig(),
@@ -175,8 +188,15 @@ def train(
     loss_fn = nn.CrossEntropyLoss()
     if history and progress_enabled(progress):
         print(f"resumed from epoch {len(history)} of {config.epochs}", file=sys.stderr)
-    bar = progress_bar(range(len(history), config.epochs), progress=progress, desc="train", unit="epoch",
-                       initial=len(history), total=config.epochs)
+    bar = progress_bar(
+        range(len(history), config.epochs),
+        progress=progress,
+        desc="train",
+        unit="epoch",
+        initial=len(history),
+        total=config.epochs,
+    )
+    clock, first = time.perf_counter(), len(history)
     for epoch in bar:
         order = torch.randperm(len(y), generator=gen)
         total, correct = 0.0, 0
@@ -186,7 +206,9 @@ def train(
             if config.augment:
                 xb = _augment(xb, gen)
             if attack is not None:
-                seeded = AttackConfig(**(attack.as_dict() | {"seed": int(torch.randint(0, 2**31 - 1, (), generator=gen))}))
+                seeded = AttackConfig(
+                    **(attack.as_dict() | {"seed": int(torch.randint(0, 2**31 - 1, (), generator=gen))})
+                )
                 xb = pgd(model, xb, yb, seeded)  # eval mode for the attack
                 model.train()
             logits = model(xb)
@@ -199,14 +221,26 @@ def train(
             hard = yb.argmax(-1) if yb.dim() > 1 else yb  # soft targets (n, k): their arg-max
             correct += int((logits.argmax(-1) == hard).sum())
         history.append({"epoch": epoch + 1, "loss": total / len(y), "accuracy": correct / len(y)})
+        if epoch == first and progress_enabled(progress) and epoch + 1 < config.epochs:
+            took = time.perf_counter() - clock
+            print(
+                f"epoch {epoch + 1} of {config.epochs} took {took:.0f} s: the training will take about "
+                f"{_duration(took * (config.epochs - epoch - 1))} more",
+                file=sys.stderr,
+            )
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}", refresh=False)
         if checkpoint is not None:
             if checkpoint.exists():
                 os.replace(checkpoint, _previous(checkpoint))
             _atomic_save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "generator": gen.get_state(), "history": history},
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "history": history,
+                },
                 checkpoint,
             )
     model.eval()
@@ -238,7 +272,7 @@ def _code_fingerprint() -> str:
 
 
 def fit_or_load(
-    model: nn.Module,
+    model: FeatureClassifier,
     name: str,
     x: Tensor,
     y: Tensor,
@@ -246,7 +280,7 @@ def fit_or_load(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[nn.Module, dict]:
+) -> tuple[FeatureClassifier, dict[str, Any]]:
     """Train ``model`` (freshly initialised by the caller) or load the cached result of the same training.
 
     The cache key is ``name`` (which must identify the architecture and data),
@@ -262,8 +296,13 @@ def fit_or_load(
     for t in model.state_dict().values():
         init.update(t.detach().cpu().contiguous().numpy().tobytes())
     key_src = json.dumps(
-        {"name": name, "config": config.as_dict(), "init": init.hexdigest(), "code": _code_fingerprint(),
-         "data": hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()},
+        {
+            "name": name,
+            "config": config.as_dict(),
+            "init": init.hexdigest(),
+            "code": _code_fingerprint(),
+            "data": hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest(),
+        },
         sort_keys=True,
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
@@ -283,10 +322,16 @@ def fit_or_load(
     _atomic_save({"state_dict": model.state_dict(), "history": json.dumps(history)}, path)
     partial.unlink(missing_ok=True)
     _previous(partial).unlink(missing_ok=True)
-    return model, {"key": key, "path": str(path), "history": history, "cached": False, "resumed_from_epoch": resumed_from}
+    return model, {
+        "key": key,
+        "path": str(path),
+        "history": history,
+        "cached": False,
+        "resumed_from_epoch": resumed_from,
+    }
 
 
-def describe(record: dict) -> str:
+def describe(record: dict[str, Any]) -> str:
     """Where a model of :func:`fit_or_load` came from, in words: "from the cache", "trained now" or
     "resumed from epoch N, trained now"."""
     if record.get("cached"):
@@ -302,7 +347,7 @@ def train_model(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[nn.Module, dict]:
+) -> tuple[FeatureClassifier, dict[str, Any]]:
     """Build ``architecture`` for ``split`` (initialisation seeded by ``config.seed``) and fit or load it.
 
     The record gains the test accuracy.
@@ -323,7 +368,7 @@ def train_clean_and_adversarial(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[dict[str, nn.Module], dict[str, dict]]:
+) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
     """The experiment chapters' pair of models: the same recipe on clean inputs and adversarially.
 
     ``config`` carries the adversarial settings (``adv_eps`` > 0); the clean model
@@ -351,7 +396,7 @@ def trained_digits_cnn(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[nn.Module, Split, dict]:
+) -> tuple[FeatureClassifier, Split, dict[str, Any]]:
     """The theory chapters' reference network: :class:`~flatrob.models.DigitsCNN` trained on scikit-learn's digits.
 
     Initialisation, split and shuffling are seeded by ``seed``; the result is cached
@@ -359,11 +404,16 @@ def trained_digits_cnn(
     """
     split = load_digits(seed=seed)
     torch.manual_seed(seed)
-    model = DigitsCNN(n_classes=split.n_classes, channels=channels, width=width)
+    fresh = DigitsCNN(n_classes=split.n_classes, channels=channels, width=width)
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     model, record = fit_or_load(
-        model, f"digits-cnn-c{channels}-w{width}", split.x_train, split.y_train, config,
-        device=device, progress=progress,
+        fresh,
+        f"digits-cnn-c{channels}-w{width}",
+        split.x_train,
+        split.y_train,
+        config,
+        device=device,
+        progress=progress,
     )
     record["test_accuracy"] = accuracy(model, split.x_test, split.y_test)
     return model, split, record

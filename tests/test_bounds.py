@@ -129,17 +129,12 @@ def test_local_bound_holds_on_random_instances(k, m, eps, scale, seed):
     phi = torch.rand(n, m, generator=gen, dtype=torch.float64) + 0.1
     y = torch.randint(0, k, (n,), generator=gen)
     terms = bounds.bound_terms(W, phi, b, y)
-    # directions: random, the feature gradient (worst first order), and the top eigenvector of W^T Sigma W
-    z = phi @ W.T + b
-    p = torch.softmax(z, -1)
-    grad = (p - torch.nn.functional.one_hot(y, k).to(p)) @ W
-    top = torch.linalg.eigh(W.T @ flatness.softmax_covariance(z) @ W).eigenvectors[:, :, -1]
-    for d in (torch.randn(n, m, generator=gen, dtype=torch.float64), grad, top, -top):
-        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    # directions: random, the feature gradient (worst first order), the top eigenvector of W^T Sigma W, and its opposite
+    dirs = bounds.worst_case_directions(W, phi, b, y, gen)
+    for d in (*dirs.values(), -dirs["top eigenvector"]):
         change = bounds.loss_change_along(W, phi, b, y, phi + eps * d)
         for use_kappa in (True, False):
-            bound = terms.bound(eps, use_kappa=use_kappa)
-            assert bool((change <= bound + 1e-9 * (1 + bound.abs())).all())
+            assert not bool(bounds.violates(change, terms.bound(eps, use_kappa=use_kappa)).any())
     tol = 1e-12 * float(W.pow(2).sum())  # eigvalsh's absolute rounding error scales with ||W^T Sigma W||
     assert bool((terms.second <= terms.second_kappa + tol).all())  # lambda_max <= trace
 
@@ -157,7 +152,8 @@ def test_certified_radius_solves_the_bound():
 
 
 def test_expected_change_matches_theorem():
-    """thm-expected-change on a random instance: the Monte Carlo mean over Haar pairs approaches delta^2 kappa_n / (2m)."""
+    """thm-expected-change on a random instance: the Monte Carlo mean over Haar pairs approaches
+    delta^2 kappa_n / (2m)."""
     gen = torch.Generator().manual_seed(2)
     k, m, n = 5, 12, 6
     W = torch.randn(k, m, generator=gen, dtype=torch.float64)
@@ -186,7 +182,9 @@ def test_plain_haar_draws_see_no_cubic_term():
     y = torch.randint(0, k, (n,), generator=gen)
     d = torch.tensor([0.02, 0.2], dtype=torch.float64)
     anti = bounds.expected_change_mc(W, b, phi, y, d, 4000, generator=torch.Generator().manual_seed(0))
-    plain = bounds.expected_change_mc(W, b, phi, y, d, 20000, generator=torch.Generator().manual_seed(1), antithetic=False)
+    plain = bounds.expected_change_mc(
+        W, b, phi, y, d, 20000, generator=torch.Generator().manual_seed(1), antithetic=False
+    )
     resolved = plain["quartic"].abs() > 3 * plain["quartic_se"]
     assert resolved[:, 1].sum() >= 4  # the large delta is resolved at most points: the comparison has teeth
     assert ((plain["quartic"] - anti["quartic"]).abs() <= 4 * (plain["quartic_se"] + anti["quartic_se"])).all()
@@ -194,3 +192,17 @@ def test_plain_haar_draws_see_no_cubic_term():
     assert ((growth > 5000) & (growth < 20000)).all()
     # without the linear control variate the plain mean is far noisier
     assert (plain["se"][:, 0] > 3 * plain["quartic_se"][:, 0]).all()
+
+
+def test_random_bound_check_finds_no_violation_and_would_find_one():
+    viol, total, tight = bounds.random_bound_check(600, seed=3)
+    assert viol == 0 and total == 1800 and float(tight.max()) <= 1 + 1e-9
+    change = torch.tensor([1.0, 1.0 + 1e-13, 1.1])
+    assert bounds.violates(change, torch.ones(3)).tolist() == [False, False, True]  # rounding is not a violation
+
+
+def test_digest_bound_is_the_second_hand_formula():
+    kappa, r = torch.tensor([2.0]), torch.tensor([4.0])
+    full = bounds.digest_bound(0.1, 3.0, kappa, r, 10, 128)
+    assert float(full) == pytest.approx(0.01 * 9 * 2 / 32 + 10 * 128 * 3**6 * 1e-3 / (24 * 64))
+    assert float(bounds.digest_bound(0.1, 3.0, kappa, r, 10, 128, cubic=False)) == pytest.approx(0.01 * 9 * 2 / 32)

@@ -1,0 +1,31 @@
+// Display equations wider than the column are scaled down to fit it (MathJax 3 does not break lines): on a phone a
+// long equation is shown whole, smaller, instead of behind a horizontal scroll. The scale is kept in data-fit-scale,
+// which the browser check of the book reads (make browser-test).
+(function () {
+  function fit() {
+    document.querySelectorAll('mjx-container[display="true"]').forEach(function (c) {
+      c.style.fontSize = '';
+      delete c.dataset.fitScale;
+      var need = c.scrollWidth, have = c.clientWidth;
+      if (have > 0 && need > have + 1) {
+        var scale = Math.max(0.5, (have / need) * 0.98);
+        c.style.fontSize = (scale * 100).toFixed(1) + '%';
+        c.dataset.fitScale = scale.toFixed(3);
+      }
+    });
+    document.documentElement.dataset.mathFitted = 'yes';
+  }
+  function start() {
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+      MathJax.startup.promise.then(fit);
+    } else {
+      fit();
+    }
+  }
+  window.addEventListener('load', start);
+  var timer;
+  window.addEventListener('resize', function () {
+    clearTimeout(timer);
+    timer = setTimeout(fit, 150);
+  });
+})();

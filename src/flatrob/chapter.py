@@ -1,0 +1,319 @@
+"""What a chapter calls after its parameters cell: one set-up call, and a context that gives it its data, its
+models, its attacks, the settings of its checks, and the one place where its results and verdicts go.
+
+A chapter executed by ``python -m flatrob run`` finds its run through one channel, the environment variable
+``FLATROB_RUN``: the run's folder, whose ``provenance.json`` (written once, by the runner, before the kernel
+starts) holds the checked parameters, the device and everything else about the run. The chapter reads that record
+instead of making a second one; executed any other way (the book build, papermill, Jupyter) it checks its own
+parameters and makes its record itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from flatrob.params import parameter_spec, validate
+from flatrob.provenance import (
+    fix_threads,
+    provenance,
+    provenance_line,
+    resolve_device,
+    save_results,
+    set_progress_default,
+)
+from flatrob.verdicts import Check, Setting
+
+if TYPE_CHECKING:
+    from flatrob.attacks import AttackConfig, Norm
+    from flatrob.data import Split
+    from flatrob.models import FeatureClassifier
+    from flatrob.training import TrainConfig
+
+__all__ = ["RUN_ENV", "ChapterContext", "setup_chapter"]
+
+#: The one channel from ``flatrob run`` to the chapter's kernel: the run's folder (holding its provenance.json).
+RUN_ENV = "FLATROB_RUN"
+
+
+@dataclass
+class ChapterContext:
+    """A chapter's checked parameters, its device and its provenance record, and what it does with them."""
+
+    name: str
+    params: dict[str, Any]
+    device: torch.device
+    provenance: dict[str, Any]
+    run_dir: Path | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def caption(self) -> str:
+        """The provenance line for figure captions (parameters, device, commit)."""
+        return provenance_line(self.provenance)
+
+    # -- data and models --------------------------------------------------------------------------------------
+
+    def data(self) -> Split:
+        """The chapter's data: ``dataset`` (from ``data_root`` for CIFAR), with ``n_train`` training images."""
+        from flatrob.data import load_dataset, train_subset
+
+        p = self.params
+        split = load_dataset(p["dataset"], seed=p["seed"], root=p.get("data_root") or None)
+        return train_subset(split, p.get("n_train", 0), p["seed"])
+
+    def inputs(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``n_samples`` test inputs the chapter attacks, drawn by its ``seed``
+        (:func:`flatrob.data.test_inputs`)."""
+        from flatrob.data import test_inputs
+
+        return test_inputs(split, self.params["n_samples"], self.params["seed"])
+
+    def train_config(self, adversarial: bool = False) -> TrainConfig:
+        """The chapter's training recipe from its parameters; its adversarial ones only with ``adversarial``."""
+        from flatrob.training import TrainConfig
+
+        keys = ["epochs", "lr", "batch_size", "seed", "augment"]
+        if adversarial:
+            keys += ["adv_eps", "adv_steps", "adv_step_size"]
+        return TrainConfig(**{k: self.params[k] for k in keys if k in self.params})
+
+    def train(self, split: Split) -> tuple[FeatureClassifier, dict[str, Any]]:
+        """The chapter's clean model on ``split``, trained or from the cache, on its device: (model, record)."""
+        from flatrob.training import train_model
+
+        return train_model(self.params["architecture"], split, self.train_config(), device=self.device)
+
+    def train_pair(self, split: Split) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
+        """The clean and the adversarially trained model of :func:`flatrob.training.train_clean_and_adversarial`:
+        ({"clean": model, "adversarial": model}, {name: record})."""
+        from flatrob.training import train_clean_and_adversarial
+
+        return train_clean_and_adversarial(
+            self.params["architecture"], split, self.train_config(adversarial=True), device=self.device
+        )
+
+    # -- attacks and settings ---------------------------------------------------------------------------------
+
+    def attack(self, prefix: str = "attack", norm: Norm | None = None) -> AttackConfig:
+        """The chapter's attack from its parameters ``<prefix>_norm`` (or ``norm``), ``_eps``, ``_steps`` and
+        ``_step_size``, seeded by ``seed``."""
+        from flatrob.attacks import AttackConfig
+
+        p = self.params
+        return AttackConfig(
+            norm or p.get(f"{prefix}_norm", "linf"),
+            p[f"{prefix}_eps"],
+            p[f"{prefix}_steps"],
+            p[f"{prefix}_step_size"],
+            seed=p["seed"],
+        )
+
+    def attacks(self, prefix: str = "attack", norm: Norm | None = None) -> list[AttackConfig]:
+        """The chapter's attack at its own radius, then at each of ``radii`` (:meth:`AttackConfig.at_radius`)."""
+        base = self.attack(prefix, norm)
+        return [base, *(base.at_radius(eps) for eps in self.params.get("radii", []))]
+
+    def setting(self, attack: AttackConfig | None = None, **extra: Any) -> Setting:
+        """What made a check, as data: the chapter's data, model, training, inputs and seed, the attack's fields
+        (:meth:`AttackConfig.setting`) and ``extra`` (``training="clean"``, ``variant=...``)."""
+        p = self.params
+        base = {
+            "data": p.get("dataset"),
+            "architecture": p.get("architecture"),
+            "epochs": p.get("epochs"),
+            "adv_eps": p.get("adv_eps"),
+            "inputs": p.get("n_samples"),
+            "seed": p.get("seed"),
+            "source": "live",
+        }
+        out = {k: v for k, v in base.items() if v is not None}
+        return out | (attack.setting() if attack is not None else {}) | extra
+
+    # -- results ----------------------------------------------------------------------------------------------
+
+    def save(self, files: Mapping[str, Any]) -> list[Path]:
+        """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""
+        return save_results(self.run_dir, dict(files))
+
+    def show_checks(self, checks: Sequence[Check]) -> None:
+        """The checks as a table for the page: what was checked in which setting, the verdict, the paper's number
+        and ours."""
+        show_checks(checks)
+
+    def over_seeds(self, live: Sequence[Check], source: str = "sweep") -> list[Check]:
+        """The chapter's committed sweeps over seeds, shown with their verdicts and returned as checks for the
+        ledger (their setting's source: "sweep <name>", or "study <name>" for a study beyond the paper's settings,
+        which the report shows apart); where a sweep holds a run with this run's parameters (its seed included),
+        the page says how the two relate (the same numbers, or which differ and why)."""
+        from IPython.display import Markdown, display
+
+        from flatrob.sweeps import committed_sweeps, sweep_checks
+
+        found = sweep_checks(self.name, kind=source)
+        if not found:
+            display(Markdown("No sweep over seeds of this chapter is committed yet (see {ref}`sweeps`)."))
+            return []
+        show_checks(found)
+        for sweep in committed_sweeps(self.name):
+            twin = _same_run(sweep["dir"], self.name, self.params)
+            if twin is not None:
+                display(Markdown(_twin_story(twin, live, self.provenance, sweep["summary"]["name"])))
+        return found
+
+    def larger_runs(self, draw: Any = None) -> list[Check]:
+        """The chapter's committed runs (``flatrob run``, committed or promoted), shown with their provenance and
+        verdicts, and returned as checks for the ledger (source "run <name>": the strongest evidence of their
+        setting). ``draw(name, data)``, where given, draws a run's figure from its result tables (``data``: file
+        name -> DataFrame, and "caption": its provenance line)."""
+        import pandas as pd
+        from IPython.display import Markdown, display
+
+        from flatrob.provenance import committed_runs
+
+        runs = committed_runs(self.name)
+        if not runs:
+            display(Markdown("No larger run of this chapter is committed yet."))
+            return []
+        out = []
+        for run in runs:
+            name, prov = run["dir"].name, run["provenance"]
+            p = prov["params"]
+            display(
+                Markdown(
+                    f"**Run `{name}`**: {p.get('dataset', '')}, {p.get('architecture', '')}, "
+                    f"{p.get('epochs', '?')} epochs, {p.get('n_samples', '?')} inputs; {prov['device']}, "
+                    f"commit `{prov['commit']}`, {prov.get('duration_s', '?')} s."
+                )
+            )
+            if draw is not None:
+                data: dict[str, Any] = {f.name: pd.read_csv(f) for f in sorted(run["dir"].glob("*.csv"))}
+                draw(name, data | {"caption": provenance_line(prov)})
+            checks_file = run["dir"] / "checks.json"
+            found = [Check.from_dict(c) for c in json.loads(checks_file.read_text())] if checks_file.is_file() else []
+            for c in found:
+                c.setting = {**c.setting, "source": f"run {name}"}
+            show_checks(found)
+            out += found
+        return out
+
+    def record(self, checks: Sequence[Check]) -> list[dict[str, Any]]:
+        """The chapter's checks, to every place they go: the run's ``checks.json`` (under ``flatrob run``), this
+        build's ledger (``_build/ledger/``, when the book is built with ``make book``), and the page, where they are
+        compared with the committed evidence (:func:`flatrob.evidence.compare_chapter`). Returns the ledger entries."""
+        from IPython.display import display
+
+        from flatrob import evidence, ledger
+
+        self.save({"checks.json": [c.as_dict() for c in checks]})
+        entries = [ledger.entry(c, self.name, self.provenance) for c in checks]
+        ledger.record(self.name, entries, duration_s=round(time.perf_counter() - self.started, 1))
+        display(evidence.comparison_display(evidence.compare_chapter(self.name, entries)))
+        return entries
+
+
+def show_checks(checks: Sequence[Check]) -> None:
+    """A table of checks: the part checked and its setting in words, the verdict (and "fragile"), the paper's number
+    and ours."""
+    import pandas as pd
+
+    from flatrob.ledger import setting_label
+    from flatrob.tables import show
+
+    show(
+        pd.DataFrame(
+            [
+                {
+                    "check": f"{c.claim}{'-' + c.part if c.part else ''} · {setting_label(c.setting)}",
+                    "verdict": c.verdict + (" (fragile)" if c.fragile else ""),
+                    "paper": c.paper,
+                    "ours": c.evidence,
+                }
+                for c in checks
+            ]
+        ),
+        widths={"check": 0.2, "verdict": 0.12, "paper": 0.18, "ours": 0.5},
+    )
+
+
+def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Path | None:
+    """The run of a committed sweep made with exactly these parameters, if there is one."""
+    from flatrob.paths import run_dirs, sweep_runs_dir
+
+    for run in run_dirs(sweep_runs_dir(sweep_dir, chapter)):
+        prov = run / "provenance.json"
+        if prov.is_file() and json.loads(prov.read_text()).get("params") == dict(params):
+            return run
+    return None
+
+
+def _twin_story(run: Path, live: Sequence[Check], here: Mapping[str, Any], sweep: str) -> str:
+    """How the live run relates to the sweep's run with the same parameters: one story per seed."""
+    prov = json.loads((run / "provenance.json").read_text())
+    theirs = {c["id"]: c for c in json.loads((run / "checks.json").read_text())}
+    ours = {c.id: c for c in live if c.setting.get("source", "live") == "live"}
+    same = [
+        k
+        for k in ours
+        if k in theirs and theirs[k]["verdict"] == ours[k].verdict and theirs[k].get("measure") == ours[k].measure
+    ]
+    differ = [k for k in ours if k in theirs and k not in same]
+    where = f"commit `{prov.get('commit')}` on {prov.get('machine', {}).get('cpu', prov.get('device'))}"
+    text = (
+        f"**The live run and the sweep.** The sweep {sweep} holds a run with exactly this page's parameters "
+        f"(seed {prov['params'].get('seed')}), made at {where}. "
+    )
+    if not differ:
+        return text + (
+            f"Its {len(same)} checks have the same verdicts and the same numbers as the live run above: "
+            "they are one result, computed twice."
+        )
+    mine = f"commit `{here.get('commit')}` on {here.get('machine', {}).get('cpu', here.get('device'))}"
+    return text + (
+        f"{len(same)} of {len(same) + len(differ)} checks agree exactly; {len(differ)} differ "
+        f"({', '.join(f'`{k}`' for k in differ[:4])}{', ...' if len(differ) > 4 else ''}). The live run "
+        f"was made at {mine}: another commit, or another machine's kernels, moves the numbers; the "
+        "verdict over seeds counts the sweep's run, the per-run table the live one."
+    )
+
+
+def _run_record(name: str, namespace: Mapping[str, Any]) -> tuple[dict[str, Any], Path] | None:
+    """The run record that ``flatrob run`` wrote for this kernel, after checking that the kernel holds its values."""
+    folder = os.environ.get(RUN_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / "provenance.json"
+    record = json.loads(path.read_text())
+    if record.get("chapter") != name:
+        raise RuntimeError(f"{RUN_ENV} names a run of chapter {record.get('chapter')!r}, not {name!r}")
+    differ = [k for k in parameter_spec(name) if k in namespace and namespace[k] != record["params"][k]]
+    if differ:
+        raise RuntimeError(f"the kernel's parameters {differ} differ from the run record {path}")
+    return record, Path(folder)
+
+
+def setup_chapter(name: str, namespace: Mapping[str, Any]) -> ChapterContext:
+    """The one call after a chapter's parameters cell: its parameters checked, its thread count fixed, the figure
+    style set, its device resolved and its provenance record made (or, under ``flatrob run``, read).
+
+    ``namespace`` is the chapter's ``globals()``.
+    """
+    from flatrob.plotting import setup
+
+    fix_threads()
+    setup()
+    found = _run_record(name, namespace)
+    if found is not None:
+        record, run_dir = found
+        set_progress_default(record.get("progress", False))
+        return ChapterContext(name, record["params"], torch.device(record["device_type"]), record, run_dir)
+    params = validate(name, {k: namespace[k] for k in parameter_spec(name) if k in namespace})
+    device = resolve_device(params["device"]) if "device" in params else torch.device("cpu")
+    return ChapterContext(name, params, device, provenance(params, device))

@@ -1,0 +1,152 @@
+"""Checks of confidence and detection: confidently wrong points are flat (claim 10) and the sharpness stump (11)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from torch import Tensor
+
+from flatrob.checks.rules import (
+    BEATS_CONFIDENCE,
+    COLLAPSES,
+    CONFIDENT,
+    DETECTS,
+    MIN_POINTS,
+    any_fragile,
+    as_array,
+    fmt,
+    mean_difference,
+)
+from flatrob.verdicts import (
+    BY_CONSTRUCTION,
+    NOT_TESTABLE,
+    Check,
+    Setting,
+    bootstrap,
+    combine,
+    share,
+)
+
+# ---------------------------------------------------------------------------
+# confidence and detection (claims 10, 11)
+
+
+def check_confidently_wrong_flat(
+    kappa: dict[str, Tensor],
+    confidence: dict[str, Tensor],
+    wrong: dict[str, Tensor],
+    feature_sq: dict[str, Tensor],
+    setting: Setting,
+) -> Check:
+    """Claim 10: confidently wrong points are flat, far flatter than points near the decision boundary.
+
+    Dicts keyed by "clean", "boundary", "adversarial", each (n,) over the same inputs (``feature_sq``: ||phi||^2).
+    The median sharpness of the adversarial points that are confidently wrong (confidence > :data:`CONFIDENT`)
+    over the median at the boundary points, at most 1 / :data:`COLLAPSE_FACTOR`.
+
+    This is close to true by construction: confidence above 0.99 forces 1 - ||p||^2 <= 0.02 (cor-confident-flat),
+    while at the boundary, where the two most probable classes tie, 1 - ||p||^2 >= 1/2; the probability factors
+    alone give a ratio of at most 0.04. Only the feature norm, ||W||_F^2 ||phi||^2 being larger at the
+    adversarial points by more than 2.5 times, could make it fail. So it is shown as holding by construction
+    (with the feature-norm ratio that it did not need), and as not reproduced if it fails.
+    """
+    stmt = "Confidently wrong points are flat."
+    sel = (wrong["adversarial"] & (confidence["adversarial"] > CONFIDENT)).numpy()
+    if int(sel.sum()) < MIN_POINTS:
+        return Check(
+            claim=10,
+            part="attack",
+            statement=stmt,
+            verdict=NOT_TESTABLE,
+            paper="shape",
+            setting=setting,
+            evidence=f"only {int(sel.sum())} of {len(sel)} adversarial points are confidently wrong "
+            f"(> {CONFIDENT:g}; need {MIN_POINTS})",
+            values={"n_confidently_wrong": int(sel.sum())},
+        )
+    k_adv, k_b = as_array(kappa["adversarial"]), as_array(kappa["boundary"])
+
+    def ratio(mask: np.ndarray, adv: np.ndarray, boundary: np.ndarray) -> float:
+        return float(np.median(adv[mask > 0])) / float(np.median(boundary)) if mask.any() else math.nan
+
+    est = bootstrap(ratio, sel.astype(float), k_adv, k_b)
+    phi_ratio = float(np.median(as_array(feature_sq["adversarial"])[sel]) / np.median(as_array(feature_sq["boundary"])))
+    holds = COLLAPSES.judge(est) == "reproduced"
+    return Check(
+        claim=10,
+        part="attack",
+        statement=stmt,
+        verdict=BY_CONSTRUCTION if holds else "not reproduced",
+        paper="confidently wrong points are flat",
+        setting=setting,
+        evidence=f"{int(sel.sum())} of {len(sel)} adversarial points are confidently wrong (> {CONFIDENT:g}); their "
+        f"median kappa / the median at the boundary {est} ({COLLAPSES.describe()}); close to true by "
+        "construction: the probability factors alone give at most 0.04, and the feature norm would have to "
+        f"grow 2.5-fold to undo it (median ||phi||^2 ratio {fmt(phi_ratio)})",
+        values={"ratio": est.as_dict(), "n_confidently_wrong": int(sel.sum()), "feature_sq_ratio": phi_ratio},
+        measure=est.measure("median kappa, confidently wrong / boundary", COLLAPSES),
+    )
+
+
+def check_confidence_band(outside: int, n_points: int, setting: Setting) -> Check:
+    """Claim 10's band: eps (1 - eps) <= 1 - ||p||^2 <= 2 eps (cor-confident-flat) at every point.
+
+    An identity of probability vectors: it holds by construction (a point outside means a bug, not a finding).
+    """
+    return Check(
+        claim=10,
+        part="band",
+        statement="Every point lies on the band of the corollary (confident means flat).",
+        verdict=BY_CONSTRUCTION if outside == 0 else "not reproduced",
+        paper="confident means flat",
+        setting=setting,
+        evidence=f"{outside} of {n_points} points outside the band; it holds for every probability vector, so it is "
+        "shown, not counted",
+        values={"outside": outside, "n_points": n_points},
+    )
+
+
+def check_detector(held_out_sharpness: np.ndarray, held_out_confidence: np.ndarray, setting: Setting) -> Check:
+    """Claim 11 (row F): a one-threshold stump on sharpness separates clean from adversarial inputs.
+
+    Held-out correctness (0/1 per input, from k-fold cross-validation, the same inputs for both) of the sharpness
+    stump and of a stump on confidence alone, the baseline it must beat. Reproduced when the held-out accuracy
+    reaches :data:`DETECTOR_REPRODUCED` (interval) and beats the confidence stump (paired difference above 0);
+    not reproduced when its accuracy lies below :data:`DETECTOR_REFUTED` or it is worse than the confidence stump.
+    """
+    stmt = "A sharpness stump separates clean from adversarial inputs."
+    paper = "accuracy 0.92-0.93"
+    if len(held_out_sharpness) < MIN_POINTS:
+        return Check(
+            claim=11,
+            part="",
+            statement=stmt,
+            verdict=NOT_TESTABLE,
+            paper=paper,
+            setting=setting,
+            evidence=f"{len(held_out_sharpness)} held-out inputs (need {MIN_POINTS})",
+        )
+    acc = share(np.asarray(held_out_sharpness) > 0)
+    base = share(np.asarray(held_out_confidence) > 0)
+    gain = bootstrap(mean_difference, np.asarray(held_out_confidence, float), np.asarray(held_out_sharpness, float))
+    accuracy, beats = DETECTS.judge(acc), BEATS_CONFIDENCE.judge(gain)
+    worse = gain.resolved and gain.hi < 0
+    verdict = "not reproduced" if accuracy == "not reproduced" or worse else combine([accuracy, beats])
+    return Check(
+        claim=11,
+        part="",
+        statement=stmt,
+        verdict=verdict,
+        paper=paper,
+        setting=setting,
+        fragile=any_fragile((acc, DETECTS), (gain, BEATS_CONFIDENCE)),
+        evidence=f"held-out accuracy {acc} over {len(held_out_sharpness)} inputs ({DETECTS.describe()}); a stump on "
+        f"confidence alone: {base}; sharpness minus confidence {gain} (must be above 0)",
+        values={
+            "accuracy": acc.as_dict(),
+            "confidence_baseline": base.as_dict(),
+            "gain_over_confidence": gain.as_dict(),
+        },
+        measure=acc.measure("held-out accuracy", DETECTS),
+    )

@@ -1,0 +1,334 @@
+"""Checks of the uncanny valley and the basin: its shape (claim 6), the shift and the basin under adversarial training
+(7) and the feature norm along the path (12)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from flatrob.checks.rules import (
+    BASIN_FACTOR,
+    COLLAPSES,
+    CONFIDENT_AT_END,
+    DOMINANCE,
+    LARGER,
+    LATER,
+    MIN_POINTS,
+    MOSTLY,
+    NORM_MOVES,
+    PEAK_FRACTION,
+    RISE_FACTOR,
+    RISES,
+    WIDENS,
+    any_fragile,
+    as_array,
+    fmt,
+    mean_difference,
+    mean_ratio,
+    median_ratio,
+)
+from flatrob.verdicts import (
+    NOT_TESTABLE,
+    Check,
+    Estimate,
+    Setting,
+    bootstrap,
+    combine,
+    judged,
+    median,
+    share,
+)
+
+# ---------------------------------------------------------------------------
+# the uncanny valley (claims 6, 7, 12)
+
+
+def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]:
+    """Claim 6: relative sharpness rises from the clean point, peaks near the label flip, then collapses.
+
+    ``samples`` is :func:`flatrob.valley.valley_samples` of one model's PGD trajectories. Over the inputs that
+    start correct and flip: the median peak/start (rise); among those that rise by :data:`RISE_FACTOR`, the share
+    whose peak lies within a tolerance tied to their flip step (:data:`PEAK_FRACTION`); the median final/peak,
+    the share wrong at the end and the median final confidence (collapse, in a confidently wrong region).
+    """
+    parts = {
+        "rise": "Along PGD, relative sharpness rises from the clean point.",
+        "peak": "The sharpness peak lies near the label flip.",
+        "collapse": "After the flip, sharpness collapses in a confidently wrong region.",
+    }
+    paper = {
+        "rise": "rises from the clean point",
+        "peak": "peaks near the flip",
+        "collapse": "collapses towards 0 where the model is confidently wrong",
+    }
+    counts = {k: samples[k] for k in ("n_samples", "n_start_correct", "n_flipped", "steps")}
+    n = (
+        f"{samples['n_flipped']} of {samples['n_start_correct']} inputs that start correct flip within "
+        f"{samples['steps']} steps"
+    )
+    if samples["n_flipped"] < MIN_POINTS:
+        return [
+            Check(
+                claim=6,
+                part=p,
+                statement=s,
+                verdict=NOT_TESTABLE,
+                evidence=f"{n} (need {MIN_POINTS})",
+                paper=paper[p],
+                setting=setting,
+                values=counts,
+            )
+            for p, s in parts.items()
+        ]
+    rise = bootstrap(median, samples["peak_over_start"])
+    rose = samples["peak_over_start"] >= RISE_FACTOR
+    found = [
+        judged(
+            6,
+            "rise",
+            parts["rise"],
+            rise,
+            RISES,
+            name="median peak/start",
+            setting=setting,
+            evidence=f"median per-input peak/start {rise} ({RISES.describe()}); {n}",
+            paper=paper["rise"],
+            values=counts,
+        )
+    ]
+    if int(rose.sum()) < MIN_POINTS:
+        found.append(
+            Check(
+                claim=6,
+                part="peak",
+                statement=parts["peak"],
+                verdict=NOT_TESTABLE,
+                paper=paper["peak"],
+                evidence=f"{int(rose.sum())} flipped inputs rise by {RISE_FACTOR:g} (need {MIN_POINTS}): "
+                "a peak is judged only where there is a rise",
+                setting=setting,
+                values=counts,
+            )
+        )
+    else:
+        flip = samples["flip_step"][rose]
+        tolerance = np.maximum(1.0, PEAK_FRACTION * flip)
+        near = share(np.abs(samples["peak_step"][rose] - flip) <= tolerance)
+        found.append(
+            judged(
+                6,
+                "peak",
+                parts["peak"],
+                near,
+                MOSTLY,
+                name="share of rising inputs peaking near the flip",
+                setting=setting,
+                paper=paper["peak"],
+                values=counts | {"n_rose": int(rose.sum())},
+                evidence=f"of the {int(rose.sum())} flipped inputs that rise by {RISE_FACTOR:g}, the share whose peak "
+                f"lies within max(1, {PEAK_FRACTION:g} x flip step) steps of the flip: {near} ({MOSTLY.describe()}); "
+                f"median flip step {fmt(float(np.median(flip)))}",
+            )
+        )
+    drop = bootstrap(median, samples["final_over_peak"])
+    wrong = share(samples["final_wrong"] > 0)
+    conf = bootstrap(median, samples["final_confidence"])
+    collapse = COLLAPSES.judge(drop)  # the claim's centre: without a collapse there is no valley
+    if collapse != "not reproduced":
+        collapse = combine([collapse, MOSTLY.judge(wrong), CONFIDENT_AT_END.judge(conf)])
+    found.append(
+        Check(
+            claim=6,
+            part="collapse",
+            statement=parts["collapse"],
+            verdict=collapse,
+            paper=paper["collapse"],
+            setting=setting,
+            fragile=any_fragile((drop, COLLAPSES), (wrong, MOSTLY), (conf, CONFIDENT_AT_END)),
+            evidence=f"median final/peak {drop} ({COLLAPSES.describe()}); share wrong at the end {wrong}; median final "
+            f"confidence {conf} ({CONFIDENT_AT_END.describe()}); {n}",
+            values=counts
+            | {"final_over_peak": drop.as_dict(), "final_wrong": wrong.as_dict(), "final_confidence": conf.as_dict()},
+            measure=drop.measure("median final/peak", COLLAPSES),
+        )
+    )
+    return found
+
+
+def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any], setting: Setting) -> Check:
+    """Claim 7: adversarial training shifts the valley: a later flip and a later peak along the same attack.
+
+    ``clean``, ``adv``: :func:`flatrob.valley.valley_samples` of the two models on the same inputs. The flip is
+    compared, paired, on the inputs both models classify correctly at the start, by the restricted mean time to
+    flip (an input that never flips counts as flipping after the last step: the area under the survival curve up
+    to the cap), adversarially trained minus clean; the shares that flip later or earlier and the censored counts
+    are reported. The peak is compared, paired, on the inputs that flip under both models.
+    """
+    stmt = "Adversarial training shifts the valley (later flip and later peak)."
+    both = clean["start_correct"] & adv["start_correct"]
+    cap = clean["steps"] + 1
+    paper = "the valley shifts but persists"
+    if int(both.sum()) < MIN_POINTS:
+        return Check(
+            claim=7,
+            part="shift",
+            statement=stmt,
+            verdict=NOT_TESTABLE,
+            paper=paper,
+            setting=setting,
+            evidence=f"{int(both.sum())} inputs start correct under both models (need {MIN_POINTS})",
+        )
+    tc, ta = clean["time_to_flip"][both], adv["time_to_flip"][both]
+    flip = bootstrap(mean_difference, tc, ta)
+    later, earlier = share(ta > tc), share(ta < tc)
+    never = {"clean": int((tc >= cap).sum()), "adversarial": int((ta >= cap).sum())}
+    both_flip = both & clean["flipped"] & adv["flipped"]
+    if int(both_flip.sum()) >= MIN_POINTS:
+        peak = bootstrap(mean_difference, clean["peak_step_all"][both_flip], adv["peak_step_all"][both_flip])
+        peak_verdict, peak_text = (
+            LATER.judge(peak),
+            f"mean peak step later by {peak} on the {int(both_flip.sum())} inputs that flip under both",
+        )
+    else:
+        peak = Estimate(math.nan, math.nan, math.nan, int(both_flip.sum()))
+        peak_verdict = NOT_TESTABLE
+        peak_text = f"the peak is not compared: {int(both_flip.sum())} inputs flip under both (need {MIN_POINTS})"
+    return Check(
+        claim=7,
+        part="shift",
+        statement=stmt,
+        verdict=combine([LATER.judge(flip), peak_verdict]),
+        paper=paper,
+        setting=setting,
+        fragile=LATER.fragile(flip) or (peak_verdict != NOT_TESTABLE and LATER.fragile(peak)),
+        evidence=f"restricted mean time to flip (cap {cap}) later by {flip} steps on the {int(both.sum())} inputs both "
+        f"models start correct on; never flipped: {never['clean']} (clean), {never['adversarial']} "
+        f"(adversarially trained); the adversarially trained model flips later on {later}, earlier on "
+        f"{earlier} of them; {peak_text} (adversarially trained minus clean; {LATER.describe()} steps)",
+        values={
+            "flip_later": flip.as_dict(),
+            "peak_later": peak.as_dict(),
+            "share_later": later.as_dict(),
+            "share_earlier": earlier.as_dict(),
+            "never_flipped": never,
+            "n_paired": int(both.sum()),
+            "cap": cap,
+        },
+        measure=flip.measure("restricted mean time to flip, later by (steps)", LATER),
+    )
+
+
+def check_feature_norm(samples: dict[str, Any], setting: Setting) -> Check:
+    """Claim 12, the paper's reading against a reviewer's alternative: the feature norm ||phi|| moves along the
+    path, so the sharpness curve is more than the confidence curve 1 - ||p||^2 (the alternative: ||phi|| constant).
+
+    Reproduced when the median per-input max/min of ||phi|| lies above :data:`NORM_CONSTANT_RATIO`; the evidence
+    also says whether the probability factor dominates the curve's range (:data:`DOMINANCE`).
+    """
+    stmt = (
+        r"The feature norm \(\|\phi\|\) moves along PGD paths, so the sharpness curve is more than "
+        r"\(1 - \|p\|^2\) (against a reviewer's alternative)."
+    )
+    paper = "open question (a reviewer's alternative: ||phi|| constant)"
+    if samples["n_flipped"] < MIN_POINTS:
+        return Check(
+            claim=12,
+            part="",
+            statement=stmt,
+            verdict=NOT_TESTABLE,
+            paper=paper,
+            setting=setting,
+            evidence=f"{samples['n_flipped']} inputs flipped (need {MIN_POINTS})",
+        )
+    ratio = bootstrap(median, samples["feature_norm_max_over_min"])
+    phi = float(np.median(samples["decades_phi_sq"]))
+    prob = float(np.median(samples["decades_one_minus_p2"]))
+    dominates = prob > DOMINANCE * phi
+    return judged(
+        12,
+        "",
+        stmt,
+        ratio,
+        NORM_MOVES,
+        name="median max/min of ||phi||",
+        setting=setting,
+        paper=paper,
+        evidence=f"median per-input max/min of ||phi|| {ratio} ({NORM_MOVES.describe()}); ||phi||^2 spans "
+        f"{fmt(phi)} decades, 1 - ||p||^2 spans {fmt(prob)}: the probability factor "
+        f"{'dominates' if dominates else 'does not dominate'} the curve",
+        values={"decades_phi_sq": phi, "decades_one_minus_p2": prob, "probability_dominates": dominates},
+    )
+
+
+# ---------------------------------------------------------------------------
+# the basin (claim 7, row B)
+
+
+def check_basin(steps_clean: Tensor, steps_adv: Tensor, walk_steps: int, setting: Setting) -> Check:
+    """Claim 7 (row B): adversarial training widens the low-loss basin along a PGD-l2 walk.
+
+    ``steps_*`` (n,): iterates before the loss rises (:meth:`Trajectory.loss_rise_step`, ``walk_steps + 1`` when it
+    never does) of the two models on the same inputs. Censored at the cap, the times are compared by their
+    restricted means (ratio, adversarially trained over clean, paired bootstrap), with the censored counts and the
+    largest ratio the walk can show at all (cap / the clean restricted mean).
+    """
+    a, b = as_array(steps_clean), as_array(steps_adv)
+    cap = walk_steps + 1
+    ratio = bootstrap(mean_ratio, a, b)
+    never = {"clean": int((a >= cap).sum()), "adversarial": int((b >= cap).sum())}
+    reachable = cap / float(a.mean()) if a.mean() > 0 else math.inf
+    later = share(b > a)
+    capped = (
+        f"; this walk cannot show a factor of {BASIN_FACTOR:g}: the largest ratio it can measure is {fmt(reachable)}"
+        if reachable < BASIN_FACTOR
+        else ""
+    )
+    name = setting.get("definition", "")
+    return judged(
+        7,
+        "basin",
+        f"Adversarial training widens the low-loss basin ({name}).",
+        ratio,
+        WIDENS,
+        name="ratio of restricted mean times to the loss rise",
+        setting=setting,
+        paper="about 20x more iterations",
+        evidence=f"restricted mean iterates before the loss rises (cap {cap}): {fmt(float(a.mean()))} (clean) vs "
+        f"{fmt(float(b.mean()))} (adversarially trained), ratio {ratio} ({WIDENS.describe()}); never rose: "
+        f"{never['clean']} (clean), {never['adversarial']} (adversarially trained) of {len(a)}; the "
+        f"adversarially trained model rises later on {later} of the inputs{capped}",
+        values={
+            "clean_mean": float(a.mean()),
+            "adversarial_mean": float(b.mean()),
+            "never_rose": never,
+            "largest_measurable_ratio": reachable,
+            "share_later": later.as_dict(),
+            "cap": cap,
+        },
+    )
+
+
+def check_clean_trace(trace_clean: Tensor, trace_adv: Tensor, setting: Setting) -> Check:
+    """Row B's second figure: Tr H at clean test points is larger for the adversarially trained model (0.6 vs 1.0).
+
+    Compared by the ratio of the medians (paired bootstrap; the mean is shown, but a few uncertain points dominate it).
+    """
+    a, b = as_array(trace_clean), as_array(trace_adv)
+    ratio = bootstrap(median_ratio, a, b)
+    return judged(
+        7,
+        "trace",
+        r"At clean points \(\operatorname{Tr} H\) is larger after adversarial training.",
+        ratio,
+        LARGER,
+        name="ratio of median Tr H",
+        setting=setting,
+        paper=r"\(\operatorname{Tr} H\) about 0.6 (clean) vs 1.0 (AT)",
+        evidence=f"median Tr H at clean test points {fmt(float(np.median(a)))} (clean) vs {fmt(float(np.median(b)))} "
+        f"(adversarially trained), ratio {ratio} ({LARGER.describe()}); means {fmt(float(a.mean()))} vs "
+        f"{fmt(float(b.mean()))}",
+        values={"mean_clean": float(a.mean()), "mean_adversarial": float(b.mean())},
+    )

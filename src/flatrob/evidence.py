@@ -1,0 +1,193 @@
+"""This build against the committed evidence, and the deliberate refresh that makes a build the evidence.
+
+:func:`compare` sets the two ledgers (:func:`flatrob.ledger.load`) side by side, per check: whether the verdict
+agrees, the relative drift of the decisive value, whether it stays inside the committed interval, whether the
+verdict is fragile. :func:`compare_chapter` does the same for one chapter's page. :func:`update` replaces the
+committed evidence by this build's ledger, from a clean tree only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from flatrob.ledger import build, load, source_kind
+from flatrob.paths import build_ledger_dir, claims_dir, claims_file
+from flatrob.provenance import atomic_write_text, git_commit, is_dirty, json_text, machine
+
+__all__ = ["RefreshRefused", "compare", "compare_chapter", "comparison_display", "update"]
+
+
+def _measure_value(e: Mapping[str, Any]) -> float | None:
+    m = e.get("measure")
+    return None if not m or m.get("value") is None else float(m["value"])
+
+
+def _drift(before: float | None, after: float | None) -> float | None:
+    if before is None or after is None:
+        return None
+    if before == after:
+        return 0.0
+    scale = max(abs(before), abs(after))
+    return abs(after - before) / scale if scale > 0 else 0.0
+
+
+def _compare_entries(
+    committed: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    ref = {e["check"]: e for e in committed}
+    rows = []
+    for e in current:
+        c: Mapping[str, Any] | None = ref.pop(e["check"], None)
+        value, before = _measure_value(e), (_measure_value(c) if c else None)
+        ci = (c.get("measure") or {}).get("ci95") if c else None
+        inside = None if value is None or not ci or None in ci else bool(ci[0] <= value <= ci[1])
+        rows.append(
+            {
+                "check": e["check"],
+                "chapter": e["chapter"],
+                "claim": e["claim"],
+                "committed": c["verdict"] if c is not None else "(not committed)",
+                "this build": e["verdict"],
+                "agrees": c is not None and c["verdict"] == e["verdict"],
+                "fragile": bool(e.get("fragile") or (c or {}).get("fragile")),
+                "committed value": before,
+                "value here": value,
+                "drift": _drift(before, value),
+                "inside committed interval": inside,
+            }
+        )
+    for c in ref.values():
+        rows.append(
+            {
+                "check": c["check"],
+                "chapter": c["chapter"],
+                "claim": c["claim"],
+                "committed": c["verdict"],
+                "this build": "(not computed)",
+                "agrees": False,
+                "fragile": bool(c.get("fragile")),
+                "committed value": _measure_value(c),
+                "value here": None,
+                "drift": None,
+                "inside committed interval": None,
+            }
+        )
+    return rows
+
+
+def compare(committed: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """This build's ledger against the committed one (both as :func:`load` gives them): one row per check and a
+    summary ({"rows", "checks", "agree", "largest_drift", "largest_drift_check", "disagree"})."""
+    rows: list[dict[str, Any]] = []
+    for chapter in sorted(set(committed) | set(current)):
+        rows += _compare_entries(
+            committed.get(chapter, {}).get("entries", []), current.get(chapter, {}).get("entries", [])
+        )
+    drifts = [(r["drift"], r["check"]) for r in rows if r["drift"] is not None]
+    worst = max(drifts, default=(None, None))
+    return {
+        "rows": rows,
+        "checks": len(rows),
+        "agree": sum(r["agrees"] for r in rows),
+        "largest_drift": worst[0],
+        "largest_drift_check": worst[1],
+        "disagree": [r["check"] for r in rows if not r["agrees"]],
+    }
+
+
+def compare_chapter(chapter: str, entries: Sequence[Mapping[str, Any]], root: Path | None = None) -> dict[str, Any]:
+    """A chapter's fresh entries against its committed ones, for its own page; compared only where the run's
+    parameters are the committed run's (otherwise ``rows`` is empty and ``note`` says why)."""
+    committed = load(claims_dir(root)).get(chapter)
+    if committed is None:
+        return {"rows": [], "note": "No committed evidence of this chapter yet."}
+    live = [e for e in entries if source_kind(e["setting"]) == "live"]
+    ref = [e for e in committed["entries"] if source_kind(e["setting"]) == "live"]
+    if live and ref and live[0]["provenance"].get("params") != ref[0]["provenance"].get("params"):
+        return {
+            "rows": [],
+            "note": "This run's parameters differ from those of the committed evidence: its numbers "
+            "are not compared with it.",
+        }
+    rows = _compare_entries(committed["entries"], entries)
+    return {"rows": rows, "note": _agreement_sentence(rows, ref[0]["provenance"] if ref else {})}
+
+
+def _agreement_sentence(rows: Sequence[Mapping[str, Any]], ref: Mapping[str, Any]) -> str:
+    agree = sum(r["agrees"] for r in rows)
+    drifts = [(r["drift"], r["check"]) for r in rows if r["drift"] is not None]
+    worst = max(drifts, default=(0.0, ""))
+    where = ref.get("machine", {}).get("cpu", "another machine")
+    text = (
+        f"{agree} of {len(rows)} verdicts agree with the committed evidence (made at commit "
+        f"`{ref.get('commit', '?')}` on {where})"
+    )
+    if worst[0]:
+        text += f"; largest drift of a decisive value {100 * worst[0]:.2g}% (`{worst[1]}`)"
+    elif drifts:
+        text += "; every decisive value is identical"
+    return text + "."
+
+
+def comparison_display(result: Mapping[str, Any]) -> Any:
+    """A chapter's comparison for its page: a sentence and, where something differs, the rows that do."""
+    from IPython.display import Markdown
+
+    rows = [r for r in result["rows"] if not r["agrees"] or (r["drift"] or 0) > 0]
+    text = "**This build and the committed evidence.** " + result["note"]
+    if rows:
+        text += "\n\n| check | committed | this build | drift |\n|---|---|---|---|\n" + "\n".join(
+            f"| `{r['check']}` | {r['committed']} | {r['this build']} | {_percent(r['drift'])} |" for r in rows
+        )
+    return Markdown(text)
+
+
+def _percent(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2g}%"
+
+
+# ---------------------------------------------------------------------------
+# the deliberate refresh
+
+
+class RefreshRefused(RuntimeError):
+    """``ledger --update`` would write evidence that is not what a clean build of this commit computed."""
+
+
+def update(root: Path | None = None) -> list[Path]:
+    """Replace the committed evidence (``data/claims/``, ``data/claims.json``) by this build's ledger.
+
+    Refused when tracked files differ from the last commit (evidence must come from a clean tree), when this
+    build's ledger is missing, and when any of its entries was made at another commit or from a dirty tree.
+    ``data/claims.json`` also records the machine that made the evidence. Returns the files written.
+    """
+    dirty = is_dirty(root)
+    if dirty:
+        raise RefreshRefused(
+            f"the tree has uncommitted changes ({', '.join(dirty[:3])}"
+            f"{', ...' if len(dirty) > 3 else ''}): commit or stash them, rebuild, then update"
+        )
+    current = load(build_ledger_dir(root))
+    if not current:
+        raise RefreshRefused("this build has no ledger (_build/ledger/ is empty): run `make book` first")
+    head = git_commit(root)
+    stale = sorted({e["provenance"].get("commit") for doc in current.values() for e in doc["entries"]} - {head})
+    if stale:
+        raise RefreshRefused(
+            f"this build's ledger holds entries from commit(s) {', '.join(map(str, stale))}, not "
+            f"{head}: rebuild cold (make clean-cache book) at this commit, then update"
+        )
+    folder = claims_dir(root)
+    written = []
+    for old in folder.glob("*.json") if folder.is_dir() else []:
+        if old.stem not in current:
+            old.unlink()
+    for chapter, doc in current.items():
+        written.append(atomic_write_text(folder / f"{chapter}.json", json_text(doc)))
+    first = next(iter(current.values()))["entries"]
+    made_on = first[0]["provenance"].get("machine", {}) if first else machine()
+    merged = {"commit": head, "machine": made_on, "claims": build(current)}
+    written.append(atomic_write_text(claims_file(root), json_text(merged)))
+    return written

@@ -1,0 +1,252 @@
+"""Sentences that state findings, generated from the checks (their values and verdicts), never typed by hand.
+
+A chapter's fixed text explains; where it would state a direction (the sharpness falls, the model flips later),
+the sentence comes from here, so that it cannot contradict the numbers beside it. :data:`TEXT_CLAIMS` lists the
+phrases a chapter's fixed text may use only while its committed check supports them; :func:`contradictions`
+finds the ones it does not (a test runs it on every chapter).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flatrob.verdicts import Check
+
+__all__ = ["TEXT_CLAIMS", "TextClaim", "basin", "confidence", "contradictions", "fixed_text", "scaling", "valley"]
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def _value(c: Check | None, key: str) -> float | None:
+    if c is None or key not in c.values:
+        return None
+    v = c.values[key]
+    return float(v["value"]) if isinstance(v, Mapping) and v.get("value") is not None else None
+
+
+def _find(found: Iterable[Check], part: str, **setting: Any) -> Check | None:
+    for c in found:
+        if (
+            c.part == part
+            and c.setting.get("source", "live") == "live"
+            and all(c.setting.get(k) == v for k, v in setting.items())
+        ):
+            return c
+    return None
+
+
+def _radius(eps: float) -> str:
+    return "8/255 (the paper's)" if math.isclose(eps, 8 / 255, rel_tol=1e-6) else f"{eps:.3g}"
+
+
+def valley(found: Sequence[Check], radii: Sequence[float]) -> str:
+    """What the uncanny-valley checks found, radius by radius, in words."""
+    out = []
+    for eps in radii:
+        rise, collapse = (_find(found, p, eps=eps, training="clean") for p in ("rise", "collapse"))
+        adv_collapse = _find(found, "collapse", eps=eps, training="adversarial")
+        shift = _find(found, "shift", eps=eps)
+        if rise is None or collapse is None:
+            continue
+        v = collapse.values
+        text = (
+            f"**At radius {_radius(eps)}**, {v['n_flipped']} of {v['n_start_correct']} inputs that start correct flip "
+            f"under the clean model"
+        )
+        if adv_collapse is not None:
+            text += (
+                f" and {adv_collapse.values['n_flipped']} of {adv_collapse.values['n_start_correct']} under the "
+                "adversarially trained one"
+            )
+        if rise.verdict == "not testable here":
+            out.append(text + ": too few to judge the valley.")
+            continue
+        drop = _value(collapse, "final_over_peak")
+        text += (
+            f". For the clean model the median sharpness rises {_f(_value(rise, 'median peak/start'))}-fold "
+            f"({rise.verdict}) and "
+        )
+        text += (
+            f"collapses after the flip to {_f(drop)} of its peak"
+            if collapse.verdict == "reproduced"
+            else f"ends at {_f(drop)} of its peak, which is {'a partial' if collapse.verdict == 'partly' else 'no'} "
+            "collapse"
+        )
+        text += f" ({collapse.verdict})."
+        if shift is not None and shift.verdict != "not testable here":
+            d = _value(shift, "flip_later")
+            direction = "later" if d is not None and d > 0 else "earlier" if d is not None and d < 0 else "no later"
+            text += (
+                f" Adversarial training makes the inputs flip {direction}, by {_f(abs(d) if d is not None else None)}"
+                f" steps in restricted mean (claim 7's shift: {shift.verdict})."
+            )
+        out.append(text)
+    return "\n\n".join(out)
+
+
+def basin(found: Sequence[Check]) -> str:
+    """What the basin checks found, in words."""
+    out = []
+    for c in found:
+        if c.part == "basin" and c.setting.get("source", "live") == "live":
+            r = _value(c, "ratio of restricted mean times to the loss rise")
+            v = c.values
+            how = "longer" if r is not None and r > 1 else "shorter"
+            out.append(
+                f'With the {c.setting.get("definition")} reading of "the loss rises", the adversarially trained '
+                f"model's walks stay low {_f(r)} times {how} in restricted mean ({c.verdict}; the paper: about "
+                f"20); {v['never_rose']['clean']} clean and {v['never_rose']['adversarial']} adversarially "
+                f"trained walks never rise within the walk, and the largest ratio this walk can show is "
+                f"{_f(v['largest_measurable_ratio'])}."
+            )
+        if c.part == "trace" and c.setting.get("source", "live") == "live":
+            r = _value(c, "ratio of median Tr H")
+            out.append(
+                f"At the clean points the median of $\\operatorname{{Tr}} H$ is {_f(r)} times the clean model's "
+                f"({c.verdict}; the paper: 1.0 vs 0.6, a factor of about 1.7)."
+            )
+    return " ".join(out)
+
+
+def scaling(
+    found: Sequence[Check], confidence_rising: float, confidence_all: float, n_rising: int, n_points: int
+) -> str:
+    """What the last-layer-scaling checks found about the sharpness against s, in words."""
+    med = _find(found, "median", variant="bias scaled")
+    mono = _find(found, "monotone", variant="bias scaled")
+    if med is None or mono is None:
+        return ""
+    falls = {
+        "reproduced": "falls at every step of the grid",
+        "partly": "falls at some steps of the grid, and not clearly at others",
+        "not reproduced": "does not fall at every step: it rises somewhere on the grid",
+    }
+    text = f"With the bias scaled, the median sharpness {falls.get(med.verdict, med.verdict)} ({med.verdict}). "
+    text += (
+        f"Point by point, {n_rising} of {n_points} points see their sharpness rise somewhere on the grid "
+        f"({mono.verdict}); their median confidence at $s = 1$ is {_f(confidence_rising)}, against "
+        f"{_f(confidence_all)} over all points: "
+    )
+    text += (
+        "the rising points are the less confident ones, where $s^2$ beats the exponential for a while."
+        if confidence_rising < confidence_all
+        else "they are not the less confident ones."
+    )
+    return text
+
+
+def confidence(points_wrong: float, confidently_wrong: int, n: int, radius: float) -> str:
+    """What the attack's end points are, in words."""
+    kind = (
+        "mostly confidently wrong"
+        if confidently_wrong > n / 2
+        else "mostly wrong, but seldom confidently"
+        if points_wrong > 0.5
+        else "mostly still right"
+    )
+    return (
+        f"At radius {_radius(radius)} the attack's end points are {kind}: {100 * points_wrong:.0f}% are wrong, "
+        f"{confidently_wrong} of {n} wrong with confidence above 0.99."
+    )
+
+
+# ---------------------------------------------------------------------------
+# fixed text that states a direction
+
+
+@dataclass(frozen=True)
+class TextClaim:
+    """A phrase (``pattern``, a regular expression) that a chapter's fixed text may state only while the committed
+    check it depends on supports it: ``allowed(entries)`` over the chapter's committed ledger entries."""
+
+    chapter: str
+    pattern: str
+    allowed: Callable[[Sequence[Mapping[str, Any]]], bool]
+    why: str
+
+
+def _verdict_of(entries: Sequence[Mapping[str, Any]], part: str, ok: set[str], **setting: Any) -> bool:
+    hits = [
+        e
+        for e in entries
+        if e.get("part") == part
+        and all(
+            isinstance(e["setting"].get(k), float)
+            and isinstance(v, float)
+            and math.isclose(e["setting"][k], v, rel_tol=1e-6)
+            or e["setting"].get(k) == v
+            for k, v in setting.items()
+        )
+    ]
+    return bool(hits) and all(e["verdict"] in ok for e in hits)
+
+
+#: The directions the five passages found contradicting their own numbers stated (issue of 2026-12-02), each
+#: allowed only where the check agrees.
+TEXT_CLAIMS: tuple[TextClaim, ...] = (
+    TextClaim(
+        "confidence-flatness",
+        r"mostly confidently wrong",
+        lambda es: any(
+            e.get("part") == "attack"
+            and e["values"].get("n_confidently_wrong", 0) * 2 > e["setting"].get("inputs", math.inf)
+            for e in es
+        ),
+        "the attack's end points are mostly confidently wrong",
+    ),
+    TextClaim(
+        "basin",
+        r"times as far",
+        lambda es: _verdict_of(es, "basin", {"reproduced"}),
+        "the adversarially trained model walks (much) farther",
+    ),
+    TextClaim(
+        "basin",
+        r"(the label|label) flips later",
+        lambda es: _verdict_of(es, "shift", {"reproduced"}, eps=8 / 255),
+        "the valley shifts to later flips",
+    ),
+    TextClaim(
+        "last-layer-scaling",
+        r"median (relative )?sharpness falls over the grid",
+        lambda es: _verdict_of(es, "median", {"reproduced"}, variant="bias scaled"),
+        "the median sharpness falls at every step",
+    ),
+    TextClaim(
+        "uncanny-valley",
+        r"judged by the same rule as within one run",
+        lambda es: False,
+        "over seeds the verdict is a majority of the seeds' verdicts, not the within-run rule",
+    ),
+)
+
+
+def fixed_text(markdown: str) -> str:
+    """A MyST notebook's text outside its code cells (the front matter and every code cell removed)."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", markdown, flags=re.S)
+    return re.sub(r"```\{code-cell\}.*?\n```", "", text, flags=re.S)
+
+
+def contradictions(book: Path, committed: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The phrases of :data:`TEXT_CLAIMS` that a chapter's fixed text states although its committed checks do not
+    support them (``committed``: :func:`flatrob.ledger.load` of data/claims). Every over-seeds section is held to the
+    uncanny-valley rule on the same-rule phrase."""
+    found = []
+    for path in sorted(book.rglob("*.md")):
+        text = fixed_text(path.read_text())
+        for claim in TEXT_CLAIMS:
+            if claim.chapter != path.stem and not (claim.chapter == "uncanny-valley" and "same rule" in claim.pattern):
+                continue
+            entries = committed.get(claim.chapter, {}).get("entries", [])
+            if re.search(claim.pattern, text, flags=re.I) and not claim.allowed(entries):
+                found.append(
+                    f"{path.name}: says {claim.pattern!r} ({claim.why}), which its committed checks do not support"
+                )
+    return found

@@ -1,0 +1,414 @@
+"""The verdict machinery, claim-agnostic: estimates with intervals, rules that judge them, checks, seeds.
+
+A verdict is computed, never written by hand, and never inside a chapter:
+
+* every ratio, share or median a verdict uses is an :class:`Estimate` with a 95% interval over the inputs
+  (:func:`bootstrap` for medians and ratios, :func:`share` for proportions: a Wilson score interval, which never
+  has zero width);
+* a :class:`Rule` says on which side of a threshold the claim puts the estimate. **reproduced** needs the whole
+  interval on the claim's side, **not reproduced** the whole interval on the other side of the rule's refutation
+  threshold, and everything in between, an inconclusive interval included, is **partly**;
+* **holds by construction**: an identity the code cannot help satisfying (shown, never counted as evidence:
+  :func:`combine`); **not testable here**: the data cannot make the check (nothing flipped), the evidence says why;
+* a check whose interval ends lie within its rule's margin of a threshold is **fragile**: another machine, seed or
+  sample could move it across (:meth:`Rule.fragile`);
+* over several training seeds (:func:`majority`) a combined "reproduced" or "not reproduced" needs a majority of
+  the seeds with that verdict, each seed judged by the check's whole rule; otherwise "partly". The interval over
+  seeds is descriptive; one of zero width (identical values, a median of a few discrete steps) is *unresolved*,
+  never taken as certain, and flags the result fragile.
+
+Every threshold is fixed, with its reason, in :mod:`flatrob.checks`, which holds one function per claim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "BY_CONSTRUCTION",
+    "Check",
+    "EVIDENCE_VERDICTS",
+    "Estimate",
+    "NOT_TESTABLE",
+    "Rule",
+    "Setting",
+    "VERDICTS",
+    "bootstrap",
+    "check_id",
+    "checks_table",
+    "combine",
+    "judged",
+    "majority",
+    "median",
+    "rule_of_three",
+    "share",
+    "t_interval",
+]
+
+#: The verdicts that are evidence for or against a claim.
+EVIDENCE_VERDICTS = ("reproduced", "partly", "not reproduced")
+#: A check that holds whatever the data: shown, never counted.
+BY_CONSTRUCTION = "holds by construction"
+#: A check the data at hand cannot make (the reason is in its evidence).
+NOT_TESTABLE = "not testable here"
+VERDICTS = (*EVIDENCE_VERDICTS, BY_CONSTRUCTION, NOT_TESTABLE)
+
+#: Bootstrap resamples for every interval (seeded: a run's intervals are reproducible); 2000 resamples put the
+#: Monte Carlo error of a 95% percentile interval's ends well below the sampling error of a few hundred inputs.
+N_BOOT, BOOT_SEED = 2000, 0
+#: The normal quantile of a two-sided 95% interval (Wilson intervals of shares).
+Z95 = 1.959963984540054
+
+#: What made a check, as data: data set, model, training, the attack's norm, radius, steps and step size, the
+#: number of inputs, the seed(s), the source of the evidence ("live", a sweep, a committed run) and the variant.
+Setting = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# estimates
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic of per-input values with its 95% interval over the inputs (``n`` of them)."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{_fmt(self.value)} [{_fmt(self.lo)}, {_fmt(self.hi)}]"
+
+    @property
+    def resolved(self) -> bool:
+        """False for an empty sample or an interval of zero width (a median of a few discrete values)."""
+        return all(math.isfinite(v) for v in (self.value, self.lo, self.hi)) and self.hi > self.lo
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "ci95": [self.lo, self.hi], "n": self.n}
+
+    def measure(self, name: str, rule: Rule) -> dict[str, Any]:
+        """This estimate as the decisive measure of a check, with the rule that turns it into the verdict."""
+        return {"name": name, **self.as_dict(), "rule": rule.as_dict()}
+
+
+def bootstrap(
+    stat: Callable[..., float], *samples: Any, paired: bool = True, n_boot: int = N_BOOT, seed: int = BOOT_SEED
+) -> Estimate:
+    """``stat(*samples)`` and its 95% percentile-bootstrap interval over the inputs.
+
+    ``paired``: the samples are measurements of the same inputs (same length), resampled with the same indices;
+    otherwise each is resampled on its own. Seeded, so the interval of a run is reproducible. NaN when a sample
+    is empty.
+    """
+    arrays = [np.asarray(s, dtype=np.float64) for s in samples]
+    if any(len(a) == 0 for a in arrays):
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    if paired and len({len(a) for a in arrays}) != 1:
+        raise ValueError(f"paired samples must have equal lengths; got {[len(a) for a in arrays]}")
+    rng = np.random.default_rng(seed)
+    value = float(stat(*arrays))
+    if len(arrays) == 1 and stat is median:  # the common case, all resamples at once
+        idx = rng.integers(0, len(arrays[0]), (n_boot, len(arrays[0])))
+        lo, hi = np.nanquantile(np.median(arrays[0][idx], axis=1), [0.025, 0.975])
+        return Estimate(value, float(lo), float(hi), len(arrays[0]))
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        if paired:
+            idx = rng.integers(0, len(arrays[0]), len(arrays[0]))
+            boots[b] = stat(*(a[idx] for a in arrays))
+        else:
+            boots[b] = stat(*(a[rng.integers(0, len(a), len(a))] for a in arrays))
+    lo, hi = np.nanquantile(boots, [0.025, 0.975])
+    return Estimate(value, float(lo), float(hi), len(arrays[0]))
+
+
+def median(a: np.ndarray) -> float:
+    """The median of a sample (a named statistic: :func:`bootstrap` evaluates it on all resamples at once)."""
+    return float(np.median(a))
+
+
+def share(mask: Any) -> Estimate:
+    """The share of true entries of a 0/1 sample with its 95% Wilson score interval (never of zero width)."""
+    m = np.asarray(mask, dtype=bool)
+    n = int(m.size)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    p = float(m.mean())
+    z2 = Z95**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    lo = 0.0 if p == 0.0 else max(0.0, centre - half)
+    hi = 1.0 if p == 1.0 else min(1.0, centre + half)
+    return Estimate(p, lo, hi, n)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """95% t-interval of the mean of a few values (NaN with fewer than two)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return math.nan, math.nan
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def rule_of_three(count: int, n: int) -> str:
+    """A count of violations with the 95% upper bound on their rate (3/n when none was seen)."""
+    if n == 0:
+        return "0 of 0"
+    if count == 0:
+        return f"0 of {n} (rate below {3 / n:.2g} at 95%)"
+    return f"{count} of {n}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+# ---------------------------------------------------------------------------
+# rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A claim about an estimate: it lies ``above`` (or ``below``) ``threshold``.
+
+    Reproduced when the whole interval lies on the claim's side of ``threshold`` (beyond it when ``strict``); not
+    reproduced when the whole interval lies on the other side of ``refute`` (default: the threshold itself; the
+    threshold belongs to the other side when ``strict``); partly otherwise; not testable for an empty sample.
+    ``margin``: how close an interval end may come to a threshold before the
+    verdict is flagged fragile (default 10% of the threshold; required for a threshold of 0).
+    """
+
+    side: Literal["above", "below"]
+    threshold: float
+    refute: float | None = None
+    strict: bool = False
+    margin: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.side not in ("above", "below"):
+            raise ValueError(f"side must be 'above' or 'below'; got {self.side!r}")
+        r = self.refutation
+        if (self.side == "above" and r > self.threshold) or (self.side == "below" and r < self.threshold):
+            raise ValueError(f"the refutation threshold {r} lies on the claim's side of {self.threshold}")
+        if self.margin is None and self.threshold == 0:
+            raise ValueError("a rule with threshold 0 needs an explicit margin")
+
+    @property
+    def refutation(self) -> float:
+        return self.threshold if self.refute is None else self.refute
+
+    @property
+    def tolerance(self) -> float:
+        return self.margin if self.margin is not None else 0.1 * abs(self.threshold)
+
+    def judge(self, e: Estimate | Mapping[str, float]) -> str:
+        """The verdict on an estimate (an :class:`Estimate`, or a mapping with ``value``, ``lo`` and ``hi``)."""
+        est = _as_estimate(e)
+        if not all(math.isfinite(v) for v in (est.value, est.lo, est.hi)):
+            return NOT_TESTABLE
+        t, r, lo, hi = self.threshold, self.refutation, est.lo, est.hi
+        if self.side == "above":
+            if (lo > t) if self.strict else (lo >= t):
+                return "reproduced"
+            if (hi <= r) if self.strict else (hi < r):
+                return "not reproduced"
+        else:
+            if (hi < t) if self.strict else (hi <= t):
+                return "reproduced"
+            if (lo >= r) if self.strict else (lo > r):
+                return "not reproduced"
+        return "partly"
+
+    def fragile(self, e: Estimate | Mapping[str, float]) -> bool:
+        """Whether an interval end lies within :attr:`tolerance` of a threshold it would cross to change the
+        verdict."""
+        est = _as_estimate(e)
+        if not all(math.isfinite(v) for v in (est.value, est.lo, est.hi)):
+            return False
+        near_claim = est.lo if self.side == "above" else est.hi
+        near_refute = est.hi if self.side == "above" else est.lo
+        return min(abs(near_claim - self.threshold), abs(near_refute - self.refutation)) < self.tolerance
+
+    def describe(self) -> str:
+        """In words, for the evidence: ``above 2 (not reproduced below 1)``."""
+        word = {"above": "above" if self.strict else "at least", "below": "below" if self.strict else "at most"}
+        text = f"{word[self.side]} {_fmt(self.threshold)}"
+        if self.refute is not None and self.refute != self.threshold:
+            text += f"; not reproduced {'below' if self.side == 'above' else 'above'} {_fmt(self.refute)}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Rule:
+        return cls(**dict(d))
+
+
+def _as_estimate(e: Estimate | Mapping[str, Any]) -> Estimate:
+    if isinstance(e, Estimate):
+        return e
+    lo, hi = e["ci95"] if "ci95" in e else (e["lo"], e["hi"])
+    return Estimate(float(e["value"]), _float(lo), _float(hi), int(e.get("n", 0)))
+
+
+def _float(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+# ---------------------------------------------------------------------------
+# checks
+
+
+def check_id(claim: int, part: str, setting: Mapping[str, Any]) -> str:
+    """The name of a check, made from its claim, its part and the setting that distinguishes it from its siblings:
+    ``6-rise-clean-linf-eps=0.03137``. Made once, never parsed back (the setting travels as data)."""
+    bits = [f"{claim}-{part}" if part else str(claim)]
+    for key in ("training", "variant", "definition"):
+        if setting.get(key):
+            bits.append(str(setting[key]).replace(" ", "_"))
+    if setting.get("norm") and setting.get("eps") is not None:
+        bits.append(f"{setting['norm']}-eps={float(setting['eps']):.4g}")
+    if setting.get("source", "live") != "live":
+        bits.append(str(setting["source"]).replace(" ", "_"))
+    return "-".join(bits)
+
+
+@dataclass(kw_only=True)
+class Check:
+    """One claim checked on data.
+
+    ``claim`` is the number of the claim in :data:`flatrob.ledger.CLAIMS` and ``part`` the check's name within it;
+    ``setting`` says, as data, what made it (:data:`Setting`); ``verdict`` is one of :data:`VERDICTS`;
+    ``evidence`` says in words what was measured (with its interval) against which threshold; ``paper`` is the
+    paper's number or shape for the same check; ``values`` holds the numbers. ``measure``, where one estimate
+    decides the verdict, names it with its rule ({"name", "value", "ci95", "n", "rule"}); ``fragile`` flags a
+    verdict whose interval lies within the rule's margin of a threshold.
+    """
+
+    claim: int
+    part: str
+    statement: str
+    verdict: str
+    evidence: str
+    paper: str = ""
+    setting: Setting = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    measure: dict[str, Any] | None = None
+    fragile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}")
+
+    @property
+    def id(self) -> str:
+        return check_id(self.claim, self.part, self.setting)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Check:
+        fields = {
+            "claim",
+            "part",
+            "statement",
+            "verdict",
+            "evidence",
+            "paper",
+            "setting",
+            "values",
+            "measure",
+            "fragile",
+        }
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def judged(
+    claim: int,
+    part: str,
+    statement: str,
+    estimate: Estimate,
+    rule: Rule,
+    *,
+    name: str,
+    evidence: str,
+    paper: str,
+    setting: Setting,
+    values: dict[str, Any] | None = None,
+) -> Check:
+    """A check decided by one estimate and its rule: the verdict, the measure and the fragility all from them."""
+    return Check(
+        claim=claim,
+        part=part,
+        statement=statement,
+        verdict=rule.judge(estimate),
+        evidence=evidence,
+        paper=paper,
+        setting=dict(setting),
+        values={name: estimate.as_dict(), **(values or {})},
+        measure=estimate.measure(name, rule),
+        fragile=rule.fragile(estimate),
+    )
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """One verdict from several checks (or parts) of one claim.
+
+    Only evidence counts: all reproduced -> reproduced, all not reproduced -> not reproduced, anything mixed ->
+    partly. Checks that hold by construction are shown but never counted; a claim with nothing else is "holds by
+    construction", one with no tested check at all "not testable here".
+    """
+    tested = [v for v in verdicts if v in EVIDENCE_VERDICTS]
+    if not tested:
+        return BY_CONSTRUCTION if BY_CONSTRUCTION in verdicts else NOT_TESTABLE
+    if all(v == "reproduced" for v in tested):
+        return "reproduced"
+    if all(v == "not reproduced" for v in tested):
+        return "not reproduced"
+    return "partly"
+
+
+def majority(verdicts: Sequence[str]) -> str:
+    """One verdict over several training seeds, each judged by the check's whole rule.
+
+    "reproduced" (or "not reproduced") needs more than half of the seeds with that verdict; seeds that could not
+    make the check do not vote, and a check no seed could make is "not testable here" (or "holds by construction"
+    when it holds so for all). Anything else is "partly": the seeds do not support a stronger verdict.
+    """
+    tested = [v for v in verdicts if v in EVIDENCE_VERDICTS]
+    if not tested:
+        return combine(list(verdicts))
+    counts = Counter(tested)
+    for verdict in ("reproduced", "not reproduced"):
+        if counts[verdict] * 2 > len(tested):
+            return verdict
+    return "partly"
+
+
+def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
+    """The checks as a table: check, verdict (with "fragile" where it is), the paper's number, ours (evidence)."""
+    return pd.DataFrame(
+        [
+            {
+                "check": c.id,
+                "verdict": c.verdict + (" (fragile)" if c.fragile else ""),
+                "paper": c.paper,
+                "ours": c.evidence,
+            }
+            for c in checks
+        ]
+    )

@@ -1,0 +1,146 @@
+"""The ledger: this build's entries beside the committed ones, verdicts per setting, the deliberate refresh."""
+
+import json
+import subprocess
+
+import pytest
+
+from flatrob import evidence, ledger
+from flatrob.paths import build_ledger_dir, claims_dir, claims_file
+from flatrob.verdicts import Check, Estimate, Rule
+
+PROV = {"commit": "abc", "time_utc": "2026-01-01T00:00:00+00:00", "device": "cpu", "params": {"seed": 0}}
+RISES = Rule("above", 2.0)
+
+
+def check(value=30.0, verdict=None, eps=8 / 255, training="clean", part="rise", claim=6, source="live"):
+    e = Estimate(value, value * 0.8, value * 1.2, 100)
+    setting = {
+        "data": "fashion-mnist",
+        "architecture": "small-cnn",
+        "epochs": 4,
+        "training": training,
+        "norm": "linf",
+        "eps": eps,
+        "source": source,
+    }
+    return Check(
+        claim=claim,
+        part=part,
+        statement="s",
+        verdict=verdict or RISES.judge(e),
+        evidence=f"value {value}",
+        setting=setting,
+        measure=e.measure("m", RISES),
+        fragile=RISES.fragile(e),
+    )
+
+
+def test_build_ledger_is_written_only_when_a_result_changes(tmp_path, monkeypatch):
+    entries = [ledger.entry(check(), "ch", PROV)]
+    assert ledger.record("ch", entries, root=tmp_path) is None  # without FLATROB_LEDGER=1 nothing is written
+    monkeypatch.setenv(ledger.LEDGER_ENV, "1")
+    path = ledger.record("ch", entries, root=tmp_path, duration_s=12.0)
+    assert path == build_ledger_dir(tmp_path) / "ch.json" and not claims_dir(tmp_path).exists()
+    before = path.read_text()
+    later = [ledger.entry(check(), "ch", PROV | {"commit": "def", "time_utc": "2026-02-02T00:00:00+00:00"})]
+    assert ledger.record("ch", later, root=tmp_path, duration_s=13.0) is None and path.read_text() == before
+    assert ledger.record("ch", [ledger.entry(check(31.0), "ch", PROV)], root=tmp_path) == path
+    assert ledger.load(build_ledger_dir(tmp_path))["ch"]["entries"][0]["ours"] == "value 31.0"
+
+
+def test_compare_gives_agreement_drift_and_the_committed_interval():
+    committed = {
+        "ch": {
+            "chapter": "ch",
+            "entries": [ledger.entry(check(30.0), "ch", PROV), ledger.entry(check(2.6, part="peak"), "ch", PROV)],
+        }
+    }
+    current = {
+        "ch": {
+            "chapter": "ch",
+            "entries": [ledger.entry(check(31.0), "ch", PROV), ledger.entry(check(1.9, part="peak"), "ch", PROV)],
+        }
+    }
+    result = evidence.compare(committed, current)
+    rows = {r["check"]: r for r in result["rows"]}
+    rise, peak = rows["6-rise-clean-linf-eps=0.03137"], rows["6-peak-clean-linf-eps=0.03137"]
+    assert rise["agrees"] and rise["drift"] == pytest.approx(1 / 31) and rise["inside committed interval"]
+    assert not peak["agrees"] and peak["fragile"]  # 2.6 [2.08, 3.12]: reproduced, its lower end 0.08 from 2
+    assert result["agree"] == 1 and result["checks"] == 2 and result["disagree"] == ["6-peak-clean-linf-eps=0.03137"]
+    assert result["largest_drift"] == pytest.approx(0.7 / 2.6)
+
+
+def test_verdicts_per_setting_with_the_papers_setting_first():
+    doc = {
+        "uv": {
+            "chapter": "uv",
+            "entries": [
+                ledger.entry(check(30.0, eps=0.2), "uv", PROV),
+                ledger.entry(check(1.0, eps=8 / 255), "uv", PROV),
+                ledger.entry(check(1.1, eps=8 / 255, source="sweep s"), "uv", PROV),
+                ledger.entry(check(30.0, eps=8 / 255, training="adversarial"), "uv", PROV),
+            ],
+        }
+    }
+    claim6 = next(c for c in ledger.build(doc) if c["claim"] == 6)
+    labels = [s["label"] for s in claim6["settings"]]
+    assert claim6["settings"][0]["paper_setting"] and "sweep s" in labels[0]  # the strongest evidence first
+    assert [s["paper_setting"] for s in claim6["settings"]] == [True, True, True, False]
+    assert labels[-1].startswith("PGD-linf 0.2")
+    # the headline: the paper's setting, from the strongest evidence there (the sweep), not the blend of all
+    assert claim6["verdict"] == "not reproduced"
+    assert next(c for c in ledger.build(doc) if c["claim"] == 11)["verdict"] == ledger.NOT_TESTED
+    assert ledger.setting_label(check().setting) == "PGD-linf 8/255, clean, small-cnn (4 epochs), fashion-mnist"
+
+
+def git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def test_update_refuses_a_dirty_tree_and_foreign_entries(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    with pytest.raises(evidence.RefreshRefused, match="no ledger"):
+        evidence.update(tmp_path)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=10", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    build = build_ledger_dir(tmp_path)
+    build.mkdir(parents=True)
+    (build / "ch.json").write_text(
+        json.dumps({"chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV | {"commit": head + "+dirty"})]})
+    )
+    with pytest.raises(evidence.RefreshRefused, match="from commit"):
+        evidence.update(tmp_path)
+    (build / "ch.json").write_text(
+        json.dumps(
+            {
+                "chapter": "ch",
+                "entries": [ledger.entry(check(), "ch", PROV | {"commit": head, "machine": {"cpu": "X"}})],
+            }
+        )
+    )
+    (tmp_path / "_config.yml").write_text("title: changed\n")
+    with pytest.raises(evidence.RefreshRefused, match="uncommitted changes"):
+        evidence.update(tmp_path)
+    git(tmp_path, "checkout", "_config.yml")
+    written = evidence.update(tmp_path)
+    assert claims_file(tmp_path) in written and (claims_dir(tmp_path) / "ch.json").is_file()
+    merged = json.loads(claims_file(tmp_path).read_text())
+    assert merged["commit"] == head and merged["machine"] == {"cpu": "X"}
+    assert [c["verdict"] for c in merged["claims"] if c["claim"] == 6] == ["reproduced"]
+
+
+def test_chapter_comparison_only_for_the_committed_parameters(tmp_path):
+    folder = claims_dir(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "ch.json").write_text(json.dumps({"chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV)]}))
+    same = evidence.compare_chapter("ch", [ledger.entry(check(), "ch", PROV)], root=tmp_path)
+    assert "1 of 1 verdicts agree" in same["note"] and "identical" in same["note"]
+    other = evidence.compare_chapter("ch", [ledger.entry(check(), "ch", PROV | {"params": {"seed": 1}})], root=tmp_path)
+    assert other["rows"] == [] and "parameters differ" in other["note"]
+    assert "No committed evidence" in evidence.compare_chapter("none", [], root=tmp_path)["note"]

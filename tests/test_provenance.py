@@ -1,0 +1,116 @@
+"""Where results go and what they record: the layout, provenance, what counts as committed evidence."""
+
+import json
+import subprocess
+
+import pytest
+import torch
+
+from flatrob import paths, provenance
+from flatrob.provenance import provenance_line
+
+
+def test_provenance_is_json():
+    record = provenance.provenance({"epochs": 3}, "cpu")
+    json.dumps(record)
+    assert record["params"] == {"epochs": 3} and record["device"].startswith("cpu")
+    assert "commit" in provenance_line(record) and "epochs=3" in provenance_line(record)
+
+
+def test_git_commit_dirty_ignores_data(tmp_path):
+    import subprocess
+
+    from flatrob.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "data" / "claims.json").write_text("[]\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = git_commit(tmp_path)
+    assert len(clean) == 10 and not clean.endswith("+dirty")
+    (tmp_path / "data" / "claims.json").write_text("[1]\n")  # a result the chapters write
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "+dirty"
+
+
+def test_provenance_records_the_machine_and_its_kernels():
+    record = provenance.provenance({}, "cpu")
+    m = record["machine"]
+    assert {"cpu", "threads", "cpu_capability", "onednn_isa", "mkl_cbwr", "kernels_pinned"} <= set(m)
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and record["device_type"] == "cpu"
+
+
+def test_thread_count_is_fixed(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(provenance.THREADS_ENV, "1")
+        assert provenance.fix_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(provenance.THREADS_ENV, "zero")
+        with pytest.raises(ValueError, match="FLATROB_THREADS"):
+            provenance.fix_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_resolve_device():
+    assert provenance.resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        provenance.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            provenance.resolve_device("cuda")
+
+
+def test_root_results_and_cache_follow_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(paths.ROOT_ENV, raising=False)
+    monkeypatch.delenv(paths.CACHE_ENV, raising=False)
+    (tmp_path / "book" / "experiments").mkdir(parents=True)
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    monkeypatch.chdir(tmp_path / "book" / "experiments")  # where a chapter executes
+    assert paths.repo_root() == tmp_path.resolve()
+    assert paths.cache_dir() == tmp_path.resolve() / "cache"
+    other = tmp_path / "elsewhere"
+    monkeypatch.setenv(paths.ROOT_ENV, str(other))
+    assert paths.repo_root() == other.resolve()
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "c"))
+    assert paths.cache_dir() == tmp_path / "c"
+
+
+def test_only_committed_or_promoted_runs_count(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    for run in ("a-committed", "b-local", "c-promoted", ".d.partial"):
+        d = tmp_path / "data" / "runs" / "ch" / run
+        d.mkdir(parents=True)
+        (d / "provenance.json").write_text(json.dumps({"params": {"run": run}}))
+    (tmp_path / "data" / "runs" / "ch" / "c-promoted" / paths.PROMOTED).write_text("yes\n")
+    git("add", "data/runs/ch/a-committed")
+    git("commit", "-qm", "a run")
+    staged = tmp_path / "data" / "runs" / "ch" / "e-staged"
+    staged.mkdir()
+    (staged / "provenance.json").write_text("{}")
+    git("add", "data/runs/ch/e-staged")  # staged is not committed
+    found = [r["dir"].name for r in provenance.committed_runs("ch", root=tmp_path)]
+    assert found == ["a-committed", "c-promoted"]
+    (tmp_path / "data" / "runs" / "ch" / "a-committed" / "provenance.json").write_text(json.dumps({"params": {}}))
+    assert [r["dir"].name for r in provenance.committed_runs("ch", root=tmp_path)] == ["c-promoted"]  # changed since
+    assert provenance.committed_runs("none", root=tmp_path) == []
+
+
+def test_results_files_are_strict_json(tmp_path):
+    provenance.save_results(tmp_path, {"s.json": {"a": float("nan"), "b": [1.0, float("inf")], "c": 2.0}})
+    assert json.loads((tmp_path / "s.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {
+        "a": None,
+        "b": [1.0, None],
+        "c": 2.0,
+    }

@@ -1,0 +1,166 @@
+"""The verdict machinery: intervals, every rule driven to every verdict (the inconclusive case included), fragility,
+combining parts and seeds, checks as data."""
+
+import math
+
+import numpy as np
+import pytest
+
+from flatrob import checks
+from flatrob.verdicts import (
+    Check,
+    Estimate,
+    Rule,
+    bootstrap,
+    check_id,
+    combine,
+    majority,
+    median,
+    share,
+    t_interval,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def test_bootstrap_interval_covers_and_is_reproducible():
+    x = RNG.normal(3.0, 1.0, 400)
+    est = bootstrap(np.median, x)
+    assert est.lo < 3.0 < est.hi and est.lo < est.value < est.hi and est.n == 400
+    assert bootstrap(np.median, x) == est  # seeded
+    assert bootstrap(median, x) == est  # all resamples at once: the same interval
+    assert math.isnan(bootstrap(np.median, np.array([])).value)
+    with pytest.raises(ValueError, match="equal lengths"):
+        bootstrap(lambda a, b: 0.0, np.ones(3), np.ones(4))
+    # coverage: the true median of N(0, 1) lies in about 95% of the intervals
+    hits = 0
+    for s in range(60):
+        e = bootstrap(np.median, np.random.default_rng(s).normal(0, 1, 100), n_boot=400)
+        hits += e.lo <= 0 <= e.hi
+    assert hits >= 51
+
+
+def test_share_has_a_wilson_interval_that_never_has_zero_width():
+    all_true = share(np.ones(300, dtype=bool))
+    assert all_true.value == 1.0 and all_true.hi == 1.0 and 0.98 < all_true.lo < 0.99 and all_true.resolved
+    none = share(np.zeros(50, dtype=bool))
+    assert none.lo == 0.0 and 0.05 < none.hi < 0.1
+    half = share(np.r_[np.ones(100), np.zeros(100)].astype(bool))
+    assert half.lo < 0.5 < half.hi and half.hi - half.lo == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 200), rel=0.02)
+    assert math.isnan(share(np.array([], dtype=bool)).value)
+
+
+E = {
+    "above": Estimate(3.0, 2.5, 3.5, 100),
+    "inside": Estimate(2.0, 1.5, 2.5, 100),
+    "below": Estimate(1.0, 0.5, 1.5, 100),
+    "unresolved": Estimate(3.0, 3.0, 3.0, 100),
+    "empty": Estimate(math.nan, math.nan, math.nan, 0),
+}
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        checks.RISES,
+        checks.COLLAPSES,
+        checks.MOSTLY,
+        checks.CONFIDENT_AT_END,
+        checks.LATER,
+        checks.LARGER,
+        checks.WIDENS,
+        checks.MONOTONE,
+        checks.FALLS,
+        checks.MASKS,
+        checks.STILL_FOOLS,
+        checks.NORM_MOVES,
+        checks.DETECTS,
+        checks.BEATS_CONFIDENCE,
+    ],
+)
+def test_every_rule_reaches_every_verdict_and_inconclusive_is_partly(rule):
+    t, r = rule.threshold, rule.refutation
+    width = max(0.2 * abs(t), 0.05, 0.2 * abs(t - r))
+    claim_side = 1 if rule.side == "above" else -1
+    beyond = t + claim_side * width
+    against = r - claim_side * width
+    assert rule.judge(Estimate(beyond, beyond - width / 4, beyond + width / 4, 50)) == "reproduced"
+    assert rule.judge(Estimate(against, against - width / 4, against + width / 4, 50)) == "not reproduced"
+    assert rule.judge(Estimate(t, t - width, t + width, 50)) == "partly"  # the interval holds the threshold
+    wide = Estimate(t, min(t, r) - 10 * width, max(t, r) + 10 * width, 50)
+    assert rule.judge(wide) == "partly"  # inconclusive data are never a negative verdict
+    assert rule.judge(Estimate(beyond, beyond, beyond, 50)) == "reproduced"  # within a run: no resample moves it
+    assert rule.judge(E["empty"]) == "not testable here"
+
+
+def test_strict_rules_put_the_threshold_on_the_other_side():
+    later = Rule("above", 0.0, strict=True, margin=1.0)
+    assert later.judge(Estimate(0.5, 0.0, 1.0, 9)) == "partly"  # touching 0 is not "later"
+    assert later.judge(Estimate(-0.5, -1.0, 0.0, 9)) == "not reproduced"  # at most 0: not later
+    assert Rule("above", 2.0).judge(Estimate(2.5, 2.0, 3.0, 9)) == "reproduced"  # "at least 2" includes 2
+
+
+def test_the_refutation_threshold_separates_partial_from_negative():
+    widens = Rule("above", 2.0, refute=1.0)
+    assert widens.judge(Estimate(1.4, 1.2, 1.6, 9)) == "partly"  # wider, but not by the factor
+    assert widens.judge(Estimate(5.0, 0.9, 20.0, 9)) == "partly"  # inconclusive
+    assert widens.judge(Estimate(0.8, 0.7, 0.9, 9)) == "not reproduced"
+    detects = Rule("above", 0.9, refute=0.75)
+    assert detects.judge(Estimate(0.92, 0.74, 1.0, 9)) == "partly"
+    with pytest.raises(ValueError, match="claim's side"):
+        Rule("above", 1.0, refute=2.0)
+    with pytest.raises(ValueError, match="explicit margin"):
+        Rule("above", 0.0)
+
+
+def test_fragile_means_an_interval_end_near_a_threshold():
+    rule = Rule("above", 2.0, refute=1.0, margin=0.1)
+    assert rule.fragile(Estimate(2.5, 2.05, 3.0, 9))  # reproduced, but its lower end is 0.05 from 2
+    assert not rule.fragile(Estimate(3.0, 2.5, 3.5, 9))
+    assert rule.fragile(Estimate(0.9, 0.8, 0.95, 9))  # not reproduced, its upper end 0.05 from 1
+    assert not rule.fragile(Estimate(1.5, 1.3, 1.7, 9))  # partly, far from both thresholds
+    assert not rule.fragile(E["empty"])
+    assert "at least 2" in rule.describe() and "not reproduced below 1" in rule.describe()
+    assert Rule.from_dict(rule.as_dict()) == rule
+
+
+def test_combine_counts_only_evidence():
+    assert combine(["reproduced", "holds by construction"]) == "reproduced"
+    assert combine(["holds by construction"]) == "holds by construction"
+    assert combine(["not testable here"]) == "not testable here"
+    assert combine(["reproduced", "not reproduced"]) == "partly"
+    assert combine(["not reproduced", "not testable here"]) == "not reproduced"
+
+
+def test_majority_over_seeds_is_never_stronger_than_the_seeds():
+    assert majority(["reproduced", "reproduced", "partly"]) == "reproduced"
+    assert majority(["partly", "partly", "reproduced"]) == "partly"  # 2 of 3 partly: not "reproduced"
+    assert majority(["partly", "partly", "partly"]) == "partly"  # three "partly" never make "not reproduced"
+    assert majority(["not reproduced", "not reproduced", "reproduced"]) == "not reproduced"
+    assert majority(["reproduced", "not reproduced"]) == "partly"
+    assert majority(["not testable here", "reproduced", "reproduced"]) == "reproduced"
+    assert majority(["not testable here"] * 3) == "not testable here"
+
+
+def test_t_interval():
+    lo, hi = t_interval([1.0, 2.0, 3.0])
+    assert lo < 2.0 < hi and hi - lo == pytest.approx(2 * 4.303 * 1 / math.sqrt(3), rel=1e-3)
+    assert all(math.isnan(v) for v in t_interval([1.0]))
+
+
+def test_checks_are_data_with_ids_made_from_their_setting():
+    c = Check(
+        claim=6,
+        part="rise",
+        statement="s",
+        verdict="reproduced",
+        evidence="e",
+        setting={"training": "clean", "norm": "linf", "eps": 8 / 255, "source": "live"},
+    )
+    assert c.id == "6-rise-clean-linf-eps=0.03137"
+    assert Check.from_dict(c.as_dict()) == c
+    assert check_id(9, "masking", {"norm": "linf", "eps": 0.1, "source": "sweep s"}) == "9-masking-linf-eps=0.1-sweep_s"
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        Check(claim=1, part="", statement="s", verdict="maybe", evidence="e")
+    with pytest.raises(TypeError):
+        Check(6, "rise", "s", "reproduced", "e")  # keyword arguments only
