@@ -8,6 +8,8 @@
   with or without a repository URL.
 * The pages that summarise the others (the reproduction report) are read, and so executed, last: they read the
   ledger the chapters write during the same build.
+* The bibliography is labelled the way the text cites: "Walter et al., 2026", not [WAVK26] (the pybtex style
+  "authoryear", used by references.md).
 * In the PDF, the introduction is front matter: its sections are not chapters (so that chapter, equation and
   theorem numbers are those of the web book), and a proof's title bar says "Proof".
 """
@@ -51,6 +53,20 @@ def _summaries_last(app, env, docnames):
             docnames.append(name)
 
 
+def _proof_titles(app, doctree, docname):
+    """For LaTeX only: a proof box (sphinx-proof's untitled admonition, whose text starts "Proof. ") gets the title
+    "Proof", so that its title bar is not empty."""
+    if app.builder.format != "latex":
+        return
+    for box in doctree.findall(nodes.admonition):
+        if "proof" not in box.get("classes", []) or (box.children and isinstance(box[0], nodes.title)):
+            continue
+        box.insert(0, nodes.title("Proof", "Proof"))
+        first = next(iter(box.findall(nodes.Text)), None)
+        if first is not None and str(first).startswith("Proof. "):
+            first.parent.replace(first, nodes.Text(str(first)[len("Proof. ") :]))
+
+
 def _introduction_as_front_matter(app, doctree, docname):
     """For LaTeX only: the root page's sections become rubrics, so they are not numbered chapters before part I."""
     if app.builder.format != "latex" or docname != app.config.root_doc:
@@ -65,10 +81,45 @@ def _introduction_as_front_matter(app, doctree, docname):
         section.replace_self(replacement)
 
 
+def _author_year_style():
+    """A pybtex formatting style: the alpha style's entries with author-year labels (a, b for clashes)."""
+    from collections import Counter
+
+    from pybtex.style.formatting.alpha import Style as AlphaStyle
+    from pybtex.style.labels import BaseLabelStyle
+
+    def names(entry):
+        last = [" ".join(p.last_names).replace("{", "").replace("}", "") for p in entry.persons.get("author", [])]
+        if len(last) > 2:
+            return f"{last[0]} et al."
+        return " and ".join(last) or entry.fields.get("title", "Anonymous")[:20]
+
+    class AuthorYear(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            entries = list(sorted_entries)
+            plain = [f"{names(e)}, {e.fields.get('year', 'n.d.')}" for e in entries]
+            counts, seen = Counter(plain), Counter()
+            for label in plain:
+                if counts[label] > 1:
+                    seen[label] += 1
+                    yield label + "abcdefghij"[seen[label] - 1]
+                else:
+                    yield label
+
+    class Style(AlphaStyle):
+        default_label_style = AuthorYear
+
+    return Style
+
+
 def setup(app):
     app.set_html_assets_policy("always")
+    from pybtex.plugin import register_plugin
+
+    register_plugin("pybtex.style.formatting", "authoryear", _author_year_style())
     app.connect("config-inited", _follow_repository_url)
     app.connect("html-page-context", _offer_executed_notebook, priority=400)  # before the theme's buttons (501)
     app.connect("env-before-read-docs", _summaries_last)
     app.connect("doctree-resolved", _introduction_as_front_matter)
+    app.connect("doctree-resolved", _proof_titles)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

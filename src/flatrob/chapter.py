@@ -225,6 +225,7 @@ def show_checks(checks: Sequence[Check]) -> None:
     import pandas as pd
 
     from flatrob.ledger import setting_label
+    from flatrob.report import paper_link
     from flatrob.tables import show
 
     show(
@@ -233,7 +234,7 @@ def show_checks(checks: Sequence[Check]) -> None:
                 {
                     "check": f"{c.claim}{'-' + c.part if c.part else ''} · {setting_label(c.setting)}",
                     "verdict": c.verdict + (" (fragile)" if c.fragile else ""),
-                    "paper": c.paper,
+                    "paper": paper_link(c.claim, c.paper, "../"),
                     "ours": c.evidence,
                 }
                 for c in checks

@@ -61,22 +61,16 @@ __all__ = [
 
 
 def _check(weight: Tensor, features: Tensor, bias: Tensor | None) -> None:
-    named = {"weight": weight, "features": features, "bias": bias}
-    for name, t in named.items():
-        if t is not None and not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__} (convert with torch.as_tensor)")
-    present = {k: t for k, t in named.items() if t is not None}
-    if len({t.dtype for t in present.values()}) > 1:
-        raise TypeError(
-            "weight, features and bias must have one dtype; got "
-            + ", ".join(f"{k} {t.dtype}" for k, t in present.items())
-            + " (cast them, e.g. features.to(weight.dtype))"
-        )
-    if len({t.device for t in present.values()}) > 1:
-        raise TypeError(
-            "weight, features and bias must be on one device; got "
-            + ", ".join(f"{k} on {t.device}" for k, t in present.items())
-        )
+    """Shapes, types, dtypes and devices of the last layer's inputs; a few attribute reads when all is well."""
+    if not (
+        isinstance(weight, Tensor)
+        and isinstance(features, Tensor)
+        and (bias is None or isinstance(bias, Tensor))
+        and weight.dtype == features.dtype
+        and weight.device == features.device
+        and (bias is None or (bias.dtype == weight.dtype and bias.device == weight.device))
+    ):
+        _explain_mismatch(weight, features, bias)
     if weight.dim() != 2:
         raise ValueError(f"weight must have shape (k, m); got {tuple(weight.shape)}")
     if features.dim() != 2:
@@ -89,6 +83,25 @@ def _check(weight: Tensor, features: Tensor, bias: Tensor | None) -> None:
         raise ValueError(f"features have m={features.shape[1]} columns but weight has m={m} columns")
     if bias is not None and bias.shape != (k,):
         raise ValueError(f"bias must have shape ({k},); got {tuple(bias.shape)}")
+
+
+def _explain_mismatch(weight: object, features: object, bias: object) -> None:
+    """Raise the TypeError that names what does not match: a type, a dtype or a device, with the fix."""
+    named = {"weight": weight, "features": features, "bias": bias}
+    for name, t in named.items():
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__} (convert with torch.as_tensor)")
+    present = {k: t for k, t in named.items() if isinstance(t, Tensor)}
+    if len({t.dtype for t in present.values()}) > 1:
+        raise TypeError(
+            "weight, features and bias must have one dtype; got "
+            + ", ".join(f"{k} {t.dtype}" for k, t in present.items())
+            + " (cast them, e.g. features.to(weight.dtype))"
+        )
+    raise TypeError(
+        "weight, features and bias must be on one device; got "
+        + ", ".join(f"{k} on {t.device}" for k, t in present.items())
+    )
 
 
 def _check_kind(kind: str) -> None:
@@ -125,10 +138,17 @@ def complement_probabilities(logits: Tensor) -> tuple[Tensor, Tensor]:
     return p, _others(p)
 
 
+#: The matrix 11^T - I per (k, dtype, device): built once, not at every call.
+_COMPLEMENT: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+
 def _others(p: Tensor) -> Tensor:
     """``q_s = sum_{s' != s} p_s'`` for every class at once: ``p (11^T - I)``, one small matrix product. (..., k)."""
-    k = p.shape[-1]
-    return p @ (1 - torch.eye(k, dtype=p.dtype, device=p.device))
+    key = (p.shape[-1], p.dtype, p.device)
+    complement = _COMPLEMENT.get(key)
+    if complement is None:
+        complement = _COMPLEMENT[key] = 1 - torch.eye(key[0], dtype=p.dtype, device=p.device)
+    return p @ complement
 
 
 def squared_norms(features: Tensor) -> Tensor:
@@ -157,6 +177,23 @@ def _distances(weight: Tensor) -> Tensor:
     dist = pairwise_sq_distances(weight)
     _DISTANCES[weight] = (weight._version, dist)
     return dist
+
+
+#: ||W||_F^2 of weight tensors, cached as the distances are.
+_FROBENIUS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _frobenius_sq(weight: Tensor) -> Tensor:
+    """``||W||_F^2`` (a 0-d tensor), computed once per tensor and version (not where autograd must see it)."""
+    if weight.requires_grad and torch.is_grad_enabled():
+        return weight.square().sum()
+    hit = _FROBENIUS.get(weight)  # type: ignore[no-untyped-call]
+    if hit is not None and hit[0] == weight._version:
+        cached: Tensor = hit[1]
+        return cached
+    value = weight.square().sum()
+    _FROBENIUS[weight] = (weight._version, value)
+    return value
 
 
 def pairwise_sq_distances(weight: Tensor) -> Tensor:
@@ -257,7 +294,7 @@ def relative_sharpness(
         return _neuron(torch.softmax(z, dim=-1), phi_sq, _distances(weight) if dist_sq is None else dist_sq)
     p, q = complement_probabilities(z)
     if kind == "layer":
-        return weight.square().sum() * _trace(p, q, phi_sq)
+        return _frobenius_sq(weight) * _trace(p, q, phi_sq)
     return _eigen(p, q, phi_sq, weight.square().sum(-1))
 
 
@@ -280,7 +317,7 @@ def last_layer_statistics(
         "log_p": log_p,
         "p": p,
         "trace": trace,
-        "kappa_layer": weight.square().sum() * trace,
+        "kappa_layer": _frobenius_sq(weight) * trace,
         "kappa_neuron": _neuron(p, phi_sq, dist_sq),
     }
 

@@ -52,6 +52,12 @@ HEADLINE_PART = {
 }
 
 
+def paper_link(claim: int, text: str, prefix: str = "") -> str:
+    """The paper's value of a claim, linked to where the book says where it comes from ("The paper, as we read it";
+    ``prefix`` reaches it from the page's folder, "../" from a chapter's). In HTML a link; LaTeX keeps the text."""
+    return f'<a href="{prefix}paper.html#claim-{claim}">{text}</a>' if text else ""
+
+
 def category(claim: int, setting: Mapping[str, Any]) -> str:
     """The grid's column of a check: the paper's setting or not, one run, over seeds, or a committed run."""
     kind = source_kind(setting)

@@ -1,0 +1,67 @@
+"""The PDF as a reader gets it, checked from its text (``pdftotext``): ``make pdf`` runs it after LaTeX.
+
+* no table printed as the ``repr`` of a pandas ``Styler`` (or of any other object: ``<... at 0x...>``);
+* the introduction is front matter: none of its sections is a numbered chapter, so that chapter, equation and
+  theorem numbers are those of the web book (the first chapter, "Relative flatness", holds Definition 1.1);
+* the table of contents has the parts (Theory, Experiments);
+* every proof box has its title.
+
+Exits with 1 and says what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OBJECT_REPR = re.compile(r"<[A-Za-z_.]+ (object )?at 0x[0-9a-f]+>")
+INTRO_SECTIONS = ("What the paper claims", "How to read this book", "Re-running a chapter", "This build")
+
+
+def problems(text: str) -> list[str]:
+    found = []
+    if "pandas.io.formats.style.Styler" in text or OBJECT_REPR.search(text):
+        hit = OBJECT_REPR.search(text)
+        found.append(f"an object's repr instead of a table: {hit.group(0) if hit else 'Styler'}")
+    for title in INTRO_SECTIONS:
+        if re.search(rf"(CHAPTER|Chapter)\s+\S+\s+{re.escape(title)}", text):
+            found.append(f"the introduction's section {title!r} is a numbered chapter")
+    first = re.search(r"(CHAPTER|Chapter)\s+(\S+)\s+Relative flatness", text)
+    if not first or first.group(2) not in ("1", "ONE", "One"):
+        found.append(
+            "the first chapter, Relative flatness, is not chapter 1" + (f" (it is {first.group(2)})" if first else "")
+        )
+    if "Definition 1.1" not in text:
+        found.append("no Definition 1.1: theorem numbers differ from the web book's")
+    contents = text[: text.find("Relative flatness", text.find("Relative flatness") + 1) + 1] if text else ""
+    for part in ("Theory", "Experiments"):
+        if not re.search(rf"\b(Part\s+\S+\s+)?{part}\b", contents):
+            found.append(f"the table of contents has no part {part!r}")
+    if "Proof" not in text:
+        found.append("no proof box has a title")
+    return found
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pdf", type=Path, default=ROOT / "_build" / "latex" / "book.pdf")
+    args = ap.parse_args()
+    if not args.pdf.is_file():
+        print(f"error: no PDF at {args.pdf}; run make pdf first", file=sys.stderr)
+        return 2
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(args.pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    found = problems(text)
+    for p in found:
+        print(f"FAILED: {p}")
+    print(f"{args.pdf}: {len(text.splitlines())} lines of text; {'fine' if not found else f'{len(found)} problems'}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Findings in words come from the checks, and fixed text never states a direction its checks contradict."""
+
+from pathlib import Path
+
+from flatrob import prose
+from flatrob.ledger import entry, load
+from flatrob.paths import claims_dir
+from flatrob.verdicts import Check, Estimate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_chapter_states_what_its_committed_checks_contradict():
+    assert prose.contradictions(ROOT / "book", load(claims_dir(ROOT))) == []
+
+
+def fake_chapter(tmp_path, name, text):
+    (tmp_path / f"{name}.md").write_text("---\njupytext: {}\n---\n" + text + "\n```{code-cell} ipython3\nx = 1\n```\n")
+
+
+def basin_entry(verdict):
+    c = Check(claim=7, part="basin", statement="s", verdict=verdict, evidence="e", setting={"definition": "absolute"})
+    return entry(c, "basin", {})
+
+
+def test_the_five_passages_are_caught_when_their_checks_disagree(tmp_path):
+    fake_chapter(tmp_path, "basin", "The adversarially trained model walks 1.34 times as far; the label flips later.")
+    fake_chapter(tmp_path, "confidence-flatness", "The attack's end points are mostly confidently wrong.")
+    fake_chapter(tmp_path, "last-layer-scaling", "The median sharpness falls over the grid.")
+    fake_chapter(tmp_path, "detector", "Each check is judged by the same rule as within one run.")
+    shift = entry(
+        Check(
+            claim=7,
+            part="shift",
+            statement="s",
+            verdict="partly",
+            evidence="e",
+            setting={"norm": "linf", "eps": 8 / 255},
+        ),
+        "uncanny-valley",
+        {},
+    )
+    wrong = entry(
+        Check(
+            claim=10,
+            part="attack",
+            statement="s",
+            verdict="not testable here",
+            evidence="e",
+            setting={"inputs": 300},
+            values={"n_confidently_wrong": 3},
+        ),
+        "confidence-flatness",
+        {},
+    )
+    median = entry(
+        Check(
+            claim=8,
+            part="median",
+            statement="s",
+            verdict="not reproduced",
+            evidence="e",
+            setting={"variant": "bias scaled"},
+        ),
+        "last-layer-scaling",
+        {},
+    )
+    committed = {
+        "basin": {"entries": [basin_entry("partly")]},
+        "uncanny-valley": {"entries": [shift]},
+        "confidence-flatness": {"entries": [wrong]},
+        "last-layer-scaling": {"entries": [median]},
+    }
+    found = prose.contradictions(tmp_path, committed)
+    assert len(found) == 5, found
+    # the same text is fine where the checks say so
+    committed["basin"]["entries"] = [basin_entry("reproduced")]
+    assert len(prose.contradictions(tmp_path, committed)) == 4
+
+
+def test_fixed_text_leaves_out_code_and_front_matter():
+    text = "---\njupytext: x\n---\nProse here.\n```{code-cell} ipython3\nprint('times as far')\n```\nMore prose."
+    assert "times as far" not in prose.fixed_text(text) and "More prose." in prose.fixed_text(text)
+
+
+def test_sentences_follow_the_verdicts():
+    def valley_check(part, verdict, value, eps=8 / 255):
+        values = {"n_flipped": 100, "n_start_correct": 271, "steps": 40, "n_samples": 300}
+        if part == "rise":
+            values["median peak/start"] = Estimate(value, value * 0.8, value * 1.2, 100).as_dict()
+        else:
+            values["final_over_peak"] = Estimate(value, value * 0.8, value * 1.2, 100).as_dict()
+        return Check(
+            claim=6,
+            part=part,
+            statement="s",
+            verdict=verdict,
+            evidence="e",
+            values=values,
+            setting={"eps": eps, "training": "clean", "source": "live"},
+        )
+
+    no = prose.valley(
+        [valley_check("rise", "reproduced", 3.1), valley_check("collapse", "not reproduced", 0.65)], [8 / 255]
+    )
+    assert "which is no collapse (not reproduced)" in no and "rises 3.1-fold" in no
+    yes = prose.valley(
+        [valley_check("rise", "reproduced", 22.0), valley_check("collapse", "reproduced", 0.04)], [8 / 255]
+    )
+    assert "collapses after the flip to 0.04 of its peak" in yes
+    assert "mostly confidently wrong" in prose.confidence(0.9, 200, 300, 0.1)
+    assert "seldom confidently" in prose.confidence(0.6, 3, 300, 8 / 255)
+    assert "mostly still right: 43% are wrong, 3 of 300" in prose.confidence(0.43, 3, 300, 8 / 255)
