@@ -101,11 +101,13 @@ browser-test: $(BROWSER_STAMP)
 
 # The whole book as one PDF, by LaTeX (XeLaTeX), with TeX from Debian's packages installed when missing;
 # written to _build/latex/book.pdf and copied to _build/html/book.pdf, where the published book offers it.
-TEX_DEBS := texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk tex-gyre fonts-freefont-otf
+TEX_DEBS := texlive-xetex texlive-latex-extra texlive-fonts-recommended latexmk tex-gyre fonts-freefont-otf poppler-utils
 pdf: book
-	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && fc-list | grep -q FreeSerif \
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && command -v pdftotext >/dev/null \
+	  && fc-list | grep -q FreeSerif \
 	  || { echo "installing TeX from Debian's packages"; $(APT) update -qq && $(APT) install -y -qq $(TEX_DEBS); }
 	$(BIN)/jupyter-book build book/ --builder pdflatex
+	$(BIN)/python tests/browser/check_pdf.py --pdf _build/latex/book.pdf
 	cp _build/latex/book.pdf _build/html/book.pdf
 	@echo "PDF: _build/latex/book.pdf ($$(du -h _build/latex/book.pdf | cut -f1))"
 
@@ -113,11 +115,14 @@ pdf: book
 reproducibility: setup
 	$(BIN)/python benchmarks/reproducibility.py --out data/benchmarks/reproducibility.json
 
+# Benchmark files are named by the machine that measured them (CPU, kernels, threads): figures of one machine.
 bench: setup
-	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu.json
-	$(BIN)/python benchmarks/bench_forward.py --out data/benchmarks/forward-cpu.json
-	$(BIN)/python benchmarks/bench_pgd.py --repeat 41 --out data/benchmarks/pgd-tracking-digits-cnn-cpu.json
-	$(BIN)/python benchmarks/bench_pgd.py --arch resnet18 --batch 16 --steps 10 --repeat 5 --out data/benchmarks/pgd-tracking-resnet18-cpu.json
+	@slug=$$($(BIN)/python -c "from flatrob.provenance import fix_threads, machine_slug; fix_threads(); print(machine_slug())"); \
+	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu-$$slug.json && \
+	$(BIN)/python benchmarks/bench_forward.py --out data/benchmarks/forward-cpu-$$slug.json && \
+	$(BIN)/python benchmarks/bench_pgd.py --repeat 41 --out data/benchmarks/pgd-tracking-digits-cnn-cpu-$$slug.json && \
+	$(BIN)/python benchmarks/bench_pgd.py --arch resnet18 --batch 16 --steps 10 --repeat 5 \
+	  --out data/benchmarks/pgd-tracking-resnet18-cpu-$$slug.json
 
 # On a machine with a CUDA GPU: the test suite, every chapter with device cuda, the ResNet-18 / CIFAR path and the
 # GPU benchmarks, reported in data/benchmarks/gpu-check.json. Where the pinned packages cannot be installed, run

@@ -68,9 +68,18 @@ def _proof_titles(app, doctree, docname):
 
 
 def _introduction_as_front_matter(app, doctree, docname):
-    """For LaTeX only: the root page's sections become rubrics, so they are not numbered chapters before part I."""
+    """For LaTeX only: the root page's sections become rubrics, so they are not numbered chapters before part I, and
+    each captioned table of contents (Theory, Experiments, Back matter) starts a part."""
     if app.builder.format != "latex" or docname != app.config.root_doc:
         return
+    from sphinx import addnodes
+
+    for toc in list(doctree.findall(addnodes.toctree)):
+        caption = toc.get("caption")
+        if not caption:
+            continue
+        anchor = toc.parent if isinstance(toc.parent, nodes.compound) else toc
+        anchor.parent.insert(anchor.parent.index(anchor), nodes.raw("", f"\\part{{{caption}}}\n", format="latex"))
     top = next(iter(doctree.findall(nodes.section)), None)
     if top is None:
         return

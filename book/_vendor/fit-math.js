@@ -1,6 +1,7 @@
 // Display equations wider than the column are scaled down to fit it (MathJax 3 does not break lines): on a phone a
 // long equation is shown whole, smaller, instead of behind a horizontal scroll. The scale is kept in data-fit-scale,
-// which the browser check of the book reads (make browser-test).
+// which the browser check of the book reads (make browser-test). A table of the library (flatrob-table) wider than
+// the column is stacked instead: one block per row, each value under its column's name.
 (function () {
   function fit() {
     document.querySelectorAll('mjx-container[display="true"]').forEach(function (c) {
@@ -11,6 +12,13 @@
         var scale = Math.max(0.5, (have / need) * 0.98);
         c.style.fontSize = (scale * 100).toFixed(1) + '%';
         c.dataset.fitScale = scale.toFixed(3);
+      }
+    });
+    document.querySelectorAll('table.flatrob-table').forEach(function (t) {
+      t.classList.remove('flatrob-stacked');
+      var have = t.parentElement ? t.parentElement.clientWidth : 0;
+      if (have > 0 && t.getBoundingClientRect().width > have + 1) {
+        t.classList.add('flatrob-stacked');
       }
     });
     document.documentElement.dataset.mathFitted = 'yes';

@@ -49,6 +49,7 @@ __all__ = [
     "json_text",
     "strict_json",
     "machine",
+    "machine_slug",
     "progress_bar",
     "progress_enabled",
     "provenance",
@@ -173,6 +174,16 @@ def machine() -> dict[str, Any]:
         "kernels_pinned": pin_cpu_kernels()
         and torch.backends.cpu.get_cpu_capability().lower() == CPU_PINS["ATEN_CPU_CAPABILITY"],
     }
+
+
+def machine_slug() -> str:
+    """A file-safe name of this machine as its numbers depend on it: ``amd-epyc-avx2-2t`` (CPU model, the kernels'
+    instruction set, threads). Benchmark files carry it, so that no figure passes for another machine's."""
+    import re
+
+    m = machine()
+    cpu = re.sub(r"[^a-z0-9]+", "-", str(m["cpu"]).lower()).strip("-")[:40] or "cpu"
+    return f"{cpu}-{str(m['cpu_capability']).lower()}-{m['threads']}t"
 
 
 def provenance(params: dict[str, Any] | None = None, device: torch.device | str | None = None) -> dict[str, Any]:

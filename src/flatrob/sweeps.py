@@ -124,7 +124,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _release_stale_lock(sweep: Path, cmd: list[str]) -> None:
+def _stop(snake: subprocess.Popen[bytes]) -> None:
+    """Stop Snakemake and its jobs as Ctrl-C in a terminal would: SIGINT to its whole process group (it runs in a
+    session of its own), since Snakemake alone, interrupted, waits for its running jobs to finish, and so does it
+    on SIGTERM. The jobs (``flatrob run``) stop their kernels and leave their partial folders; whatever still runs
+    after :data:`GRACE_S` seconds is killed."""
+    try:
+        os.killpg(snake.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    try:
+        snake.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(snake.pid, signal.SIGKILL)  # the jobs may outlive Snakemake in its group
+    except ProcessLookupError:
+        pass
+    snake.wait()
+
+
+def _release_stale_lock(sweep: Path, cmd: list[str], whose: str = "an earlier sweep that did not finish") -> None:
     """Remove Snakemake's lock of a sweep whose Snakemake is no longer alive (killed, not interrupted); refuse to
     start a second Snakemake beside a live one."""
     locks = list((sweep / ".snakemake" / "locks").glob("*.lock"))
@@ -135,7 +155,7 @@ def _release_stale_lock(sweep: Path, cmd: list[str]) -> None:
     if pid is not None and _alive(pid):
         raise ParameterError(f"sweep {sweep.name} is running (Snakemake, process {pid}); wait for it or stop it first")
     subprocess.run([*cmd, "--unlock"], cwd=sweep, capture_output=True)
-    print(f"sweep {sweep.name}: removed the lock left by an earlier sweep that did not finish", flush=True)
+    print(f"sweep {sweep.name}: removed the lock left by {whose}", flush=True)
 
 
 def run_sweep(
@@ -211,12 +231,8 @@ def run_sweep(
             file=sys.stderr,
             flush=True,
         )
-        snake.send_signal(signal.SIGINT)
-        try:
-            snake.wait(timeout=GRACE_S)
-        except subprocess.TimeoutExpired:
-            snake.terminate()
-            snake.wait()
+        _stop(snake)
+        _release_stale_lock(sweep, base, "the stopped Snakemake")
     done = [j for j in spec["jobs"] if (sweep_job_dir(sweep, chapter, j["id"]) / "provenance.json").exists()]
     left = [j for j in spec["jobs"] if j not in done]
     if interrupted:

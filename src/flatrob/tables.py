@@ -1,9 +1,10 @@
 """Tables as a reader meets them: one display that carries HTML for the web book and LaTeX for the PDF.
 
 A pandas ``Styler`` offers LaTeX only when asked (``styler.render.repr``), so a PDF build would print its
-``repr``; :func:`show` displays both forms at once and lets MyST-NB pick: HTML (math in ``\\(...\\)``, typeset by
-MathJax) for the web book, a LaTeX ``longtable`` with wrapped columns (math as ``$...$``, everything else escaped)
-for the PDF, and plain text elsewhere.
+``repr``; :func:`show` displays both forms at once and lets MyST-NB pick: HTML (:func:`to_html`; math in
+``\\(...\\)``, typeset by MathJax; every cell labelled with its column so that a table too wide for a phone can be
+stacked) for the web book, a LaTeX ``longtable`` with wrapped columns (:func:`to_latex`; math as ``$...$``,
+everything else escaped) for the PDF, and plain text elsewhere.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["fmt", "latex_text", "show", "to_latex"]
+__all__ = ["fmt", "latex_text", "show", "to_html", "to_latex"]
 
 _SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -95,6 +96,19 @@ def to_latex(df: pd.DataFrame, widths: Mapping[str, float] | None = None) -> str
     )
 
 
+def to_html(df: pd.DataFrame) -> str:
+    """An HTML table of ``df`` (no index; cells are trusted HTML made by this library). Every cell also carries its
+    column's name in a ``flatrob-label`` span, hidden unless the table does not fit the column: then the book's
+    ``fit-math.js`` stacks it, one block per row, each value under its label (a phone reads it without scrolling)."""
+    head = "".join(f"<th>{c}</th>" for c in df.columns)
+    cell = '<td><span class="flatrob-label">{}</span>{}</td>'
+    body = "".join(
+        "<tr>" + "".join(cell.format(c, v) for c, v in zip(df.columns, row)) + "</tr>"
+        for row in df.itertuples(index=False)
+    )
+    return f'<table class="flatrob-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def show(
     df: pd.DataFrame,
     *,
@@ -109,6 +123,6 @@ def show(
     for c in shown.columns:
         f = (formats or {}).get(c, fmt)
         shown[c] = [f(v) for v in shown[c]]
-    html = shown.style.hide(axis="index").set_table_attributes('class="flatrob-table"').to_html()
+    html = to_html(shown)
     plain = shown.map(lambda v: _TAG.sub("", v)).to_string(index=False)
     display({"text/html": html, "text/latex": to_latex(shown, widths), "text/plain": plain}, raw=True)
