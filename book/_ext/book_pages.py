@@ -11,7 +11,8 @@
 * The bibliography is labelled the way the text cites: "Walter et al., 2026", not [WAVK26] (the pybtex style
   "authoryear", used by references.md).
 * In the PDF, the introduction is front matter: its sections are not chapters (so that chapter, equation and
-  theorem numbers are those of the web book), and a proof's title bar says "Proof".
+  theorem numbers are those of the web book), and a proof's title bar says "Proof"; the library's tables are
+  LaTeX tables, not display math.
 """
 
 from pathlib import Path
@@ -67,10 +68,22 @@ def _proof_titles(app, doctree, docname):
             first.parent.replace(first, nodes.Text(str(first)[len("Proof. ") :]))
 
 
-def _introduction_as_front_matter(app, doctree, docname):
-    """For LaTeX only: the root page's sections become rubrics, so they are not numbered chapters before part I, and
-    each captioned table of contents (Theory, Experiments, Back matter) starts a part."""
-    if app.builder.format != "latex" or docname != app.config.root_doc:
+def _latex_tables(app, doctree, docname):
+    """For LaTeX only: MyST-NB renders every ``text/latex`` cell output as display math, in which a table cannot
+    sit; an output that holds a ``longtable`` (the tables of ``flatrob.tables.show``) goes in as raw LaTeX."""
+    if app.builder.format != "latex":
+        return
+    for block in list(doctree.findall(nodes.math_block)):
+        text = block.astext()
+        if "text_latex" in block.get("classes", []) and "\\begin{longtable}" in text:
+            block.replace_self(nodes.raw("", text + "\n", format="latex"))
+
+
+def _parts_from_captions(app, doctree):
+    """For LaTeX only, when the root page is read (later, the LaTeX builder replaces its tables of contents by the
+    pages they list, captions and all): each captioned table of contents (Theory, Experiments, Back matter) starts
+    a part."""
+    if app.builder.format != "latex" or app.env.docname != app.config.root_doc:
         return
     from sphinx import addnodes
 
@@ -80,6 +93,12 @@ def _introduction_as_front_matter(app, doctree, docname):
             continue
         anchor = toc.parent if isinstance(toc.parent, nodes.compound) else toc
         anchor.parent.insert(anchor.parent.index(anchor), nodes.raw("", f"\\part{{{caption}}}\n", format="latex"))
+
+
+def _introduction_as_front_matter(app, doctree, docname):
+    """For LaTeX only: the root page's sections become rubrics, so they are not numbered chapters before part I."""
+    if app.builder.format != "latex" or docname != app.config.root_doc:
+        return
     top = next(iter(doctree.findall(nodes.section)), None)
     if top is None:
         return
@@ -129,6 +148,8 @@ def setup(app):
     app.connect("config-inited", _follow_repository_url)
     app.connect("html-page-context", _offer_executed_notebook, priority=400)  # before the theme's buttons (501)
     app.connect("env-before-read-docs", _summaries_last)
+    app.connect("doctree-read", _parts_from_captions)
     app.connect("doctree-resolved", _introduction_as_front_matter)
     app.connect("doctree-resolved", _proof_titles)
+    app.connect("doctree-resolved", _latex_tables)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

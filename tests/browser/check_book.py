@@ -91,7 +91,9 @@ FIGURES_JS = r"""() => {
     const fig = img.closest('figure');
     if (!fig || !fig.querySelector('figcaption')) out.uncaptioned.push(src);
     const alt = (img.getAttribute('alt') || '').trim();
-    if (!alt || /[\\/]|\.(png|jpe?g|svg)$/i.test(alt)) out.alt.push(`${src}: alt "${alt}"`);
+    // a path: one word with a slash, or a name ending in an image's extension ("final/peak" in a sentence is not)
+    const isPath = (!/\s/.test(alt) && /[\\/]/.test(alt)) || /\.(png|jpe?g|svg)$/i.test(alt);
+    if (!alt || isPath) out.alt.push(`${src}: alt "${alt}"`);
     if (seen[src]) out.twice.push(src);
     seen[src] = true;
   }
