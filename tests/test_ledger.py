@@ -144,3 +144,11 @@ def test_chapter_comparison_only_for_the_committed_parameters(tmp_path):
     other = evidence.compare_chapter("ch", [ledger.entry(check(), "ch", PROV | {"params": {"seed": 1}})], root=tmp_path)
     assert other["rows"] == [] and "parameters differ" in other["note"]
     assert "No committed evidence" in evidence.compare_chapter("none", [], root=tmp_path)["note"]
+
+
+def test_committed_check_names_are_unique():
+    """One name, one result: the comparison with a build pairs entries by name, so a name shared by two settings (a
+    sweep's combinations) would compare one of them and call the others "not committed"."""
+    for chapter, found in ledger.load(claims_dir()).items():
+        names = [e["check"] for e in found["entries"]]
+        assert len(names) == len(set(names)), (chapter, sorted({n for n in names if names.count(n) > 1})[:3])

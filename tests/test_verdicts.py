@@ -160,6 +160,12 @@ def test_checks_are_data_with_ids_made_from_their_setting():
     assert c.id == "6-rise-clean-linf-eps=0.03137"
     assert Check.from_dict(c.as_dict()) == c
     assert check_id(9, "masking", {"norm": "linf", "eps": 0.1, "source": "sweep s"}) == "9-masking-linf-eps=0.1-sweep_s"
+    # a sweep over more than seeds: two combinations, two names
+    combos = [{"source": "study s", "varied": ["architecture", "epochs"], "architecture": a, "epochs": 8} for a in "ab"]
+    assert [check_id(6, "rise", c) for c in combos] == [
+        "6-rise-architecture=a-epochs=8-study_s",
+        "6-rise-architecture=b-epochs=8-study_s",
+    ]
     with pytest.raises(ValueError, match="verdict must be one of"):
         Check(claim=1, part="", statement="s", verdict="maybe", evidence="e")
     with pytest.raises(TypeError):

@@ -411,6 +411,8 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
     out = []
     for sweep in committed_sweeps(chapter, root):
         name = sweep["summary"]["name"]
+        grid = sweep["summary"].get("grid", {})
+        varied = [k for k, v in grid.items() if k != "seed" and len(v) > 1]  # in the checks' names (check_id)
         for combo in sweep["summary"]["combinations"]:
             if len(combo["runs"]) < 2:
                 continue
@@ -435,6 +437,7 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                     **{k: v for k, v in combo["setting"].items() if k not in c["setting"]},
                     "source": f"{kind} {name}",
                     "seeds": c["seeds"],
+                    **({"varied": varied} if varied else {}),
                 }
                 out.append(
                     Check(

@@ -67,7 +67,8 @@ N_BOOT, BOOT_SEED = 2000, 0
 Z95 = 1.959963984540054
 
 #: What made a check, as data: data set, model, training, the attack's norm, radius, steps and step size, the
-#: number of inputs, the seed(s), the source of the evidence ("live", a sweep, a committed run) and the variant.
+#: number of inputs, the seed(s), the source of the evidence ("live", a sweep, a committed run) and the variant;
+#: for a sweep over more than seeds, ``varied`` names the parameters it varies (their values are in the setting).
 Setting = dict[str, Any]
 
 
@@ -274,13 +275,17 @@ def _float(v: Any) -> float:
 
 def check_id(claim: int, part: str, setting: Mapping[str, Any]) -> str:
     """The name of a check, made from its claim, its part and the setting that distinguishes it from its siblings:
-    ``6-rise-clean-linf-eps=0.03137``. Made once, never parsed back (the setting travels as data)."""
+    ``6-rise-clean-linf-eps=0.03137``; a sweep's combination adds the values of the parameters it varies
+    (``...-architecture=mlp-epochs=8-study_valley-conditions``). Made once, never parsed back (the setting travels
+    as data)."""
     bits = [f"{claim}-{part}" if part else str(claim)]
     for key in ("training", "variant", "definition"):
         if setting.get(key):
             bits.append(str(setting[key]).replace(" ", "_"))
     if setting.get("norm") and setting.get("eps") is not None:
         bits.append(f"{setting['norm']}-eps={float(setting['eps']):.4g}")
+    for key in setting.get("varied", ()):  # a sweep over more than seeds: the combination's own values
+        bits.append(f"{key}={setting.get(key)}".replace(" ", "_"))
     if setting.get("source", "live") != "live":
         bits.append(str(setting["source"]).replace(" ", "_"))
     return "-".join(bits)
