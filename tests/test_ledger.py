@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import IPython.display
 import pytest
 
 from flatrob import evidence, ledger
@@ -135,7 +136,7 @@ def test_update_refuses_a_dirty_tree_and_foreign_entries(tmp_path):
     assert [c["verdict"] for c in merged["claims"] if c["claim"] == 6] == ["reproduced"]
 
 
-def test_chapter_comparison_only_for_the_committed_parameters(tmp_path):
+def test_chapter_comparison_only_for_the_committed_parameters(tmp_path, monkeypatch):
     folder = claims_dir(tmp_path)
     folder.mkdir(parents=True)
     (folder / "ch.json").write_text(json.dumps({"chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV)]}))
@@ -144,6 +145,15 @@ def test_chapter_comparison_only_for_the_committed_parameters(tmp_path):
     other = evidence.compare_chapter("ch", [ledger.entry(check(), "ch", PROV | {"params": {"seed": 1}})], root=tmp_path)
     assert other["rows"] == [] and "parameters differ" in other["note"]
     assert "No committed evidence" in evidence.compare_chapter("none", [], root=tmp_path)["note"]
+    moved = evidence.compare_chapter("ch", [ledger.entry(check(31.0), "ch", PROV)], root=tmp_path)
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    evidence.comparison_display(moved)
+    assert "This build and the committed evidence" in shown[0].data
+    html = [o["text/html"] for o in shown[1:]]
+    assert len(html) == 1 and 'class="flatrob-table"' in html[0]  # stacked on a phone
+    assert "<code>6-rise-clean-linf-eps=0.03137</code>" in html[0] and "3.2%" in html[0]
+    assert r"\begin{longtable}" in shown[1]["text/latex"]  # and a LaTeX table in the PDF
 
 
 def test_committed_check_names_are_unique():

@@ -208,14 +208,12 @@ class ChapterContext:
         """The chapter's checks, to every place they go: the run's ``checks.json`` (under ``flatrob run``), this
         build's ledger (``_build/ledger/``, when the book is built with ``make book``), and the page, where they are
         compared with the committed evidence (:func:`flatrob.evidence.compare_chapter`). Returns the ledger entries."""
-        from IPython.display import display
-
         from flatrob import evidence, ledger
 
         self.save({"checks.json": [c.as_dict() for c in checks]})
         entries = [ledger.entry(c, self.name, self.provenance) for c in checks]
         ledger.record(self.name, entries, duration_s=round(time.perf_counter() - self.started, 1))
-        display(evidence.comparison_display(evidence.compare_chapter(self.name, entries)))
+        evidence.comparison_display(evidence.compare_chapter(self.name, entries))
         return entries
 
 

@@ -131,17 +131,30 @@ def _agreement_sentence(rows: Sequence[Mapping[str, Any]], ref: Mapping[str, Any
     return text + "."
 
 
-def comparison_display(result: Mapping[str, Any]) -> Any:
-    """A chapter's comparison for its page: a sentence and, where something differs, the rows that do."""
-    from IPython.display import Markdown
+def comparison_display(result: Mapping[str, Any]) -> None:
+    """Display a chapter's comparison on its page: a sentence and, where something differs, a table of the rows
+    that do (through :func:`flatrob.tables.show`, so that it fits a phone and reaches the PDF)."""
+    import pandas as pd
+    from IPython.display import Markdown, display
 
+    from flatrob.tables import show
+
+    display(Markdown("**This build and the committed evidence.** " + result["note"]))
     rows = [r for r in result["rows"] if not r["agrees"] or (r["drift"] or 0) > 0]
-    text = "**This build and the committed evidence.** " + result["note"]
     if rows:
-        text += "\n\n| check | committed | this build | drift |\n|---|---|---|---|\n" + "\n".join(
-            f"| `{r['check']}` | {r['committed']} | {r['this build']} | {_percent(r['drift'])} |" for r in rows
+        show(
+            pd.DataFrame(
+                [
+                    {
+                        "check": f"<code>{r['check']}</code>",
+                        "committed": r["committed"],
+                        "this build": r["this build"],
+                        "drift": _percent(r["drift"]),
+                    }
+                    for r in rows
+                ]
+            )
         )
-    return Markdown(text)
 
 
 def _percent(x: float | None) -> str:
