@@ -78,7 +78,7 @@ def main() -> None:
             rec.add(logits, phi)
         with torch.no_grad():
             rec.add(*model.forward_with_features(x))
-        rec.trajectory(x, {})
+        rec.trajectory(x)
         sync()
         return clock() - start
 
