@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from flatrob.checks.replay import CheckLog
 from flatrob.params import parameter_spec, validate
 from flatrob.provenance import (
     fix_threads,
@@ -53,6 +54,7 @@ class ChapterContext:
     provenance: dict[str, Any]
     run_dir: Path | None = None
     started: float = field(default_factory=time.perf_counter)
+    log: CheckLog = field(default_factory=CheckLog)
 
     @property
     def caption(self) -> str:
@@ -143,6 +145,11 @@ class ChapterContext:
         """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""
         return save_results(self.run_dir, dict(files))
 
+    def judge(self, check: Any, *args: Any, **kwargs: Any) -> list[Check]:
+        """Make a check (a ``check_*`` function of :mod:`flatrob.checks`) and log the call with its measurements, so
+        that a later build can judge this run again by its own rules (:mod:`flatrob.checks.replay`)."""
+        return self.log.judge(check, *args, **kwargs)
+
     def show_checks(self, checks: Sequence[Check]) -> None:
         """The checks as a table for the page: what was checked in which setting, the verdict, the paper's number
         and ours."""
@@ -211,6 +218,15 @@ class ChapterContext:
         from flatrob import evidence, ledger
 
         self.save({"checks.json": [c.as_dict() for c in checks]})
+        if self.run_dir is not None:
+            from flatrob.provenance import atomic_write
+
+            for fname, blob in self.log.files().items():
+
+                def write(tmp: Path, content: bytes = blob) -> None:
+                    tmp.write_bytes(content)
+
+                atomic_write(self.run_dir / fname, write)
         entries = [ledger.entry(c, self.name, self.provenance) for c in checks]
         ledger.record(self.name, entries, duration_s=round(time.perf_counter() - self.started, 1))
         evidence.comparison_display(evidence.compare_chapter(self.name, entries))

@@ -18,6 +18,8 @@ __all__ = [
     "FeatureClassifier",
     "MLP",
     "MNIST1DCNN",
+    "PAPER_KIND",
+    "RESIDUAL_FAMILY",
     "SmallCNN",
     "build_model",
     "fits",
@@ -303,35 +305,83 @@ def densenet121_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClass
 
 
 class _WideBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    """A pre-activation residual block of WRN: BN ReLU conv3x3 BN ReLU conv3x3, plus the input (or its 1x1 projection).
+
+    ``batch_norm=False`` replaces both batch norms by the identity (the convolutions then carry biases);
+    ``residual=False`` drops the addition of the input (a plain block of two convolutions)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, batch_norm: bool = True, residual: bool = True) -> None:
         super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.shortcut = None if (c_in == c_out and stride == 1) else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_in) if batch_norm else nn.Identity()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=not batch_norm)
+        self.bn2 = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=not batch_norm)
+        self.residual = residual
+        projection = residual and not (c_in == c_out and stride == 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if projection else None
 
     def forward(self, x: Tensor) -> Tensor:
         o = torch.relu(self.bn1(x))
-        y = self.conv1(o)
-        y = self.conv2(torch.relu(self.bn2(y)))
+        y: Tensor = self.conv2(torch.relu(self.bn2(self.conv1(o))))
+        if not self.residual:
+            return y
         out: Tensor = y + (x if self.shortcut is None else self.shortcut(o))
         return out
 
 
-def wide_resnet_cifar(depth: int = 28, widen: int = 4, n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
-    """Wide ResNet WRN-depth-widen (Zagoruyko and Komodakis, 2016) for 32x32 (or 28x28) inputs; m = 64 widen."""
+def wide_resnet_cifar(
+    depth: int = 28,
+    widen: int = 4,
+    n_classes: int = 10,
+    in_channels: int = 3,
+    *,
+    batch_norm: bool = True,
+    residual: bool = True,
+) -> FeatureClassifier:
+    """Wide ResNet WRN-depth-widen (Zagoruyko and Komodakis, 2016) for 32x32 (or 28x28) inputs; m = 64 widen.
+
+    ``(depth - 4) / 6`` blocks per stage, three stages of 16k, 32k and 64k channels, global average pooling.
+    ``batch_norm=False`` and ``residual=False`` take out the batch norms or the residual connections (the
+    valley-conditions study's axes); the network is otherwise the same, but for the initialisation of its
+    convolutions without batch norm: He et al.'s (2015), which keeps the signal's scale through a plain stack
+    (with PyTorch's default, WRN-10-1 without either stays at chance on Fashion-MNIST), and, with residual
+    connections, each block's second convolution at zero, so that every block starts as the identity and the sum
+    of the branches does not grow with the depth (SkipInit, De and Smith 2020).
+    """
     if (depth - 4) % 6:
         raise ValueError(f"depth must be 6n + 4; got {depth}")
     n = (depth - 4) // 6
     widths = [16, 16 * widen, 32 * widen, 64 * widen]
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=not batch_norm)]
     c = widths[0]
     for stage, stride in zip(widths[1:], (1, 2, 2)):
         for i in range(n):
-            layers.append(_WideBlock(c, stage, stride if i == 0 else 1))
+            layers.append(_WideBlock(c, stage, stride if i == 0 else 1, batch_norm, residual))
             c = stage
-    layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return _Wrapped(nn.Sequential(*layers), nn.Linear(c, n_classes))
+    layers += [nn.BatchNorm2d(c) if batch_norm else nn.Identity(), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    body = nn.Sequential(*layers)
+    if not batch_norm:  # without batch norm the signal must keep its scale through the depth (see the docstring)
+        for m in body.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for m in body.modules():
+            if isinstance(m, _WideBlock) and residual:
+                nn.init.zeros_(m.conv2.weight)  # each residual branch starts at zero: the block starts as identity
+    return _Wrapped(body, nn.Linear(c, n_classes))
 
+
+#: The small residual networks with batch norm that train on the CPU (name -> depth, widen, batch norm, residual).
+#: WRN-10-1 is the CPU's network of the paper's kind; the others vary one axis of it (valley-conditions).
+RESIDUAL_FAMILY: dict[str, tuple[int, int, bool, bool]] = {
+    "wrn-10-1": (10, 1, True, True),
+    "wrn-16-1": (16, 1, True, True),
+    "wrn-10-2": (10, 2, True, True),
+    "wrn-10-1-nobn": (10, 1, False, True),
+    "wrn-10-1-plain": (10, 1, True, False),
+    "wrn-10-1-plain-nobn": (10, 1, False, False),
+}
 
 ARCHITECTURES: dict[str, str] = {
     "small-cnn": "small CNN for (1, 28, 28) grey images (Fashion-MNIST, MNIST); the CPU default",
@@ -343,7 +393,21 @@ ARCHITECTURES: dict[str, str] = {
     "wrn-28-4": "WideResNet-28-4, (c, h, w) with h, w >= 8",
     "vgg11-bn": "VGG-11 with batch norm, (c, 32, 32)",
     "densenet121": "DenseNet-121, CIFAR stem, (c, h, w) with h, w >= 8",
+    "wrn-10-1": "WideResNet-10-1 (77,562 parameters for 1x28x28): residual blocks with batch norm; the CPU's network "
+    "of the paper's kind, (c, h, w) with h, w >= 8",
+    "wrn-16-1": "WideResNet-16-1: WRN-10-1 twice as deep (174,778 parameters), (c, h, w) with h, w >= 8",
+    "wrn-10-2": "WideResNet-10-2: WRN-10-1 twice as wide (303,418 parameters), (c, h, w) with h, w >= 8",
+    "wrn-10-1-nobn": "WRN-10-1 without batch norm (residual connections kept), (c, h, w) with h, w >= 8",
+    "wrn-10-1-plain": "WRN-10-1 without residual connections (batch norm kept), (c, h, w) with h, w >= 8",
+    "wrn-10-1-plain-nobn": "WRN-10-1 without residual connections and batch norm, (c, h, w) with h, w >= 8",
 }
+
+#: The architectures of the paper's kind: the paper's own networks and the small residual networks with batch norm
+#: (:data:`RESIDUAL_FAMILY` with both); a verdict "at the paper's setting" needs one of them.
+PAPER_KIND: frozenset[str] = frozenset(
+    {"resnet18", "wrn-28-4", "densenet121", "vgg11-bn"}
+    | {name for name, (_, _, bn, res) in RESIDUAL_FAMILY.items() if bn and res}
+)
 
 
 def fits(name: str, input_shape: tuple[int, ...]) -> str:
@@ -381,6 +445,9 @@ def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> Feat
     if name == "mnist1d-cnn":
         return MNIST1DCNN(n_classes, length=shape[1])
     c = shape[0]
+    if name in RESIDUAL_FAMILY:
+        depth, widen, bn, res = RESIDUAL_FAMILY[name]
+        return wide_resnet_cifar(depth, widen, n_classes, c, batch_norm=bn, residual=res)
     return {
         "resnet18": lambda k: resnet18_cifar(k, c),
         "vgg11-bn": lambda k: vgg11_bn_cifar(k, c),

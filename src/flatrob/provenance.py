@@ -244,7 +244,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def save_results(results_dir: str | Path | None, files: dict[str, Any]) -> list[Path]:
-    """Write a chapter's results into ``results_dir`` (nothing when it is empty): DataFrames as CSV, the rest as JSON.
+    """Write a chapter's results into ``results_dir`` (nothing when it is empty): DataFrames as CSV, a dict of arrays
+    named ``*.npz`` as a compressed NumPy archive, the rest as JSON.
 
     Each file is written atomically (:func:`atomic_write`), so a reader never sees half a file.
     Floats that are not finite are written as ``null``: the files stay strict JSON.
@@ -254,10 +255,18 @@ def save_results(results_dir: str | Path | None, files: dict[str, Any]) -> list[
     folder = Path(results_dir)
     written = []
     for fname, obj in files.items():
-        if hasattr(obj, "to_csv"):
-            text = obj.to_csv(index=False)
-        else:
-            text = json_text(obj)
+        if fname.endswith(".npz"):  # a dict of arrays: one compressed NumPy archive
+            import numpy as np
+
+            arrays = {k: np.asarray(v) for k, v in obj.items()}
+
+            def write(tmp: Path, a: dict[str, Any] = arrays) -> None:
+                with open(tmp, "wb") as handle:  # a handle: given a path, NumPy would append ".npz" to it
+                    np.savez_compressed(handle, **a)
+
+            written.append(atomic_write(folder / fname, write))
+            continue
+        text = obj.to_csv(index=False) if hasattr(obj, "to_csv") else json_text(obj)
         written.append(atomic_write_text(folder / fname, text))
     return written
 

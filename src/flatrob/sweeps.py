@@ -18,6 +18,7 @@ over seeds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -45,6 +46,7 @@ __all__ = [
     "plan",
     "run_sweep",
     "split_values",
+    "summarize",
     "sweep_checks",
 ]
 
@@ -312,6 +314,18 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
     return out
 
 
+def _checks_of(run: Path) -> list[dict[str, Any]]:
+    """A finished run's checks: judged again by this code from its recorded measurements
+    (:func:`flatrob.checks.replay.replay`), or, for a run that recorded none, as the run judged them."""
+    from flatrob.checks.replay import replay
+
+    again = replay(run)
+    if again:
+        return [c.as_dict() for c in again]
+    found: list[dict[str, Any]] = json.loads((run / "checks.json").read_text())
+    return found
+
+
 def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The finished runs of a sweep, grouped by their parameters other than ``seed``."""
     groups: dict[str, dict[str, Any]] = {}
@@ -323,7 +337,7 @@ def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
         g = groups.setdefault(
             json.dumps(setting, sort_keys=True), {"setting": setting, "checks_by_seed": {}, "runs": []}
         )
-        g["checks_by_seed"][job["params"].get("seed", 0)] = json.loads((run / "checks.json").read_text())
+        g["checks_by_seed"][job["params"].get("seed", 0)] = _checks_of(run)
         prov = json.loads((run / "provenance.json").read_text())
         g["runs"].append(
             {
@@ -338,14 +352,10 @@ def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return groups
 
 
-def aggregate(sweep: Path) -> dict[str, Any]:
-    """Merge a sweep's finished runs into ``summary.json`` (and ``summary.csv``), with provenance.
-
-    Runs are grouped by their parameters other than ``seed`` (one group per combination); each group's checks are
-    judged over its seeds by :func:`over_seeds`. Written only when the content changes.
-    """
-    import pandas as pd
-
+def summarize(sweep: Path) -> dict[str, Any]:
+    """A sweep's finished runs merged, with provenance: runs grouped by their parameters other than ``seed`` (one
+    group per combination), each group's checks judged over its seeds by :func:`over_seeds`, every run's checks
+    judged again by this code from its recorded measurements."""
     spec = json.loads((sweep / "grid.json").read_text())
     groups = _runs_of(sweep, spec)
     summary = {
@@ -361,6 +371,15 @@ def aggregate(sweep: Path) -> dict[str, Any]:
         ],
         "grid_provenance": spec.get("provenance", {}),
     }
+    return summary
+
+
+def aggregate(sweep: Path) -> dict[str, Any]:
+    """Merge a sweep's finished runs (:func:`summarize`) into ``summary.json`` and ``summary.csv``; written only
+    when the content changes."""
+    import pandas as pd
+
+    summary = summarize(sweep)
     text = json.dumps(summary, indent=2, default=str) + "\n"
     target = sweep / "summary.json"
     if not target.exists() or target.read_text() != text:
@@ -392,8 +411,15 @@ def committed_sweeps(chapter: str, root: Path | None = None) -> list[dict[str, A
     for path in committed(found, root):
         summary = json.loads(path.read_text())
         if summary.get("chapter") == chapter and summary.get("format") == SUMMARY_FORMAT:
-            out.append({"dir": path.parent, "summary": summary})
+            fresh = (path.parent / "grid.json").is_file()  # its plan is there: its runs judged again by this code
+            out.append({"dir": path.parent, "summary": _summarized(str(path.parent.resolve())) if fresh else summary})
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _summarized(sweep: str) -> dict[str, Any]:
+    """:func:`summarize` once per sweep and process (a build re-judges each committed sweep once)."""
+    return summarize(Path(sweep))
 
 
 def _fmt(x: float) -> str:
