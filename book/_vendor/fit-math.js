@@ -32,11 +32,15 @@
     document.documentElement.dataset.mathFitted = 'yes';
   }
   function start() {
-    if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
-      MathJax.startup.promise.then(fit);
-    } else {
-      fit();
-    }
+    // after the book's fonts have loaded (the text's widths depend on them), then after MathJax has typeset
+    var fonts = document.fonts && document.fonts.ready ? document.fonts.ready : Promise.resolve();
+    fonts.then(function () {
+      if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+        MathJax.startup.promise.then(fit);
+      } else {
+        fit();
+      }
+    });
   }
   window.addEventListener('load', start);
   var timer;

@@ -11,7 +11,8 @@ and the equations are fitted to the column, then checks that
 * every image has loaded, sits in a numbered figure with a caption, has an alt text that is not a file path, and no
   image is shown twice on a page;
 * no raw label name (``eq-...``, ``cor-...``, ``fig-...``) appears in the text;
-* MathJax is loaded once;
+* MathJax is loaded once, and the book's own text fonts (Noto Sans, fetched at set-up) have loaded, so that the
+  text measures the same on every machine whatever fonts it has;
 * no request leaves the machine (only ``file:`` and ``data:`` addresses).
 
 It writes a JSON report (``--out``) and exits with 1 when a page fails. Chromium is Debian's
@@ -100,6 +101,15 @@ FIGURES_JS = r"""() => {
   return out;
 }"""
 
+# The book's own text fonts (book/_vendor/fonts): loaded, so that every machine measures the text alike.
+FONTS_JS = """() => {
+  const faces = [...document.fonts].filter(f => f.family.replace(/["']/g, '').startsWith('Noto Sans'));
+  const out = faces.filter(f => f.status === 'error').map(f => `${f.family} ${f.weight} ${f.style}: error`);
+  if (!faces.some(f => f.weight === '400' && f.style === 'normal' && f.status === 'loaded'))
+    out.push('Noto Sans 400 normal: not loaded');
+  return out;
+}"""
+
 #: Names of the book's labels that must never reach the reader as text.
 LABEL = re.compile(r"\b(?:eq|cor|thm|lem|def|prop|fig|sec|uv)-[a-z0-9]+(?:-[a-z0-9]+)+\b")
 
@@ -152,6 +162,7 @@ def check(html_root: Path, chromium: str) -> dict:
                 )
                 page.wait_for_function("() => document.documentElement.dataset.mathFitted === 'yes'", timeout=30000)
                 page.wait_for_timeout(100)
+                fonts = page.evaluate(FONTS_JS)
                 text = page.evaluate(TEXT_JS)
                 raw = [text[max(0, m.start() - 30) : m.end() + 30].replace("\n", " ") for m in RAW_MATH.finditer(text)][
                     :5
@@ -163,6 +174,7 @@ def check(html_root: Path, chromium: str) -> dict:
                 least = 0.95 if width >= 1000 else 0.5
                 figures = page.evaluate(FIGURES_JS)
                 problems = {
+                    "the book's fonts not loaded": fonts,
                     "raw math": raw,
                     "too wide": page.evaluate(WIDTH_JS),
                     "display math wider than its container": [
