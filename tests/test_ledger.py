@@ -11,18 +11,31 @@ from flatrob.paths import build_ledger_dir, claims_dir, claims_file
 from flatrob.verdicts import Check, Estimate, Rule
 
 PROV = {"commit": "abc", "time_utc": "2026-01-01T00:00:00+00:00", "device": "cpu", "params": {"seed": 0}}
-RISES = Rule("above", 2.0)
+RISES = Rule("above", 2.0, refute=1.1)
 
 
-def check(value=30.0, verdict=None, eps=8 / 255, training="clean", part="rise", claim=6, source="live"):
+def check(
+    value=30.0,
+    verdict=None,
+    eps=8 / 255,
+    training="clean",
+    part="rise",
+    claim=6,
+    source="live",
+    architecture="wrn-10-1",
+    steps=10,
+    data="fashion-mnist",
+):
     e = Estimate(value, value * 0.8, value * 1.2, 100)
     setting = {
-        "data": "fashion-mnist",
-        "architecture": "small-cnn",
+        "data": data,
+        "architecture": architecture,
         "epochs": 4,
         "training": training,
         "norm": "linf",
         "eps": eps,
+        "steps": steps,
+        "step_size": eps / 4 if steps == 10 else eps / steps,
         "source": source,
     }
     return Check(
@@ -79,7 +92,7 @@ def test_verdicts_per_setting_with_the_papers_setting_first():
             "entries": [
                 ledger.entry(check(30.0, eps=0.2), "uv", PROV),
                 ledger.entry(check(1.0, eps=8 / 255), "uv", PROV),
-                ledger.entry(check(1.1, eps=8 / 255, source="sweep s"), "uv", PROV),
+                ledger.entry(check(0.8, eps=8 / 255, source="sweep s"), "uv", PROV),
                 ledger.entry(check(30.0, eps=8 / 255, training="adversarial"), "uv", PROV),
             ],
         }
@@ -92,7 +105,31 @@ def test_verdicts_per_setting_with_the_papers_setting_first():
     # the headline: the paper's setting, from the strongest evidence there (the sweep), not the blend of all
     assert claim6["verdict"] == "not reproduced"
     assert next(c for c in ledger.build(doc) if c["claim"] == 11)["verdict"] == ledger.NOT_TESTED
-    assert ledger.setting_label(check().setting) == "PGD-linf 8/255, clean, small-cnn (4 epochs), fashion-mnist"
+    assert ledger.setting_label(check().setting) == "PGD-linf 8/255, clean, wrn-10-1 (4 epochs), fashion-mnist"
+
+
+def test_the_papers_setting_is_the_whole_setting():
+    paper = check().setting
+    assert ledger.at_paper_setting(6, paper)
+    assert not ledger.at_paper_setting(6, check(architecture="small-cnn").setting)  # not a network of its kind
+    assert not ledger.at_paper_setting(6, check(steps=40).setting)  # not its attack
+    assert not ledger.at_paper_setting(6, check(data="digits").setting)  # not real images
+    assert not ledger.at_paper_setting(10, {"data": "circle manifold", "norm": "l2", "eps": 0.3})  # the toy
+    assert ledger.at_paper_attack(6, check(architecture="small-cnn").setting)
+    # nothing testable at the paper's setting: the headline says so and names the best further setting
+    doc = {
+        "uv": {
+            "chapter": "uv",
+            "entries": [
+                ledger.entry(check(verdict="not testable here", claim=10, part="attack"), "uv", PROV),
+                ledger.entry(check(claim=10, part="attack", architecture="small-cnn"), "uv", PROV),
+                ledger.entry(check(verdict="holds by construction", claim=10, part="band"), "uv", PROV),
+            ],
+        }
+    }
+    claim10 = next(c for c in ledger.build(doc) if c["claim"] == 10)
+    assert claim10["verdict"] == "not testable here"
+    assert claim10["further"]["verdict"] == "reproduced" and "small-cnn" in claim10["further"]["label"]
 
 
 def git(root, *args):

@@ -97,7 +97,7 @@ def test_bad_values_fail_before_anything_runs(tmp_path):
 
 
 def seed_run(value, verdict, fragile=False):
-    rule = Rule("above", 2.0).as_dict()
+    rule = Rule("above", 2.0, refute=1.1).as_dict()
     return [
         {
             "id": "6-rise",
@@ -144,7 +144,7 @@ def test_only_summaries_in_the_current_format_of_committed_sweeps_count(tmp_path
     (folder / PROMOTED).write_text("yes\n")
     found = sweep_checks("uncanny-valley")
     assert len(found) == 1 and found[0].setting["source"] == "sweep s" and found[0].setting["seeds"] == [0, 1]
-    assert found[0].id == "6-rise-linf-eps=0.1-sweep_s" and "majority of the seeds" in found[0].evidence
+    assert found[0].id == "6-rise-linf-eps=0.1-sweep_s" and "the seeds' verdicts" in found[0].evidence
     (folder / "summary.json").write_text(json.dumps(summary | {"format": 1}))
     assert sweep_checks("uncanny-valley") == []  # made by older code
 

@@ -16,6 +16,7 @@ from flatrob.verdicts import (
     combine,
     majority,
     median,
+    over_seeds_verdict,
     share,
     t_interval,
 )
@@ -89,15 +90,22 @@ def test_every_rule_reaches_every_verdict_and_inconclusive_is_partly(rule):
     assert rule.judge(Estimate(t, t - width, t + width, 50)) == "partly"  # the interval holds the threshold
     wide = Estimate(t, min(t, r) - 10 * width, max(t, r) + 10 * width, 50)
     assert rule.judge(wide) == "partly"  # inconclusive data are never a negative verdict
-    assert rule.judge(Estimate(beyond, beyond, beyond, 50)) == "reproduced"  # within a run: no resample moves it
+    # the middle band: strictly between the two thresholds the data are "partly", never a negative verdict
+    middle = (t + r) / 2
+    assert rule.judge(Estimate(middle, middle - abs(t - r) / 8, middle + abs(t - r) / 8, 50)) == "partly"
+    # zero width (all resamples alike): unresolved, so never decisive and always fragile, in one run as over seeds
+    assert rule.judge(Estimate(beyond, beyond, beyond, 50)) == "partly" and rule.fragile(
+        Estimate(beyond, beyond, beyond, 50)
+    )
     assert rule.judge(E["empty"]) == "not testable here"
 
 
 def test_strict_rules_put_the_threshold_on_the_other_side():
-    later = Rule("above", 0.0, strict=True, margin=1.0)
+    later = Rule("above", 0.0, strict=True, refute=-1.0, margin=1.0)
     assert later.judge(Estimate(0.5, 0.0, 1.0, 9)) == "partly"  # touching 0 is not "later"
-    assert later.judge(Estimate(-0.5, -1.0, 0.0, 9)) == "not reproduced"  # at most 0: not later
-    assert Rule("above", 2.0).judge(Estimate(2.5, 2.0, 3.0, 9)) == "reproduced"  # "at least 2" includes 2
+    assert later.judge(Estimate(-1.5, -2.0, -1.0, 9)) == "not reproduced"  # at most -1: earlier by a step
+    assert later.judge(Estimate(-0.5, -0.9, -0.1, 9)) == "partly"  # earlier by less than a step: the middle band
+    assert Rule("above", 2.0, refute=1.0).judge(Estimate(2.5, 2.0, 3.0, 9)) == "reproduced"  # "at least 2" includes 2
 
 
 def test_the_refutation_threshold_separates_partial_from_negative():
@@ -107,10 +115,14 @@ def test_the_refutation_threshold_separates_partial_from_negative():
     assert widens.judge(Estimate(0.8, 0.7, 0.9, 9)) == "not reproduced"
     detects = Rule("above", 0.9, refute=0.75)
     assert detects.judge(Estimate(0.92, 0.74, 1.0, 9)) == "partly"
-    with pytest.raises(ValueError, match="claim's side"):
+    with pytest.raises(ValueError, match="other side"):
         Rule("above", 1.0, refute=2.0)
+    with pytest.raises(ValueError, match="middle band"):  # every rule has a middle band
+        Rule("above", 2.0)
+    with pytest.raises(ValueError, match="middle band"):
+        Rule("below", 0.1, refute=0.1)
     with pytest.raises(ValueError, match="explicit margin"):
-        Rule("above", 0.0)
+        Rule("above", 0.0, refute=-1.0)
 
 
 def test_fragile_means_an_interval_end_near_a_threshold():
@@ -124,12 +136,23 @@ def test_fragile_means_an_interval_end_near_a_threshold():
     assert Rule.from_dict(rule.as_dict()) == rule
 
 
-def test_combine_counts_only_evidence():
+def test_combine_one_rule_for_every_claim():
+    # a refuted required part refutes the claim; all parts reproduced reproduce it; anything else is partly
+    assert combine(["reproduced", "reproduced"]) == "reproduced"
+    assert combine(["reproduced", "not reproduced"]) == "not reproduced"
+    assert combine(["partly", "not reproduced"]) == "not reproduced"
+    assert combine(["reproduced", "partly"]) == "partly"
+    assert combine(["reproduced", "not testable here"]) == "partly"  # a part that could not be made is inconclusive
+    assert combine(["reproduced", "not reached in this regime"]) == "partly"
+    assert combine(["not reproduced", "not testable here"]) == "not reproduced"
+    # construction is shown, never counted
     assert combine(["reproduced", "holds by construction"]) == "reproduced"
     assert combine(["holds by construction"]) == "holds by construction"
+    # no evidence at all: the strongest reason, never hidden behind "holds by construction"
+    assert combine(["not testable here", "holds by construction"]) == "not testable here"
     assert combine(["not testable here"]) == "not testable here"
-    assert combine(["reproduced", "not reproduced"]) == "partly"
-    assert combine(["not reproduced", "not testable here"]) == "not reproduced"
+    assert combine(["not testable here", "not reached in this regime"]) == "not reached in this regime"
+    assert combine(["cannot decide here", "not testable here"]) == "cannot decide here"
 
 
 def test_majority_over_seeds_is_never_stronger_than_the_seeds():
@@ -140,6 +163,23 @@ def test_majority_over_seeds_is_never_stronger_than_the_seeds():
     assert majority(["reproduced", "not reproduced"]) == "partly"
     assert majority(["not testable here", "reproduced", "reproduced"]) == "reproduced"
     assert majority(["not testable here"] * 3) == "not testable here"
+    # one seed that could test does not speak for three: at least half of all seeds must agree
+    assert majority(["reproduced", "not testable here", "not testable here"]) == "partly"
+    assert majority(["not reproduced", "not testable here", "not testable here"]) == "partly"
+
+
+def test_over_seeds_needs_the_pooled_interval_on_the_same_side():
+    rule = Rule("above", 0.25, refute=0.1)
+    votes = ["partly", "reproduced", "reproduced"]
+    # the 9-masking case: 2 of 3 seeds reproduced, the pooled interval straddles 0.25
+    assert over_seeds_verdict(votes, {"value": 0.309, "ci95": [0.174, 0.444]}, rule) == ("partly", True)
+    assert over_seeds_verdict(votes, {"value": 0.5, "ci95": [0.4, 0.6]}, rule) == ("reproduced", True)  # seeds differ
+    assert over_seeds_verdict(["reproduced"] * 3, {"value": 0.5, "ci95": [0.4, 0.6]}, rule) == ("reproduced", False)
+    refuted = over_seeds_verdict(["not reproduced"] * 3, {"value": 0.03, "ci95": [0.0, 0.05]}, rule)
+    assert refuted == ("not reproduced", False)
+    # identical values over seeds: an interval of zero width, unresolved, never decisive
+    assert over_seeds_verdict(["reproduced"] * 3, {"value": 0.5, "ci95": [0.5, 0.5]}, rule) == ("partly", True)
+    assert over_seeds_verdict(["not reached in this regime"] * 3) == ("not reached in this regime", False)
 
 
 def test_t_interval():

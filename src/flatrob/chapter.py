@@ -203,10 +203,15 @@ class ChapterContext:
             if draw is not None:
                 data: dict[str, Any] = {f.name: pd.read_csv(f) for f in sorted(run["dir"].glob("*.csv"))}
                 draw(name, data | {"caption": provenance_line(prov)})
+            from flatrob.checks.replay import replay
+
             checks_file = run["dir"] / "checks.json"
-            found = [Check.from_dict(c) for c in json.loads(checks_file.read_text())] if checks_file.is_file() else []
+            found = replay(run["dir"]) or (
+                [Check.from_dict(c) for c in json.loads(checks_file.read_text())] if checks_file.is_file() else []
+            )
             for c in found:
                 c.setting = {**c.setting, "source": f"run {name}"}
+                c.provenance = {**prov, "source": f"run {name}"}
             show_checks(found)
             out += found
         return out

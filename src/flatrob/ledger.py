@@ -24,20 +24,25 @@ from typing import Any
 
 from flatrob.paths import build_ledger_dir
 from flatrob.provenance import atomic_write_text, json_text, strict_json
-from flatrob.verdicts import VERDICTS, Check, combine
+from flatrob.verdicts import EVIDENCE_VERDICTS, VERDICTS, Check, combine
 
 __all__ = [
     "CLAIMS",
     "LEDGER_ENV",
     "NOT_TESTED",
+    "PAPER_ATTACK",
+    "REAL_IMAGES",
     "ROWS",
     "Claim",
+    "at_paper_attack",
+    "at_paper_setting",
     "build",
     "entry",
     "load",
     "record",
     "setting_group",
     "setting_label",
+    "strongest_groups",
 ]
 
 #: Set FLATROB_LEDGER=1 (``make book`` does) to let the chapters write their entries to this build's ledger.
@@ -46,6 +51,11 @@ LEDGER_ENV = "FLATROB_LEDGER"
 NOT_TESTED = "not tested yet"
 #: The radius 8/255 of the paper's l_inf experiments.
 PAPER_EPS = 8 / 255
+#: The paper's PGD-l_inf attack: 10 steps of 2/255 at 8/255 (rows C, E, F and the predecessor's code).
+PAPER_ATTACK: dict[str, Any] = {"norm": "linf", "eps": PAPER_EPS, "steps": 10, "step_size": 2 / 255}
+#: Real images: the data sets a verdict "at the paper's setting" may come from (the paper's CIFAR-10/100, and the
+#: book's CPU stand-ins, Fashion-MNIST and MNIST; not scikit-learn's 8x8 digits, MNIST-1D or a toy manifold).
+REAL_IMAGES = ("fashion-mnist", "mnist", "cifar10", "cifar100")
 
 
 class Claim(dict):  # type: ignore[type-arg]
@@ -101,7 +111,7 @@ CLAIMS: dict[int, Claim] = {
         "rise, peak, collapse (row E)",
         "empirical",
         "the 2025 paper's figures (row E); the 2024 predecessor",
-        {"norm": "linf", "eps": PAPER_EPS},
+        PAPER_ATTACK,
     ),
     7: _claim(
         "Adversarial training shifts the valley and widens the low-loss basin.",
@@ -109,8 +119,8 @@ CLAIMS: dict[int, Claim] = {
         "about 0.6 (clean) vs 1.0 (AT) (row B)",
         "empirical",
         "the 2025 paper, row B; row E for the shift",
-        {"norm": "linf", "eps": PAPER_EPS},
-        {"norm": "l2", "eps": 0.5},
+        PAPER_ATTACK,
+        {"norm": "l2", "eps": 0.5, "steps": 50, "step_size": 0.01},
     ),
     8: _claim(
         r"Relative sharpness falls monotonically with the last-layer scale \(s\).",
@@ -118,7 +128,7 @@ CLAIMS: dict[int, Claim] = {
         "empirical",
         "the 2025 paper, row A",
         {"variant": "bias scaled"},
-        {"norm": "l2", "eps": 0.025},
+        {"norm": "l2", "eps": 0.025, "steps": 25, "step_size": 0.001},
     ),
     9: _claim(
         r"Gradient masking: PGD robust accuracy rises with \(s\) while transfer and gradient-free attacks "
@@ -127,22 +137,21 @@ CLAIMS: dict[int, Claim] = {
         "ResNet-18: 93.88% clean, 0.01% under PGD-linf 8/255",
         "empirical",
         "the 2025 paper, rows C and D",
-        {"norm": "linf", "eps": PAPER_EPS},
+        PAPER_ATTACK,
     ),
     10: _claim(
         "Confidently wrong points are flat.",
         "shape",
         "empirical",
         "the 2025 paper's explanation of the collapse; not-global's proposition is ours",
-        {"norm": "linf", "eps": PAPER_EPS},
-        {"data": "circle manifold"},
+        PAPER_ATTACK,
     ),
     11: _claim(
         "A one-threshold stump on sharpness separates clean from adversarial inputs.",
         "accuracy 0.92-0.93 (row F)",
         "empirical",
         "the 2025 paper, row F (WRN-28-4)",
-        {"norm": "linf", "eps": PAPER_EPS},
+        PAPER_ATTACK,
     ),
     12: _claim(
         r"The sharpness curve is more than the confidence: \(\|\phi\|\) moves along PGD paths (the paper's "
@@ -150,7 +159,7 @@ CLAIMS: dict[int, Claim] = {
         "open question",
         "empirical",
         "public reviews of the 2025 paper",
-        {"norm": "linf", "eps": PAPER_EPS},
+        PAPER_ATTACK,
     ),
 }
 
@@ -228,7 +237,10 @@ def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> dict[str
         "measure": check.measure,
         "values": check.values,
         "chapter": chapter,
-        "provenance": dict(provenance),
+        # the run that made the check (a committed sweep's runs, a committed run), or this one; judged by this build
+        "provenance": dict(check.provenance, judged_at=provenance.get("commit"))
+        if check.provenance
+        else dict(provenance),
     }
 
 
@@ -317,24 +329,42 @@ def setting_label(setting: Mapping[str, Any]) -> str:
     return text
 
 
-def at_paper_setting(claim: int, setting: Mapping[str, Any]) -> bool:
-    """Whether a check's setting is one of the paper's settings for its claim (every field of one of them shared;
-    radii compared to 1e-6)."""
+def at_paper_attack(claim: int, setting: Mapping[str, Any]) -> bool:
+    """Whether a check's setting has the paper's attack (or variant) for its claim: every field of one of the claim's
+    paper settings (:data:`CLAIMS`) shared, numbers compared to a relative 1e-6; the network and data aside."""
 
     def same(key: str, want: Any) -> bool:
         have = setting.get(key)
-        if isinstance(want, float) and isinstance(have, (int, float)):
+        if isinstance(want, float) and isinstance(have, (int, float)) and not isinstance(have, bool):
             return math.isclose(float(have), want, rel_tol=1e-6)
-        return have == want or (isinstance(have, str) and isinstance(want, str) and have.startswith(want))
+        return bool(have == want)
 
     return any(all(same(k, v) for k, v in paper.items()) for paper in CLAIMS[claim]["paper_settings"])
+
+
+def at_paper_setting(claim: int, setting: Mapping[str, Any]) -> bool:
+    """Whether a check was made at the paper's setting, which is a property of the whole setting: the paper's attack
+    (norm, radius, steps and step size) or variant for the claim (:func:`at_paper_attack`), on a network of the
+    paper's kind (:data:`flatrob.models.PAPER_KIND`: residual with batch norm, or one of the paper's own) trained on
+    real images (:data:`REAL_IMAGES`). A toy, a small CNN or another attack is a further setting, never the
+    headline."""
+    from flatrob.models import PAPER_KIND
+
+    return (
+        setting.get("architecture") in PAPER_KIND
+        and setting.get("data") in REAL_IMAGES
+        and at_paper_attack(claim, setting)
+    )
 
 
 def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One entry per claim from a ledger ({chapter: file}, :func:`load`): its checks, its settings with a verdict
     each (the paper's settings first, then the others by strength of evidence and radius) and its headline verdict:
-    the verdict at the paper's settings from the strongest evidence there (a committed larger run, else a sweep over
-    seeds, else the live run); a claim without a paper setting (the mathematical ones) combines all its checks."""
+    the verdict at the paper's setting (:func:`at_paper_setting`) from the strongest evidence there (a committed
+    larger run, else a sweep over seeds, else a live run). Where nothing at the paper's setting is evidence, the
+    headline keeps the reason (not testable here, not reached in this regime, cannot decide here) and names the best
+    further setting (``further``: its label and verdict). A claim without a paper setting (the mathematical ones)
+    combines all its checks."""
     by_claim: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
     for e in _entries(ledger):
         by_claim[int(e["claim"])].append(e)
@@ -352,6 +382,7 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "setting": dict(key),
                     "label": setting_label(s),
                     "paper_setting": at_paper_setting(c, s),
+                    "paper_attack": at_paper_attack(c, s) if claim["paper_settings"] else False,
                     "strength": _STRENGTH.get(source_kind(s), 1),
                     "verdict": combine([m["verdict"] for m in members]),
                     "fragile": any(m.get("fragile") for m in members),
@@ -364,17 +395,31 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         paper = (
             [g for g in settings if g["paper_setting"] and g["strength"] > 0] if claim["paper_settings"] else settings
         )
-        strongest = max((g["strength"] for g in paper), default=0)
-        head = [g for g in paper if g["strength"] == strongest]
+        head = strongest_groups(paper)
         verdict = combine([g["verdict"] for g in head]) if head else NOT_TESTED
+        further = None
+        if claim["paper_settings"] and verdict not in EVIDENCE_VERDICTS:
+            others = strongest_groups([g for g in settings if not g["paper_setting"] and g["strength"] > 0])
+            if others:
+                further = {"label": others[0]["label"], "verdict": combine([g["verdict"] for g in others])}
         out.append(
             {
                 "claim": c,
                 **claim,
                 "verdict": verdict,
                 "fragile": any(g["fragile"] for g in head),
+                "further": further,
                 "settings": settings,
                 "checks": found,
             }
         )
     return out
+
+
+def strongest_groups(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups of settings from the strongest evidence among ``groups``: all groups of the strongest source that
+    gave any evidence (or, when none did, of the strongest source at all); a group of that source that could not
+    test stays in, so that the combined verdict says "partly" rather than passing over it."""
+    telling = [g for g in groups if g["verdict"] in EVIDENCE_VERDICTS] or list(groups)
+    strongest = max((g["strength"] for g in telling), default=None)
+    return [g for g in groups if g["strength"] == strongest]

@@ -137,6 +137,8 @@ VERDICT_COLOURS = {
     "partly": "#e6ab02",
     "not reproduced": "#d95f02",
     "holds by construction": "#7570b3",
+    "not reached in this regime": "#80b1d3",
+    "cannot decide here": "#d9d9d9",
     "not testable here": "#999999",
 }
 
@@ -147,7 +149,10 @@ def verdict_grid(table: pd.DataFrame, title: str, note: str) -> None:
     paper_setting."""
     claims = list(dict.fromkeys(table["claim"]))
     settings = list(dict.fromkeys(table["setting"]))
-    fig, ax = plt.subplots(figsize=(COLUMN_IN, 0.55 * len(claims) + 1.6))
+    # the title and the legend in an axis of their own above the grid: they cannot overlap it or each other
+    fig, (top, ax) = plt.subplots(
+        2, 1, figsize=(COLUMN_IN, 0.55 * len(claims) + 2.4), gridspec_kw={"height_ratios": [0.9, 0.55 * len(claims)]}
+    )
     for _, row in table.iterrows():
         i, j = claims.index(row["claim"]), settings.index(row["setting"])
         ax.add_patch(
@@ -171,16 +176,9 @@ def verdict_grid(table: pd.DataFrame, title: str, note: str) -> None:
     ax.set_yticklabels(claims, fontsize=8)
     ax.grid(False)
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLOURS.values()]
-    fig.legend(
-        handles,
-        list(VERDICT_COLOURS),
-        loc="upper center",
-        ncol=3,
-        fontsize=7.5,
-        frameon=False,
-        bbox_to_anchor=(0.5, 1.0),
-    )
-    ax.set_title(title, fontsize=10, pad=34)
+    top.axis("off")
+    top.legend(handles, list(VERDICT_COLOURS), loc="center", ncol=4, fontsize=7, frameon=False)
+    top.set_title(title, fontsize=10)
     fig.tight_layout()
     stamp(fig, note)
     plt.show()

@@ -10,10 +10,11 @@ cuda declares ``gpu=1``). Ctrl-C is passed on to Snakemake, which is given time 
 lock; a lock left by a sweep that was killed is removed when no process of that sweep is alive.
 
 :func:`aggregate` then merges the finished runs into ``summary.json``: per combination of the other parameters and
-per check, the verdict of every seed and the verdict over the seeds by majority (:func:`flatrob.verdicts.majority`),
-with the check's measure over the seeds (mean, 95% t-interval, spread; each seed attacks its own inputs, so the
-interval covers inputs and training). A committed sweep's summary gives the chapters and the ledger their verdicts
-over seeds.
+per check, the verdict of every seed and the verdict over the seeds (:func:`flatrob.verdicts.over_seeds_verdict`:
+a majority that the pooled interval confirms), with the check's measure over the seeds (mean, 95% t-interval,
+spread; each seed attacks its own inputs, so the interval covers inputs and training). Every run's checks are judged
+again by the code that reads them, from the measurements the run recorded (:mod:`flatrob.checks.replay`). A
+committed sweep gives the chapters and the ledger their verdicts over seeds.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from flatrob.checks.replay import CALLS_FILE
 from flatrob.params import ParameterError, parse_value, validate
 from flatrob.paths import is_partial, repo_root, sweep_job_dir, sweep_log, sweeps_root
 from flatrob.provenance import atomic_write_text, committed, provenance
-from flatrob.verdicts import NOT_TESTABLE, Check, Rule, majority, t_interval
+from flatrob.verdicts import EVIDENCE_VERDICTS, Check, Rule, over_seeds_verdict, t_interval
 
 __all__ = [
     "SNAKEFILE",
@@ -261,11 +263,12 @@ def run_sweep(
 def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One verdict per check over several seeds' runs of the same setting.
 
-    ``checks_by_seed``: seed -> that run's checks (as in its ``checks.json``). The verdict is the majority of the
-    seeds' verdicts (:func:`flatrob.verdicts.majority`), each made by the check's whole rule within its run. For a
-    check with a ``measure``, its values over the seeds give a mean and a 95% t-interval; an interval of zero width
-    (identical values) is marked unresolved. The result is flagged fragile when the seeds disagree, when any seed's
-    verdict was, when the interval is unresolved, or when it lies within the rule's margin of a threshold.
+    ``checks_by_seed``: seed -> that run's checks (as dicts, :meth:`Check.as_dict`). For a check with a
+    ``measure``, its values over the seeds that could test give a mean and a 95% t-interval (each seed attacks its
+    own inputs, so the interval covers inputs and training); an interval of zero width (identical values) is
+    unresolved. The verdict is :func:`flatrob.verdicts.over_seeds_verdict`: a majority of the seeds that could test,
+    at least half of all seeds, and the pooled interval on the same side, else "partly" (fragile). Each seed's limits
+    (``values["limits"]``: caps, censored counts, the largest value a measure can show) travel with the entry.
     """
     ids: dict[str, None] = {}
     for found in checks_by_seed.values():
@@ -285,45 +288,44 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
             "setting": setting,
             "seeds": sorted(present),
             "verdicts": verdicts,
-            "verdict": majority(list(verdicts.values())),
         }
+        limits = {str(s): c.get("values", {}).get("limits") for s, c in present.items()}
+        if any(limits.values()):
+            entry["limits"] = {s: v for s, v in limits.items() if v}
         measured = [
             c["measure"]
             for c in present.values()
             if c.get("measure")
-            and c["verdict"] != NOT_TESTABLE
+            and c["verdict"] in EVIDENCE_VERDICTS
             and c["measure"].get("value") is not None
             and np.isfinite(c["measure"]["value"])
         ]
-        fragile = len(set(verdicts.values())) > 1 or any(c.get("fragile") for c in present.values())
+        pooled: dict[str, Any] | None = None
+        rule: Rule | None = None
         if len(measured) >= 2:
             values = [float(m["value"]) for m in measured]
             lo, hi = t_interval(values)
             mean = float(np.mean(values))
-            pooled: dict[str, Any] = {"value": mean, "ci95": [lo, hi], "n": len(values)}
+            pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
             rule = Rule.from_dict(measured[0]["rule"])
-            resolved = hi - lo > 1e-9 * max(1.0, abs(mean))  # identical values: an interval of no width
-            fragile = fragile or not resolved or rule.fragile(pooled)
             entry |= {
                 "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
-                "resolved": resolved,
+                "resolved": hi - lo > 1e-9 * max(1.0, abs(mean)),  # identical values: an interval of no width
                 "min": float(min(values)),
                 "max": float(max(values)),
             }
-        out.append(entry | {"fragile": bool(fragile)})
+        verdict, fragile = over_seeds_verdict(list(verdicts.values()), pooled, rule)
+        fragile = fragile or any(c.get("fragile") for c in present.values())
+        out.append(entry | {"verdict": verdict, "fragile": bool(fragile)})
     return out
 
 
 def _checks_of(run: Path) -> list[dict[str, Any]]:
-    """A finished run's checks: judged again by this code from its recorded measurements
-    (:func:`flatrob.checks.replay.replay`), or, for a run that recorded none, as the run judged them."""
+    """A finished run's checks, judged again by this code from its recorded measurements
+    (:func:`flatrob.checks.replay.replay`)."""
     from flatrob.checks.replay import replay
 
-    again = replay(run)
-    if again:
-        return [c.as_dict() for c in again]
-    found: list[dict[str, Any]] = json.loads((run / "checks.json").read_text())
-    return found
+    return [c.as_dict() for c in replay(run)]
 
 
 def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -331,7 +333,7 @@ def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
     for job in spec["jobs"]:
         run = sweep_job_dir(sweep, spec["chapter"], job["id"])
-        if not (run / "checks.json").exists():
+        if not (run / CALLS_FILE).exists():  # unfinished, or made by code that recorded no measurements: re-run it
             continue
         setting = {k: v for k, v in job["params"].items() if k != "seed"}
         g = groups.setdefault(
@@ -454,10 +456,11 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                     evidence = (
                         f"{m['name']} over {m['n']} seeds: mean {_fmt(m['value'])} {interval} (95% "
                         f"t-interval over seeds, each attacking its own inputs; spread {_fmt(c['min'])} to "
-                        f"{_fmt(c['max'])}); verdict by majority of the seeds: {seeds}"
+                        f"{_fmt(c['max'])}); the seeds' verdicts: {seeds}"
                     )
                 else:
-                    evidence = f"verdict by majority of the seeds: {seeds}"
+                    evidence = f"the seeds' verdicts: {seeds}"
+                evidence += "".join(f"; seed {s}: {_limits(v)}" for s, v in c.get("limits", {}).items())
                 setting = {
                     **c["setting"],
                     **{k: v for k, v in combo["setting"].items() if k not in c["setting"]},
@@ -474,9 +477,29 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                         evidence=evidence,
                         paper=c.get("paper", ""),
                         setting=setting,
-                        values={"verdicts": c["verdicts"]},
+                        values={"verdicts": c["verdicts"], **({"limits": c["limits"]} if c.get("limits") else {})},
                         measure=m,
                         fragile=c["fragile"],
+                        provenance=_sweep_provenance(sweep["summary"], combo),
                     )
                 )
     return out
+
+
+def _limits(limits: dict[str, Any]) -> str:
+    """A check's limits in words: ``cap 51, never rose (clean) 12, ...``."""
+    return ", ".join(f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in limits.items())
+
+
+def _sweep_provenance(summary: dict[str, Any], combo: dict[str, Any]) -> dict[str, Any]:
+    """Where an over-seeds entry comes from: the sweep, the parameters of its combination and, per run, the commit,
+    device, machine and time that made it (not the build that judges it)."""
+    commits = sorted({str(r.get("commit")) for r in combo["runs"]})
+    return {
+        "source": f"sweep {summary['name']}",
+        "params": {**combo["setting"], "seed": sorted(r["seed"] for r in combo["runs"])},
+        "commit": ", ".join(commits),
+        "device": ", ".join(sorted({str(r.get("device")) for r in combo["runs"]})),
+        "machine": {"cpu": ", ".join(sorted({str(r.get("machine")) for r in combo["runs"]}))},
+        "runs": combo["runs"],
+    }

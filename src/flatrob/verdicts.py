@@ -12,10 +12,15 @@ A verdict is computed, never written by hand, and never inside a chapter:
   :func:`combine`); **not testable here**: the data cannot make the check (nothing flipped), the evidence says why;
 * a check whose interval ends lie within its rule's margin of a threshold is **fragile**: another machine, seed or
   sample could move it across (:meth:`Rule.fragile`);
-* over several training seeds (:func:`majority`) a combined "reproduced" or "not reproduced" needs a majority of
-  the seeds with that verdict, each seed judged by the check's whole rule; otherwise "partly". The interval over
-  seeds is descriptive; one of zero width (identical values, a median of a few discrete steps) is *unresolved*,
-  never taken as certain, and flags the result fragile.
+* **not reached in this regime**: a check of the paper's regime on a network that does not reach it; **cannot
+  decide here**: a measure that cannot reach its threshold in the setting (the largest value it could show is
+  said); like "not testable here", neither counts as evidence;
+* the parts of a claim combine by one rule (:func:`combine`): a refuted part makes it "not reproduced", all parts
+  reproduced make it "reproduced", anything else "partly";
+* over several training seeds (:func:`over_seeds_verdict`) "reproduced" or "not reproduced" needs a majority of
+  the seeds that could test, at least half of all seeds, and the pooled interval over the seeds on the same side;
+  otherwise "partly" (fragile). An interval of zero width, within a run (a median of a few discrete steps) or over
+  seeds (identical values), is *unresolved*: never decisive, always fragile.
 
 Every threshold is fixed, with its reason, in :mod:`flatrob.checks`, which holds one function per claim.
 """
@@ -29,24 +34,26 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 __all__ = [
     "BY_CONSTRUCTION",
+    "CANNOT_DECIDE",
     "Check",
     "EVIDENCE_VERDICTS",
     "Estimate",
+    "NOT_REACHED",
     "NOT_TESTABLE",
     "Rule",
+    "SILENT_VERDICTS",
     "Setting",
     "VERDICTS",
     "bootstrap",
     "check_id",
-    "checks_table",
     "combine",
     "judged",
     "majority",
     "median",
+    "over_seeds_verdict",
     "rule_of_three",
     "share",
     "t_interval",
@@ -58,7 +65,15 @@ EVIDENCE_VERDICTS = ("reproduced", "partly", "not reproduced")
 BY_CONSTRUCTION = "holds by construction"
 #: A check the data at hand cannot make (the reason is in its evidence).
 NOT_TESTABLE = "not testable here"
-VERDICTS = (*EVIDENCE_VERDICTS, BY_CONSTRUCTION, NOT_TESTABLE)
+#: A check of what happens in the paper's regime, on a network that is not in it (its attacks end unconfident, near
+#: the decision boundary): neither for nor against the claim, which is about the regime the network did not reach.
+NOT_REACHED = "not reached in this regime"
+#: A check whose measure cannot reach the claim's threshold in this setting (the largest value it could show is in
+#: its evidence): it cannot confirm the claim, whatever the data.
+CANNOT_DECIDE = "cannot decide here"
+#: The verdicts that are not evidence for or against a claim, strongest reason first.
+SILENT_VERDICTS = (NOT_REACHED, CANNOT_DECIDE, NOT_TESTABLE)
+VERDICTS = (*EVIDENCE_VERDICTS, BY_CONSTRUCTION, *SILENT_VERDICTS)
 
 #: Bootstrap resamples for every interval (seeded: a run's intervals are reproducible); 2000 resamples put the
 #: Monte Carlo error of a 95% percentile interval's ends well below the sampling error of a few hundred inputs.
@@ -185,10 +200,12 @@ class Rule:
     """A claim about an estimate: it lies ``above`` (or ``below``) ``threshold``.
 
     Reproduced when the whole interval lies on the claim's side of ``threshold`` (beyond it when ``strict``); not
-    reproduced when the whole interval lies on the other side of ``refute`` (default: the threshold itself; the
-    threshold belongs to the other side when ``strict``); partly otherwise; not testable for an empty sample.
-    ``margin``: how close an interval end may come to a threshold before the
-    verdict is flagged fragile (default 10% of the threshold; required for a threshold of 0).
+    reproduced when the whole interval lies on the other side of ``refute``, which every rule names and which must
+    lie strictly on the other side of the threshold: between the two is a middle band, where the data are "partly"
+    for the claim (an interval that straddles either threshold is "partly" too). Not testable for an empty sample;
+    an interval of zero width (a median of a few discrete values, all resamples alike) is *unresolved*: "partly"
+    and fragile, never decisive. ``margin``: how close an interval end may come to a threshold before the verdict is
+    flagged fragile (default 10% of the threshold; required for a threshold of 0).
     """
 
     side: Literal["above", "below"]
@@ -201,8 +218,15 @@ class Rule:
         if self.side not in ("above", "below"):
             raise ValueError(f"side must be 'above' or 'below'; got {self.side!r}")
         r = self.refutation
-        if (self.side == "above" and r > self.threshold) or (self.side == "below" and r < self.threshold):
-            raise ValueError(f"the refutation threshold {r} lies on the claim's side of {self.threshold}")
+        if (
+            self.refute is None
+            or (self.side == "above" and r >= self.threshold)
+            or (self.side == "below" and r <= self.threshold)
+        ):
+            raise ValueError(
+                f"a rule needs a refutation threshold strictly on the other side of {self.threshold} (a middle band "
+                f"between them); got {self.refute}"
+            )
         if self.margin is None and self.threshold == 0:
             raise ValueError("a rule with threshold 0 needs an explicit margin")
 
@@ -219,6 +243,8 @@ class Rule:
         est = _as_estimate(e)
         if not all(math.isfinite(v) for v in (est.value, est.lo, est.hi)):
             return NOT_TESTABLE
+        if not est.resolved:  # zero width: the data cannot say how uncertain the value is, so it decides nothing
+            return "partly"
         t, r, lo, hi = self.threshold, self.refutation, est.lo, est.hi
         if self.side == "above":
             if (lo > t) if self.strict else (lo >= t):
@@ -238,6 +264,8 @@ class Rule:
         est = _as_estimate(e)
         if not all(math.isfinite(v) for v in (est.value, est.lo, est.hi)):
             return False
+        if not est.resolved:
+            return True
         near_claim = est.lo if self.side == "above" else est.hi
         near_refute = est.hi if self.side == "above" else est.lo
         return min(abs(near_claim - self.threshold), abs(near_refute - self.refutation)) < self.tolerance
@@ -246,9 +274,7 @@ class Rule:
         """In words, for the evidence: ``above 2 (not reproduced below 1)``."""
         word = {"above": "above" if self.strict else "at least", "below": "below" if self.strict else "at most"}
         text = f"{word[self.side]} {_fmt(self.threshold)}"
-        if self.refute is not None and self.refute != self.threshold:
-            text += f"; not reproduced {'below' if self.side == 'above' else 'above'} {_fmt(self.refute)}"
-        return text
+        return text + f"; not reproduced {'below' if self.side == 'above' else 'above'} {_fmt(self.refutation)}"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -300,7 +326,8 @@ class Check:
     ``evidence`` says in words what was measured (with its interval) against which threshold; ``paper`` is the
     paper's number or shape for the same check; ``values`` holds the numbers. ``measure``, where one estimate
     decides the verdict, names it with its rule ({"name", "value", "ci95", "n", "rule"}); ``fragile`` flags a
-    verdict whose interval lies within the rule's margin of a threshold.
+    verdict whose interval lies within the rule's margin of a threshold. ``provenance``, for a check that this run
+    did not make (a committed sweep's or run's), says what made it; None means the run that holds the check.
     """
 
     claim: int
@@ -313,6 +340,7 @@ class Check:
     values: dict[str, Any] = field(default_factory=dict)
     measure: dict[str, Any] | None = None
     fragile: bool = False
+    provenance: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -338,6 +366,7 @@ class Check:
             "values",
             "measure",
             "fragile",
+            "provenance",
         }
         return cls(**{k: v for k, v in d.items() if k in fields})
 
@@ -355,13 +384,15 @@ def judged(
     setting: Setting,
     values: dict[str, Any] | None = None,
 ) -> Check:
-    """A check decided by one estimate and its rule: the verdict, the measure and the fragility all from them."""
+    """A check decided by one estimate and its rule: the verdict, the measure and the fragility all from them (an
+    interval of zero width is said to be unresolved in the evidence)."""
+    unresolved = all(math.isfinite(v) for v in (estimate.value, estimate.lo, estimate.hi)) and not estimate.resolved
     return Check(
         claim=claim,
         part=part,
         statement=statement,
         verdict=rule.judge(estimate),
-        evidence=evidence,
+        evidence=evidence + ("; unresolved: the interval has zero width, so it decides nothing" if unresolved else ""),
         paper=paper,
         setting=dict(setting),
         values={name: estimate.as_dict(), **(values or {})},
@@ -371,49 +402,55 @@ def judged(
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """One verdict from several checks (or parts) of one claim.
+    """One verdict from the required parts of one claim (or a claim's checks in one setting).
 
-    Only evidence counts: all reproduced -> reproduced, all not reproduced -> not reproduced, anything mixed ->
-    partly. Checks that hold by construction are shown but never counted; a claim with nothing else is "holds by
-    construction", one with no tested check at all "not testable here".
+    Only evidence decides: a part that is refuted makes the whole "not reproduced"; all parts reproduced make it
+    "reproduced"; anything else, parts that are "partly" or that could not be made here beside reproduced ones, is
+    "partly". Parts that hold by construction are shown but never counted. With no evidence at all: the strongest
+    reason why (:data:`SILENT_VERDICTS`: not reached in this regime, cannot decide here, not testable here), or
+    "holds by construction" when every part holds so.
+    """
+    tested = [v for v in verdicts if v in EVIDENCE_VERDICTS]
+    silent = [v for v in SILENT_VERDICTS if v in verdicts]
+    if not tested:
+        if silent:
+            return silent[0]
+        return BY_CONSTRUCTION if BY_CONSTRUCTION in verdicts else NOT_TESTABLE
+    if "not reproduced" in tested:
+        return "not reproduced"
+    if all(v == "reproduced" for v in tested) and not silent:
+        return "reproduced"
+    return "partly"
+
+
+def over_seeds_verdict(
+    verdicts: Sequence[str], pooled: Estimate | Mapping[str, Any] | None = None, rule: Rule | None = None
+) -> tuple[str, bool]:
+    """One verdict over several training seeds, each seed judged by the check's whole rule: (verdict, fragile).
+
+    "reproduced" (or "not reproduced") needs (1) more than half of the seeds that could make the check with that
+    verdict, (2) at least half of all seeds with it (seeds that could not test do not carry a verdict for the
+    others), and (3) where the check has a decisive measure, its pooled interval over the seeds (``pooled``, judged
+    by ``rule``) on the same side. Otherwise the seeds support no more than "partly", flagged fragile. A check no
+    seed could make keeps the reason (:func:`combine`). Fragile also when the seeds disagree or the pooled interval
+    lies within the rule's margin of a threshold or has zero width.
     """
     tested = [v for v in verdicts if v in EVIDENCE_VERDICTS]
     if not tested:
-        return BY_CONSTRUCTION if BY_CONSTRUCTION in verdicts else NOT_TESTABLE
-    if all(v == "reproduced" for v in tested):
-        return "reproduced"
-    if all(v == "not reproduced" for v in tested):
-        return "not reproduced"
-    return "partly"
+        return combine(list(verdicts)), False
+    counts = Counter(tested)
+    pooled_verdict = rule.judge(pooled) if pooled is not None and rule is not None else None
+    fragile = len(set(verdicts)) > 1 or (pooled is not None and rule is not None and rule.fragile(pooled))
+    for verdict in ("reproduced", "not reproduced"):
+        if (
+            counts[verdict] * 2 > len(tested)
+            and counts[verdict] * 2 >= len(verdicts)
+            and pooled_verdict in (None, verdict)
+        ):
+            return verdict, fragile
+    return "partly", True
 
 
 def majority(verdicts: Sequence[str]) -> str:
-    """One verdict over several training seeds, each judged by the check's whole rule.
-
-    "reproduced" (or "not reproduced") needs more than half of the seeds with that verdict; seeds that could not
-    make the check do not vote, and a check no seed could make is "not testable here" (or "holds by construction"
-    when it holds so for all). Anything else is "partly": the seeds do not support a stronger verdict.
-    """
-    tested = [v for v in verdicts if v in EVIDENCE_VERDICTS]
-    if not tested:
-        return combine(list(verdicts))
-    counts = Counter(tested)
-    for verdict in ("reproduced", "not reproduced"):
-        if counts[verdict] * 2 > len(tested):
-            return verdict
-    return "partly"
-
-
-def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
-    """The checks as a table: check, verdict (with "fragile" where it is), the paper's number, ours (evidence)."""
-    return pd.DataFrame(
-        [
-            {
-                "check": c.id,
-                "verdict": c.verdict + (" (fragile)" if c.fragile else ""),
-                "paper": c.paper,
-                "ours": c.evidence,
-            }
-            for c in checks
-        ]
-    )
+    """:func:`over_seeds_verdict` by the votes alone (no pooled measure)."""
+    return over_seeds_verdict(verdicts)[0]

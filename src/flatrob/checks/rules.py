@@ -63,21 +63,35 @@ CONFIDENT = 0.99
 #: below 0.75 (well above chance, 0.5, but far from the paper); it must also beat a stump on confidence alone.
 DETECTOR_REPRODUCED, DETECTOR_REFUTED = 0.90, 0.75
 
-# The rules, named once. Margins (when a verdict is flagged fragile) are 10% of the threshold unless said.
-RISES = Rule("above", RISE_FACTOR)
-COLLAPSES = Rule("below", 1 / COLLAPSE_FACTOR)
-MOSTLY = Rule("above", MAJORITY, strict=True, margin=0.05)
-CONFIDENT_AT_END = Rule("above", FINAL_CONFIDENCE, strict=True, margin=0.02)
-LATER = Rule("above", 0.0, strict=True, margin=1.0)  # steps
-LARGER = Rule("above", 1.0, strict=True)
+# The rules, named once, each with the threshold of the claim and the threshold beyond which the data refute it;
+# between the two lies a middle band ("partly"), where the data neither confirm nor refute. Margins (when a verdict
+# is flagged fragile) are 10% of the threshold unless said.
+#: Claim 6: a rise of at most 10% is no rise (the float32 noise of the recorded statistic is far below it).
+RISES = Rule("above", RISE_FACTOR, refute=1.1)
+#: Claims 6, 10: a fall of less than 20% from the peak is no collapse; between that and an order of magnitude, partly.
+COLLAPSES = Rule("below", 1 / COLLAPSE_FACTOR, refute=0.8)
+#: A share that is a minority of a quarter or less is refuted; between a quarter and a half, partly.
+MOSTLY = Rule("above", MAJORITY, strict=True, refute=0.25, margin=0.05)
+#: An attack that ends with a median confidence of at most 0.7 ends near the boundary (k = 10 classes), not in a
+#: confidently wrong region.
+CONFIDENT_AT_END = Rule("above", FINAL_CONFIDENCE, strict=True, refute=0.7, margin=0.02)
+#: Claim 7's shift, in steps: earlier by a whole step (the attack's unit) refutes "later".
+LATER = Rule("above", 0.0, strict=True, refute=-1.0, margin=1.0)
+#: A ratio "larger than 1": refuted below 0.9 (smaller by a tenth).
+LARGER = Rule("above", 1.0, strict=True, refute=0.9)
 WIDENS = Rule("above", BASIN_FACTOR, refute=1.0)
 MONOTONE = Rule("above", MONOTONE_SHARE, refute=MAJORITY, margin=0.03)
-FALLS = Rule("below", 1.0, strict=True)
-MASKS = Rule("above", MASKING_GAIN)
-STILL_FOOLS = Rule("below", ATTACK_SLACK, margin=0.01)
-NORM_MOVES = Rule("above", NORM_CONSTANT_RATIO, strict=True, margin=0.02)
+#: A ratio "below 1" (falls): refuted above 1.1 (grows by a tenth).
+FALLS = Rule("below", 1.0, strict=True, refute=1.1)
+#: Claim 9: a gain of robust accuracy below 0.1 (ten points) is no masking; between 0.1 and 0.25, partly.
+MASKS = Rule("above", MASKING_GAIN, refute=0.1)
+#: Claim 9: a transfer or gradient-free attack whose robust accuracy rises by more than 0.2 no longer fools.
+STILL_FOOLS = Rule("below", ATTACK_SLACK, refute=0.2, margin=0.01)
+#: Claim 12: a feature norm that varies by less than 5% along the path is constant for the reviewer's purpose.
+NORM_MOVES = Rule("above", NORM_CONSTANT_RATIO, strict=True, refute=1.05, margin=0.02)
 DETECTS = Rule("above", DETECTOR_REPRODUCED, refute=DETECTOR_REFUTED, margin=0.02)
-BEATS_CONFIDENCE = Rule("above", 0.0, strict=True, margin=0.01)
+#: Claim 11: the stump on sharpness must beat the stump on confidence; worse by two points refutes.
+BEATS_CONFIDENCE = Rule("above", 0.0, strict=True, refute=-0.02, margin=0.01)
 
 
 def fmt(x: float) -> str:
