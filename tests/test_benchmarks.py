@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("bench_flatness.py", ["--m", "16", "--k", "3", "--n", "4", "--repeat", "1"]),
         ("bench_forward.py", ["--sizes", "8x16x3", "--budget", "0.2"]),
         ("bench_pgd.py", ["--batch", "4", "--steps", "2", "--repeat", "1"]),
+        ("bench_pgd.py", ["--arch", "wrn-10-1", "--batch", "2", "--steps", "2", "--repeat", "1"]),
+        ("bench_training.py", ["--images", "64", "--batch", "32", "--repeat", "1", "--archs", "wrn-10-1"]),
     ],
 )
 def test_benchmark_runs_and_writes_its_results(tmp_path, script, args):

@@ -7,6 +7,7 @@ computed), 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -233,7 +234,29 @@ def _params(chapter: str) -> int:
             f"# typical run time with these defaults: {doc['duration_s']:.0f} s on {where.get('cpu', 'a CPU')} with "
             f"{where.get('threads', '?')} threads (committed evidence; trained models cached: much less)"
         )
+    for line in _epoch_costs():
+        print(line)
     return 0
+
+
+def _epoch_costs() -> list[str]:
+    """The measured cost of one training epoch on all Fashion-MNIST training images per architecture, from the
+    committed training benchmarks (``benchmarks/bench_training.py``, one file per machine)."""
+    from flatrob.paths import benchmarks_dir
+
+    out = []
+    for path in sorted(benchmarks_dir().glob("training-cpu-*.json")):
+        doc = json.loads(path.read_text())
+        machine = doc.get("provenance", {}).get("machine", {})
+        costs = ", ".join(
+            f"{arch} {c['seconds_per_epoch']:.0f} s ({c['parameters']:,} parameters)"
+            for arch, c in doc.get("epoch_cost", {}).items()
+        )
+        out.append(
+            f"# one training epoch on all 59,945 images (measured on {machine.get('cpu', 'a CPU')}, "
+            f"{doc.get('threads', '?')} threads, {path.name}): {costs}"
+        )
+    return out
 
 
 def _promote(folder: Path, undo: bool) -> int:

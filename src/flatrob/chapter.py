@@ -155,16 +155,19 @@ class ChapterContext:
         and ours."""
         show_checks(checks)
 
-    def over_seeds(self, live: Sequence[Check], source: str = "sweep") -> list[Check]:
-        """The chapter's committed sweeps over seeds, shown with their verdicts and returned as checks for the
-        ledger (their setting's source: "sweep <name>", or "study <name>" for a study beyond the paper's settings,
-        which the report shows apart); where a sweep holds a run with this run's parameters (its seed included),
-        the page says how the two relate (the same numbers, or which differ and why)."""
+    def over_seeds(self, live: Sequence[Check], source: str = "sweep", show: bool = True) -> list[Check]:
+        """The chapter's committed sweeps over seeds, shown with their verdicts (unless ``show`` is False) and
+        returned as checks for the ledger (their setting's source: "sweep <name>", or "study <name>" for a study
+        beyond the paper's settings, which the report shows apart); where a sweep holds a run with this run's
+        parameters (its seed included), the page says how the two relate (the same numbers, or which differ and
+        why)."""
         from IPython.display import Markdown, display
 
         from flatrob.sweeps import committed_sweeps, sweep_checks
 
         found = sweep_checks(self.name, kind=source)
+        if not show:
+            return found
         if not found:
             display(Markdown("No sweep over seeds of this chapter is committed yet (see {ref}`sweeps`)."))
             return []
@@ -174,6 +177,42 @@ class ChapterContext:
             if twin is not None:
                 display(Markdown(_twin_story(twin, live, self.provenance, sweep["summary"]["name"])))
         return found
+
+    def sweep_results(self, fname: str) -> list[dict[str, Any]]:
+        """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
+        parameters but the seed), "seed", "run" (the run's record in the sweep), "data"}], where ``data`` is the file
+        read (a ``.npz`` as a dict of arrays, a ``.json`` as its content, a ``.csv`` as a DataFrame); runs without
+        the file are left out."""
+        import numpy as np
+        import pandas as pd
+
+        from flatrob.paths import sweep_job_dir
+        from flatrob.sweeps import committed_sweeps
+
+        out = []
+        for sweep in committed_sweeps(self.name):
+            for combo in sweep["summary"]["combinations"]:
+                for run in combo["runs"]:  # the runs that count (summarize: those that recorded their measurements)
+                    path = sweep_job_dir(sweep["dir"], self.name, run["job"]) / fname
+                    if not path.is_file():
+                        continue
+                    if fname.endswith(".npz"):
+                        with np.load(path, allow_pickle=False) as npz:
+                            data: Any = {k: npz[k] for k in npz.files}
+                    elif fname.endswith(".csv"):
+                        data = pd.read_csv(path)
+                    else:
+                        data = json.loads(path.read_text())
+                    out.append(
+                        {
+                            "sweep": sweep["summary"]["name"],
+                            "setting": combo["setting"],
+                            "seed": run["seed"],
+                            "run": run,
+                            "data": data,
+                        }
+                    )
+        return out
 
     def larger_runs(self, draw: Any = None) -> list[Check]:
         """The chapter's committed runs (``flatrob run``, committed or promoted), shown with their provenance and

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "ARCHITECTURES",
+    "architecture_traits",
     "DigitsCNN",
     "FeatureClassifier",
     "MLP",
@@ -401,6 +402,16 @@ ARCHITECTURES: dict[str, str] = {
     "wrn-10-1-plain": "WRN-10-1 without residual connections (batch norm kept), (c, h, w) with h, w >= 8",
     "wrn-10-1-plain-nobn": "WRN-10-1 without residual connections and batch norm, (c, h, w) with h, w >= 8",
 }
+
+
+def architecture_traits(name: str) -> dict[str, Any]:
+    """What a network of :data:`RESIDUAL_FAMILY` is made of, as the valley-conditions study varies it: depth, widen
+    factor, batch norm and residual connections ({} for the other architectures)."""
+    if name not in RESIDUAL_FAMILY:
+        return {}
+    depth, widen, bn, res = RESIDUAL_FAMILY[name]
+    return {"depth": depth, "widen": widen, "batch norm": bn, "residual": res}
+
 
 #: The architectures of the paper's kind: the paper's own networks and the small residual networks with batch norm
 #: (:data:`RESIDUAL_FAMILY` with both); a verdict "at the paper's setting" needs one of them.

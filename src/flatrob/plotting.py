@@ -26,6 +26,7 @@ __all__ = [
     "stamp",
     "survival_curves",
     "valley_curves",
+    "valley_band",
     "verdict_grid",
 ]
 
@@ -109,6 +110,32 @@ def valley_curves(data: pd.DataFrame, path: str, title: str, note: str) -> None:
         bbox_to_anchor=(0.5, 0.0),
         frameon=False,
     )
+    stamp(fig, note)
+    plt.show()
+
+
+def valley_band(data: pd.DataFrame, title: str, note: str) -> None:
+    """The valley over inputs and seeds (:func:`flatrob.valley.pooled_paths` of the relative sharpness): per model,
+    the median over all inputs of all seeds (line), their quartiles (band) and each seed's median (thin lines);
+    the dashed line marks the step at which half of the inputs have flipped."""
+    fig, ax = plt.subplots(figsize=(COLUMN_IN * 0.8, 3.2))
+    colours = dict(zip(sorted(data["model"].unique()), sns.color_palette()))
+    for model, part in data.groupby("model", sort=True):
+        pooled = part[part.run == "pooled"]
+        n = int(pooled["n"].iloc[0]) if len(pooled) else 0
+        ax.plot(pooled.step, pooled["median"], color=colours[model], lw=2, label=f"{model} ({n} inputs)")
+        ax.fill_between(pooled.step, pooled.q25, pooled.q75, color=colours[model], alpha=0.2)
+        for _, seed in part[part.run != "pooled"].groupby("run"):
+            ax.plot(seed.step, seed["median"], color=colours[model], lw=0.7, alpha=0.7)
+        half = pooled.step[pooled.flipped >= 0.5]
+        if len(half):
+            ax.axvline(half.iloc[0], color=colours[model], ls="--", lw=1)
+    if log_scalable(data["median"]):
+        ax.set_yscale("log")
+    ax.set(xlabel="PGD iterate", ylabel=r"relative sharpness $\kappa_{\mathrm{layer}}$")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.legend(title="median, quartiles; thin: each seed", fontsize=8, title_fontsize=8, loc="best")
+    fig.tight_layout()
     stamp(fig, note)
     plt.show()
 

@@ -5,6 +5,7 @@ statistic). The checks of claims 6, 7 and 12 take these."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,16 @@ from torch import Tensor
 
 from flatrob.attacks import STAT_NAMES, Trajectory
 
-__all__ = ["VALLEY_KEYS", "curves", "valley_samples", "valley_summary"]
+__all__ = [
+    "AXES",
+    "VALLEY_KEYS",
+    "axis_effects",
+    "budget_summary",
+    "curves",
+    "pooled_paths",
+    "valley_samples",
+    "valley_summary",
+]
 
 
 def curves(traj: Trajectory, **labels: Any) -> pd.DataFrame:
@@ -139,3 +149,109 @@ def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, flo
     )
     out |= {k: float(np.median(samples[k])) if len(samples[k]) else math.nan for k in VALLEY_KEYS}
     return out
+
+
+def pooled_paths(runs: Mapping[Any, Mapping[str, np.ndarray]], stat: str = "kappa_layer") -> pd.DataFrame:
+    """A statistic along the attack's path, pooled over the inputs of several runs (seeds), and per run.
+
+    ``runs``: run label (a seed) -> its saved paths (``<model>/<stat>`` and ``<model>/wrong``, each (T + 1, n), as
+    the uncanny-valley chapter saves them in ``paths.npz``). Over the inputs that start correct: per model and step,
+    the quartiles over all runs' inputs together (``run`` "pooled", with the share flipped and the number of
+    inputs), and each run's median (``run`` its label). Returns the long table (model, run, step, q25, median, q75,
+    flipped, n).
+    """
+    rows = []
+    models = sorted({key.split("/")[0] for arrays in runs.values() for key in arrays})
+    for model in models:
+        pooled_v, pooled_w = [], []
+        for label, arrays in runs.items():
+            if f"{model}/{stat}" not in arrays:
+                continue
+            values, wrong = np.asarray(arrays[f"{model}/{stat}"], float), np.asarray(arrays[f"{model}/wrong"], bool)
+            start = ~wrong[0]
+            pooled_v.append(values[:, start])
+            pooled_w.append(wrong[:, start])
+            for step, row in enumerate(values[:, start]):
+                rows.append({"model": model, "run": str(label), "step": step, "median": float(np.median(row))})
+        if not pooled_v:
+            continue
+        v, w = np.concatenate(pooled_v, axis=1), np.concatenate(pooled_w, axis=1)
+        q = np.quantile(v, [0.25, 0.5, 0.75], axis=1)
+        for step in range(v.shape[0]):
+            rows.append(
+                {
+                    "model": model,
+                    "run": "pooled",
+                    "step": step,
+                    "q25": float(q[0, step]),
+                    "median": float(q[1, step]),
+                    "q75": float(q[2, step]),
+                    "flipped": float(w[step].mean()),
+                    "n": int(v.shape[1]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def budget_summary(samples: Mapping[str, Any], label: str, steps: int, travel: float) -> dict[str, Any]:
+    """One attack budget's row of the valley-conditions study, from :func:`valley_samples`: how many inputs flip, the
+    medians of final/peak and of the final confidence, and the rank correlation of the flip step with log final/peak
+    (positive: the inputs that flip early are the ones whose sharpness ends lowest)."""
+    from scipy.stats import spearmanr
+
+    n = samples["n_flipped"]
+    rho = float(spearmanr(samples["flip_step"], np.log(samples["final_over_peak"])).statistic) if n > 2 else math.nan
+    return {
+        "budget": label,
+        "steps": steps,
+        "travel (radii)": travel,
+        "flipped": n,
+        "of": samples["n_start_correct"],
+        "median final/peak": float(np.median(samples["final_over_peak"])) if n else math.nan,
+        "median final confidence": float(np.median(samples["final_confidence"])) if n else math.nan,
+        "Spearman(flip step, log final/peak)": rho,
+    }
+
+
+#: The axes of the valley-conditions study: a trait of the network (:func:`flatrob.models.architecture_traits`) or
+#: of its training ("epochs").
+AXES = ("batch norm", "residual", "depth", "widen", "epochs")
+
+
+def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
+    """What changing one axis at a time does to the collapse: every pair of settings that differ in exactly one of
+    :data:`AXES`, with the verdict and the median final/peak on both sides.
+
+    ``settings``: one row per setting with the columns of :data:`AXES` (missing traits as NaN: such settings pair
+    on "epochs" only), ``setting`` (a label), ``verdict`` and ``final/peak``. Returns one row per pair: axis, from,
+    to, verdict from -> to, final/peak from -> to, and whether the verdict changes.
+    """
+    rows = []
+    records = settings.to_dict(orient="records")
+
+    def value(r: Mapping[str, Any], axis: str) -> Any:
+        v = r.get(axis)
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    for i, a in enumerate(records):
+        for b in records[i + 1 :]:
+            differ = [x for x in AXES if value(a, x) != value(b, x)]
+            if len(differ) != 1 or value(a, differ[0]) is None or value(b, differ[0]) is None:
+                continue
+            # from without to with (batch norm, residual), from less to more (depth, widen, epochs)
+            lo, hi = (a, b) if value(a, differ[0]) < value(b, differ[0]) else (b, a)
+
+            def show(v: Any) -> str:
+                return f"{v:g}" if isinstance(v, float) else str(v).lower()
+
+            rows.append(
+                {
+                    "axis": differ[0],
+                    "from": f"{lo['setting']} ({differ[0]}: {show(value(lo, differ[0]))})",
+                    "to": f"{hi['setting']} ({differ[0]}: {show(value(hi, differ[0]))})",
+                    "verdict": f"{lo['verdict']} -> {hi['verdict']}",
+                    "final/peak": f"{lo['final/peak']:.3g} -> {hi['final/peak']:.3g}",
+                    "verdict changes": lo["verdict"] != hi["verdict"],
+                }
+            )
+    return pd.DataFrame(rows)
