@@ -64,7 +64,7 @@ $(FONTS):
 # The execution cache is keyed on the notebooks only; drop it (with Sphinx's doctrees, which would let Sphinx skip
 # re-reading unchanged chapters, and this build's ledger, which the dropped executions wrote) when the library
 # changes, or the committed evidence the chapters read (sweeps' summaries, runs' provenance, the ledger), or what
-# counts as evidence (flatrob.provenance.committed: data/ as committed at HEAD, its uncommitted changes, the PROMOTED
+# counts as evidence (flatrob.util.provenance.committed: data/ as committed at HEAD, its uncommitted changes, the PROMOTED
 # markers), so that no page is served from an execution made with other code or other evidence.
 clean-cache-if-stale:
 	@mkdir -p _build
@@ -138,12 +138,15 @@ reproducibility: setup
 
 # Benchmark files are named by the machine that measured them (CPU, kernels, threads): figures of one machine.
 bench: setup
-	@slug=$$($(BIN)/python -c "from flatrob.provenance import fix_threads, machine_slug; fix_threads(); print(machine_slug())"); \
+	@slug=$$($(BIN)/python -c "from flatrob.util.devices import fix_threads; from flatrob.util.provenance import machine_slug; fix_threads(); print(machine_slug())"); \
 	$(BIN)/python benchmarks/bench_flatness.py --out data/benchmarks/flatness-cpu-$$slug.json && \
 	$(BIN)/python benchmarks/bench_forward.py --out data/benchmarks/forward-cpu-$$slug.json && \
 	$(BIN)/python benchmarks/bench_pgd.py --repeat 41 --out data/benchmarks/pgd-tracking-digits-cnn-cpu-$$slug.json && \
 	$(BIN)/python benchmarks/bench_pgd.py --arch resnet18 --batch 16 --steps 10 --repeat 5 \
-	  --out data/benchmarks/pgd-tracking-resnet18-cpu-$$slug.json
+	  --out data/benchmarks/pgd-tracking-resnet18-cpu-$$slug.json && \
+	$(BIN)/python benchmarks/bench_pgd.py --arch wrn-10-1 --batch 64 --steps 10 --repeat 21 \
+	  --out data/benchmarks/pgd-tracking-wrn-10-1-cpu-$$slug.json && \
+	$(BIN)/python benchmarks/bench_training.py --out data/benchmarks/training-cpu-$$slug.json
 
 # On a machine with a CUDA GPU: the test suite, every chapter with device cuda, the ResNet-18 / CIFAR path and the
 # GPU benchmarks, reported in data/benchmarks/gpu-check.json. Where the pinned packages cannot be installed, run

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from flatrob import flatness
-from flatrob.provenance import provenance, save_results
+from flatrob.util.io import save_results
+from flatrob.util.provenance import provenance
 
 
 def timed(fn, repeat: int, sync) -> list[float]:

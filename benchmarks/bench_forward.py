@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from flatrob import flatness
-from flatrob.provenance import provenance, save_results
+from flatrob.util.io import save_results
+from flatrob.util.provenance import provenance
 
 DEFAULT_SIZES = ("256x512x10", "50000x512x10", "50000x2048x100")
 

@@ -31,7 +31,8 @@ import torch
 
 from flatrob.attacks import AttackConfig, _Recorder, pgd
 from flatrob.models import RESIDUAL_FAMILY, build_model
-from flatrob.provenance import provenance, save_results
+from flatrob.util.io import save_results
+from flatrob.util.provenance import provenance
 
 SHAPES = {"digits-cnn": (1, 8, 8), "mnist1d-cnn": (1, 40), "mlp": (1, 40), "small-cnn": (1, 28, 28)}
 SHAPES |= {name: (1, 28, 28) for name in RESIDUAL_FAMILY}  # the CPU's residual networks on Fashion-MNIST

@@ -109,8 +109,9 @@ def main() -> None:
     assert flatrob.__version__  # imported first: the pins take effect only before torch starts
     import torch
 
-    from flatrob.provenance import provenance, save_results
     from flatrob.training import TrainConfig, train
+    from flatrob.util.io import save_results
+    from flatrob.util.provenance import provenance
 
     torch.set_num_threads(args.threads)
     x, y = _data(args.images)

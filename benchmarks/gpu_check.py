@@ -70,14 +70,14 @@ def run_tests() -> str:
 
 
 def run_chapter(name: str, params: dict, out_root: Path) -> str:
-    from flatrob.runs import run_chapter as run
+    from flatrob.jobs.run import run_chapter as run
 
     return str(run(name, params, out_root=out_root, progress=False))
 
 
 def chapters(out_root: Path, device: str) -> dict:
-    from flatrob.params import chapters as known
-    from flatrob.params import parameter_spec
+    from flatrob.jobs.params import chapters as known
+    from flatrob.jobs.params import parameter_spec
     from helpers import FAST
 
     report = {}
@@ -201,7 +201,8 @@ def main() -> int:
     os.environ.setdefault("FLATROB_ROOT", str(ROOT))  # chapters, runs and the model cache of this repository
     import torch
 
-    from flatrob.provenance import git_commit, save_results
+    from flatrob.util.io import save_results
+    from flatrob.util.provenance import git_commit
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device here; the GPU check needs one (--device cpu for a dry run)", file=sys.stderr)

@@ -115,7 +115,8 @@ def main() -> int:
     ap.add_argument("--chapters", default=",".join(CHAPTERS))
     ap.add_argument("--fast", action="store_true", help="the tests' small parameters (a dry run of this script)")
     args = ap.parse_args()
-    from flatrob.provenance import provenance, save_results
+    from flatrob.util.io import save_results
+    from flatrob.util.provenance import provenance
 
     chapters = [c for c in args.chapters.split(",") if c]
     started = time.perf_counter()

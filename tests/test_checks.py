@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from flatrob import checks
 from flatrob.attacks import STAT_NAMES, Trajectory
+from flatrob.evidence import checks
 from flatrob.valley import valley_samples
 
 RNG = np.random.default_rng(0)

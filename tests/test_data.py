@@ -10,7 +10,7 @@ import torch
 
 from flatrob import data
 from flatrob.data import load_cifar, load_dataset, load_digits, load_mnist1d
-from flatrob.params import ParameterError, validate
+from flatrob.jobs.params import ParameterError, validate
 from helpers import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ import subprocess
 import IPython.display
 import pytest
 
-from flatrob import evidence, ledger
-from flatrob.paths import build_ledger_dir, claims_dir, claims_file
-from flatrob.verdicts import Check, Estimate, Rule
+from flatrob.evidence import claims, compare, ledger
+from flatrob.evidence.verdicts import Check, Estimate, Rule
+from flatrob.util.paths import build_ledger_dir, claims_dir, claims_file
 
 PROV = {"commit": "abc", "time_utc": "2026-01-01T00:00:00+00:00", "device": "cpu", "params": {"seed": 0}}
 RISES = Rule("above", 2.0, refute=1.1)
@@ -76,7 +76,7 @@ def test_compare_gives_agreement_drift_and_the_committed_interval():
             "entries": [ledger.entry(check(31.0), "ch", PROV), ledger.entry(check(1.9, part="peak"), "ch", PROV)],
         }
     }
-    result = evidence.compare(committed, current)
+    result = compare.compare(committed, current)
     rows = {r["check"]: r for r in result["rows"]}
     rise, peak = rows["6-rise-clean-linf-eps=0.03137"], rows["6-peak-clean-linf-eps=0.03137"]
     assert rise["agrees"] and rise["drift"] == pytest.approx(1 / 31) and rise["inside committed interval"]
@@ -110,12 +110,12 @@ def test_verdicts_per_setting_with_the_papers_setting_first():
 
 def test_the_papers_setting_is_the_whole_setting():
     paper = check().setting
-    assert ledger.at_paper_setting(6, paper)
-    assert not ledger.at_paper_setting(6, check(architecture="small-cnn").setting)  # not a network of its kind
-    assert not ledger.at_paper_setting(6, check(steps=40).setting)  # not its attack
-    assert not ledger.at_paper_setting(6, check(data="digits").setting)  # not real images
-    assert not ledger.at_paper_setting(10, {"data": "circle manifold", "norm": "l2", "eps": 0.3})  # the toy
-    assert ledger.at_paper_attack(6, check(architecture="small-cnn").setting)
+    assert claims.at_paper_setting(6, paper)
+    assert not claims.at_paper_setting(6, check(architecture="small-cnn").setting)  # not a network of its kind
+    assert not claims.at_paper_setting(6, check(steps=40).setting)  # not its attack
+    assert not claims.at_paper_setting(6, check(data="digits").setting)  # not real images
+    assert not claims.at_paper_setting(10, {"data": "circle manifold", "norm": "l2", "eps": 0.3})  # the toy
+    assert claims.at_paper_attack(6, check(architecture="small-cnn").setting)
     # nothing testable at the paper's setting: the headline says so and names the best further setting
     doc = {
         "uv": {
@@ -142,8 +142,8 @@ def test_update_refuses_a_dirty_tree_and_foreign_entries(tmp_path):
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "-A")
     git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    with pytest.raises(evidence.RefreshRefused, match="no ledger"):
-        evidence.update(tmp_path)
+    with pytest.raises(compare.RefreshRefused, match="no ledger"):
+        compare.update(tmp_path)
     head = subprocess.run(
         ["git", "rev-parse", "--short=10", "HEAD"], cwd=tmp_path, capture_output=True, text=True
     ).stdout.strip()
@@ -152,8 +152,8 @@ def test_update_refuses_a_dirty_tree_and_foreign_entries(tmp_path):
     (build / "ch.json").write_text(
         json.dumps({"chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV | {"commit": head + "+dirty"})]})
     )
-    with pytest.raises(evidence.RefreshRefused, match="from commit"):
-        evidence.update(tmp_path)
+    with pytest.raises(compare.RefreshRefused, match="from commit"):
+        compare.update(tmp_path)
     (build / "ch.json").write_text(
         json.dumps(
             {
@@ -163,10 +163,10 @@ def test_update_refuses_a_dirty_tree_and_foreign_entries(tmp_path):
         )
     )
     (tmp_path / "_config.yml").write_text("title: changed\n")
-    with pytest.raises(evidence.RefreshRefused, match="uncommitted changes"):
-        evidence.update(tmp_path)
+    with pytest.raises(compare.RefreshRefused, match="uncommitted changes"):
+        compare.update(tmp_path)
     git(tmp_path, "checkout", "_config.yml")
-    written = evidence.update(tmp_path)
+    written = compare.update(tmp_path)
     assert claims_file(tmp_path) in written and (claims_dir(tmp_path) / "ch.json").is_file()
     merged = json.loads(claims_file(tmp_path).read_text())
     assert merged["commit"] == head and merged["machine"] == {"cpu": "X"}
@@ -177,15 +177,15 @@ def test_chapter_comparison_only_for_the_committed_parameters(tmp_path, monkeypa
     folder = claims_dir(tmp_path)
     folder.mkdir(parents=True)
     (folder / "ch.json").write_text(json.dumps({"chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV)]}))
-    same = evidence.compare_chapter("ch", [ledger.entry(check(), "ch", PROV)], root=tmp_path)
+    same = compare.compare_chapter("ch", [ledger.entry(check(), "ch", PROV)], root=tmp_path)
     assert "1 of 1 verdicts agree" in same["note"] and "identical" in same["note"]
-    other = evidence.compare_chapter("ch", [ledger.entry(check(), "ch", PROV | {"params": {"seed": 1}})], root=tmp_path)
+    other = compare.compare_chapter("ch", [ledger.entry(check(), "ch", PROV | {"params": {"seed": 1}})], root=tmp_path)
     assert other["rows"] == [] and "parameters differ" in other["note"]
-    assert "No committed evidence" in evidence.compare_chapter("none", [], root=tmp_path)["note"]
-    moved = evidence.compare_chapter("ch", [ledger.entry(check(31.0), "ch", PROV)], root=tmp_path)
+    assert "No committed evidence" in compare.compare_chapter("none", [], root=tmp_path)["note"]
+    moved = compare.compare_chapter("ch", [ledger.entry(check(31.0), "ch", PROV)], root=tmp_path)
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
-    evidence.comparison_display(moved)
+    compare.comparison_display(moved)
     assert "This build and the committed evidence" in shown[0].data
     html = [o["text/html"] for o in shown[1:]]
     assert len(html) == 1 and 'class="flatrob-table"' in html[0]  # stacked on a phone

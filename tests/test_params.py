@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from flatrob.params import (
+from flatrob.jobs.params import (
     Ascending,
     Bound,
     OneOf,

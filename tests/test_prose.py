@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from flatrob import prose
-from flatrob.ledger import entry, load
-from flatrob.paths import claims_dir
-from flatrob.verdicts import Check, Estimate
+from flatrob.evidence import prose
+from flatrob.evidence.ledger import entry, load
+from flatrob.evidence.verdicts import Check, Estimate
+from flatrob.util.paths import claims_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import subprocess
 import pytest
 import torch
 
-from flatrob import paths, provenance
-from flatrob.provenance import provenance_line
+from flatrob.util import devices, io, paths, provenance
+from flatrob.util.provenance import provenance_line
 
 
 def test_provenance_is_json():
@@ -20,7 +20,7 @@ def test_provenance_is_json():
 def test_git_commit_dirty_ignores_data(tmp_path):
     import subprocess
 
-    from flatrob.provenance import git_commit
+    from flatrob.util.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -49,22 +49,22 @@ def test_provenance_records_the_machine_and_its_kernels():
 def test_thread_count_is_fixed(monkeypatch):
     before = torch.get_num_threads()
     try:
-        monkeypatch.setenv(provenance.THREADS_ENV, "1")
-        assert provenance.fix_threads() == 1 and torch.get_num_threads() == 1
-        monkeypatch.setenv(provenance.THREADS_ENV, "zero")
+        monkeypatch.setenv(devices.THREADS_ENV, "1")
+        assert devices.fix_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(devices.THREADS_ENV, "zero")
         with pytest.raises(ValueError, match="FLATROB_THREADS"):
-            provenance.fix_threads()
+            devices.fix_threads()
     finally:
         torch.set_num_threads(before)
 
 
 def test_resolve_device():
-    assert provenance.resolve_device("cpu").type == "cpu"
+    assert devices.resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="device"):
-        provenance.resolve_device("tpu")
+        devices.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
-            provenance.resolve_device("cuda")
+            devices.resolve_device("cuda")
 
 
 def test_root_results_and_cache_follow_the_working_directory(tmp_path, monkeypatch):
@@ -108,7 +108,7 @@ def test_only_committed_or_promoted_runs_count(tmp_path):
 
 
 def test_results_files_are_strict_json(tmp_path):
-    provenance.save_results(tmp_path, {"s.json": {"a": float("nan"), "b": [1.0, float("inf")], "c": 2.0}})
+    io.save_results(tmp_path, {"s.json": {"a": float("nan"), "b": [1.0, float("inf")], "c": 2.0}})
     assert json.loads((tmp_path / "s.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {
         "a": None,
         "b": [1.0, None],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flatrob.__main__ import _split_argv
-from flatrob.runs import _new_run_folder, run_chapter
+from flatrob.jobs.run import _new_run_folder, run_chapter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,8 +175,8 @@ def test_a_run_keeps_one_record_and_finishes_untestable_when_nothing_flips(tmp_p
 def test_params_prints_rules_and_the_typical_run_time():
     proc = cli("params", "basin")
     assert proc.returncode == 0 and "walk_eps = 0.5" in proc.stdout and "[one of: fashion-mnist, mnist" in proc.stdout
-    from flatrob.ledger import load
-    from flatrob.paths import claims_dir
+    from flatrob.evidence.ledger import load
+    from flatrob.util.paths import claims_dir
 
     if load(claims_dir(ROOT)).get("basin", {}).get("duration_s"):  # committed evidence records the time
         assert "typical run time with these defaults" in proc.stdout

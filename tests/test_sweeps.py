@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from flatrob.params import ParameterError
-from flatrob.paths import PROMOTED
-from flatrob.runs import partial_runs
-from flatrob.sweeps import SUMMARY_FORMAT, job_id, over_seeds, plan, split_values, sweep_checks
-from flatrob.verdicts import Rule
+from flatrob.evidence.seeds import SUMMARY_FORMAT, over_seeds, sweep_checks
+from flatrob.evidence.verdicts import Rule
+from flatrob.jobs.params import ParameterError
+from flatrob.jobs.run import partial_runs
+from flatrob.jobs.sweep import job_id, plan, split_values
+from flatrob.util.paths import PROMOTED
 from helpers import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from flatrob import checks
-from flatrob.verdicts import (
+from flatrob.evidence import checks
+from flatrob.evidence.verdicts import (
     Check,
     Estimate,
     Rule,

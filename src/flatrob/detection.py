@@ -81,7 +81,7 @@ def held_out_correct(scores: np.ndarray, labels: np.ndarray, folds: int = 5, see
     """(n,) 1 where the stump fitted on the other folds classifies the input correctly, else 0.
 
     Its mean is the pooled held-out accuracy; bootstrapping it over inputs gives an interval
-    (:func:`flatrob.checks.bootstrap`). Empty when a class has fewer than ``folds`` samples.
+    (:func:`flatrob.evidence.checks.bootstrap`). Empty when a class has fewer than ``folds`` samples.
     """
     return _cross_validate(scores, labels, folds, seed)[0]
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from flatrob.attacks import AttackConfig, input_gradient_norms, pgd, square
 from flatrob.models import FeatureClassifier, on_model, scale_last_layer
-from flatrob.provenance import progress_bar
+from flatrob.util.progress import progress_bar
 
 __all__ = ["scale_attacks"]
 
@@ -47,7 +47,7 @@ def scale_attacks(
     inputs in float64. Also the share of inputs whose float32 input gradient is exactly 0.
 
     Returns (one row per s: the accuracies and shares, ``per_input``: measure -> (S, n) 0/1 array; "square" holds
-    its two rows), as :func:`flatrob.checks.check_gradient_masking` takes them.
+    its two rows), as :func:`flatrob.evidence.checks.check_gradient_masking` takes them.
     """
     x_transfer = pgd(model, x, y, config) if scales[0] == 1.0 else pgd(scale_last_layer(model, scales[0]), x, y, config)
     table: dict[str, list[np.ndarray]] = {k: [] for k in ("clean", "pgd", "transfer", "transfer, bias kept")}

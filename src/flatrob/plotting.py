@@ -41,7 +41,7 @@ def setup() -> None:
 
 
 def stamp(fig: Figure, line: str) -> Figure:
-    """Write ``line`` (see :func:`flatrob.provenance.provenance_line`) under everything the figure draws (axes,
+    """Write ``line`` (see :func:`flatrob.util.provenance.provenance_line`) under everything the figure draws (axes,
     their labels, legends), wrapped to the figure's width, in 7.5 pt monospace."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]

@@ -20,8 +20,10 @@ from torch import Tensor, nn
 from flatrob.attacks import AttackConfig, pgd
 from flatrob.data import load_digits
 from flatrob.models import DigitsCNN, FeatureClassifier, build_model, on_model
-from flatrob.paths import cache_dir
-from flatrob.provenance import atomic_write, default_device, progress_bar, progress_enabled
+from flatrob.util.devices import default_device
+from flatrob.util.io import atomic_write
+from flatrob.util.paths import cache_dir
+from flatrob.util.progress import progress_bar, progress_enabled
 
 if TYPE_CHECKING:
     from flatrob.data import Split

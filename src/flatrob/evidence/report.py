@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from flatrob.ledger import ROWS, at_paper_setting, source_kind, strongest_groups
-from flatrob.verdicts import combine
+from flatrob.evidence.claims import ROWS, at_paper_setting
+from flatrob.evidence.ledger import source_kind, strongest_groups
+from flatrob.evidence.verdicts import combine
 
 __all__ = [
     "CATEGORIES",
@@ -32,7 +33,8 @@ __all__ = [
 ]
 
 #: The kinds of evidence the grid's columns show, strongest last. "The paper's setting" is the whole setting
-#: (:func:`flatrob.ledger.at_paper_setting`): the paper's attack on a network of its kind trained on real images.
+#: (:func:`flatrob.evidence.claims.at_paper_setting`): the paper's attack on a network of its kind trained on real
+#: images.
 CATEGORIES = (
     "paper's setting, one run",
     "paper's setting, over seeds",
@@ -166,8 +168,8 @@ def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> str:
 
 def headline(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Each empirical claim at the paper's setting (the paper's attack on a network of the paper's kind trained on
-    real images, :func:`flatrob.ledger.at_paper_setting`), from the strongest evidence there, beside the same attack
-    on the book's small CNN (one further setting) and the paper's number. Where the paper's setting gives no
+    real images, :func:`flatrob.evidence.claims.at_paper_setting`), from the strongest evidence there, beside the same
+    attack on the book's small CNN (one further setting) and the paper's number. Where the paper's setting gives no
     evidence, the cell says why and names the best further setting."""
     rows = []
     for claim in claims:

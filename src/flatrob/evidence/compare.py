@@ -1,6 +1,6 @@
 """This build against the committed evidence, and the deliberate refresh that makes a build the evidence.
 
-:func:`compare` sets the two ledgers (:func:`flatrob.ledger.load`) side by side, per check: whether the verdict
+:func:`compare` sets the two ledgers (:func:`flatrob.evidence.ledger.load`) side by side, per check: whether the verdict
 agrees, the relative drift of the decisive value, whether it stays inside the committed interval, whether the
 verdict is fragile. :func:`compare_chapter` does the same for one chapter's page. :func:`update` replaces the
 committed evidence by this build's ledger, from a clean tree only.
@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flatrob.ledger import build, load, source_kind
-from flatrob.paths import build_ledger_dir, claims_dir, claims_file
-from flatrob.provenance import atomic_write_text, git_commit, is_dirty, json_text, machine
+from flatrob.evidence.ledger import build, load, source_kind
+from flatrob.util.io import atomic_write_text, json_text
+from flatrob.util.paths import build_ledger_dir, claims_dir, claims_file
+from flatrob.util.provenance import git_commit, is_dirty, machine
 
 __all__ = ["RefreshRefused", "compare", "compare_chapter", "comparison_display", "update"]
 

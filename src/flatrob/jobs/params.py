@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flatrob.paths import repo_root
+from flatrob.util.paths import repo_root
 
 __all__ = [
     "Parameter",
@@ -99,7 +99,7 @@ def _named_choices(name: str) -> tuple[Any, ...]:
 
         return tuple(ARCHITECTURES)
     if name == "DEVICES":
-        from flatrob.provenance import DEVICES
+        from flatrob.util.devices import DEVICES
 
         return DEVICES
     raise KeyError(name)

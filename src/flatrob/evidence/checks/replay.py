@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flatrob.verdicts import Check
+from flatrob.evidence.verdicts import Check
 
 __all__ = ["ARRAYS_FILE", "CALLS_FILE", "CALLS_FORMAT", "CheckLog", "decode", "encode", "replay"]
 
@@ -74,8 +74,8 @@ def decode(value: Any, arrays: Any) -> Any:
 
 
 def _registry() -> dict[str, CheckFunction]:
-    """The check functions by name: every public ``check_*`` of :mod:`flatrob.checks`."""
-    from flatrob import checks
+    """The check functions by name: every public ``check_*`` of :mod:`flatrob.evidence.checks`."""
+    from flatrob.evidence import checks
 
     return {n: getattr(checks, n) for n in dir(checks) if n.startswith("check_") and callable(getattr(checks, n))}
 
@@ -92,11 +92,11 @@ class CheckLog:
         self.arrays: dict[str, np.ndarray] = {}
 
     def judge(self, check: CheckFunction, *args: Any, **kwargs: Any) -> list[Check]:
-        """``check(*args, **kwargs)`` (a ``check_*`` function of :mod:`flatrob.checks`), as a list of checks; the
-        call is logged with its arguments."""
+        """``check(*args, **kwargs)`` (a ``check_*`` function of :mod:`flatrob.evidence.checks`), as a list of checks;
+        the call is logged with its arguments."""
         name = getattr(check, "__name__", "")
         if _registry().get(name) is not check:
-            raise ValueError(f"{name or check!r} is not a check of flatrob.checks: only those can be recorded")
+            raise ValueError(f"{name or check!r} is not a check of flatrob.evidence.checks: only those can be recorded")
         found = _as_list(check(*args, **kwargs))
         self.calls.append(
             {"check": name, "args": encode(list(args), self.arrays), "kwargs": encode(kwargs, self.arrays)}
@@ -124,6 +124,6 @@ def replay(folder: Path) -> list[Check]:
     with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
         for call in record["calls"]:
             if call["check"] not in registry:
-                raise ValueError(f"{calls_file} calls {call['check']!r}, which flatrob.checks no longer has")
+                raise ValueError(f"{calls_file} calls {call['check']!r}, which flatrob.evidence.checks no longer has")
             out += _as_list(registry[call["check"]](*decode(call["args"], arrays), **decode(call["kwargs"], arrays)))
     return out

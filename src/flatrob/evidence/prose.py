@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flatrob.verdicts import Check
+from flatrob.evidence.verdicts import Check
 
 __all__ = ["TEXT_CLAIMS", "TextClaim", "basin", "confidence", "contradictions", "fixed_text", "scaling", "valley"]
 
@@ -236,8 +236,8 @@ def fixed_text(markdown: str) -> str:
 
 def contradictions(book: Path, committed: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The phrases of :data:`TEXT_CLAIMS` that a chapter's fixed text states although its committed checks do not
-    support them (``committed``: :func:`flatrob.ledger.load` of data/claims). Every over-seeds section is held to the
-    uncanny-valley rule on the same-rule phrase."""
+    support them (``committed``: :func:`flatrob.evidence.ledger.load` of data/claims). Every over-seeds section is
+    held to the uncanny-valley rule on the same-rule phrase."""
     found = []
     for path in sorted(book.rglob("*.md")):
         text = fixed_text(path.read_text())

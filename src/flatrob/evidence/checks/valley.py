@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from flatrob.checks.rules import (
+from flatrob.evidence.checks.rules import (
     BASIN_FACTOR,
     COLLAPSES,
     CONFIDENT_AT_END,
@@ -30,7 +30,7 @@ from flatrob.checks.rules import (
     mean_ratio,
     median_ratio,
 )
-from flatrob.verdicts import (
+from flatrob.evidence.verdicts import (
     CANNOT_DECIDE,
     NOT_REACHED,
     NOT_TESTABLE,

@@ -8,10 +8,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-from flatrob.verdicts import (
-    Estimate,
-    Rule,
-)
+from flatrob.evidence.verdicts import Estimate, Rule
 
 # ---------------------------------------------------------------------------
 # thresholds, each with its reason

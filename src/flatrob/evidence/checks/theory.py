@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flatrob.checks.rules import (
+from flatrob.evidence.checks.rules import (
     COLLAPSES,
     CONSTRUCTION_TOLERANCE,
     FINAL_CONFIDENCE,
@@ -15,7 +15,7 @@ from flatrob.checks.rules import (
     any_fragile,
     yes,
 )
-from flatrob.verdicts import (
+from flatrob.evidence.verdicts import (
     BY_CONSTRUCTION,
     NOT_TESTABLE,
     Check,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-from flatrob.checks.rules import (
+from flatrob.evidence.checks.rules import (
     FALLS,
     MASKS,
     MIN_POINTS,
@@ -20,16 +20,7 @@ from flatrob.checks.rules import (
     fmt,
     median_ratio,
 )
-from flatrob.verdicts import (
-    BY_CONSTRUCTION,
-    NOT_TESTABLE,
-    Check,
-    Setting,
-    bootstrap,
-    combine,
-    judged,
-    share,
-)
+from flatrob.evidence.verdicts import BY_CONSTRUCTION, NOT_TESTABLE, Check, Setting, bootstrap, combine, judged, share
 
 # ---------------------------------------------------------------------------
 # the last-layer scale (claims 8, 9; rows A, C, D)

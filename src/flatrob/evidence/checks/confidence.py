@@ -7,7 +7,7 @@ import math
 import numpy as np
 from torch import Tensor
 
-from flatrob.checks.rules import (
+from flatrob.evidence.checks.rules import (
     BEATS_CONFIDENCE,
     COLLAPSES,
     CONFIDENT,
@@ -18,15 +18,7 @@ from flatrob.checks.rules import (
     fmt,
     mean_difference,
 )
-from flatrob.verdicts import (
-    BY_CONSTRUCTION,
-    NOT_TESTABLE,
-    Check,
-    Setting,
-    bootstrap,
-    combine,
-    share,
-)
+from flatrob.evidence.verdicts import BY_CONSTRUCTION, NOT_TESTABLE, Check, Setting, bootstrap, combine, share
 
 # ---------------------------------------------------------------------------
 # confidence and detection (claims 10, 11)
@@ -114,7 +106,7 @@ def check_detector(held_out_sharpness: np.ndarray, held_out_confidence: np.ndarr
     stump and of a stump on confidence alone, the baseline it must beat. Reproduced when the held-out accuracy
     reaches :data:`DETECTOR_REPRODUCED` (interval) and beats the confidence stump (paired difference above 0);
     not reproduced when its accuracy lies below :data:`DETECTOR_REFUTED` or it is worse than the confidence stump
-    (:func:`flatrob.verdicts.combine` of the two).
+    (:func:`flatrob.evidence.verdicts.combine` of the two).
     """
     stmt = "A sharpness stump separates clean from adversarial inputs."
     paper = "accuracy 0.92-0.93"

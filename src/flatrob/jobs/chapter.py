@@ -20,17 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from flatrob.checks.replay import CheckLog
-from flatrob.params import parameter_spec, validate
-from flatrob.provenance import (
-    fix_threads,
-    provenance,
-    provenance_line,
-    resolve_device,
-    save_results,
-    set_progress_default,
-)
-from flatrob.verdicts import Check, Setting
+from flatrob.evidence.checks.replay import CheckLog
+from flatrob.evidence.verdicts import Check, Setting
+from flatrob.jobs.params import parameter_spec, validate
+from flatrob.util.devices import fix_threads, resolve_device
+from flatrob.util.io import save_results
+from flatrob.util.progress import set_progress_default
+from flatrob.util.provenance import provenance, provenance_line
 
 if TYPE_CHECKING:
     from flatrob.attacks import AttackConfig, Norm
@@ -146,8 +142,9 @@ class ChapterContext:
         return save_results(self.run_dir, dict(files))
 
     def judge(self, check: Any, *args: Any, **kwargs: Any) -> list[Check]:
-        """Make a check (a ``check_*`` function of :mod:`flatrob.checks`) and log the call with its measurements, so
-        that a later build can judge this run again by its own rules (:mod:`flatrob.checks.replay`)."""
+        """Make a check (a ``check_*`` function of :mod:`flatrob.evidence.checks`) and log the call with its
+        measurements, so that a later build can judge this run again by its own rules
+        (:mod:`flatrob.evidence.checks.replay`)."""
         return self.log.judge(check, *args, **kwargs)
 
     def show_checks(self, checks: Sequence[Check]) -> None:
@@ -163,7 +160,7 @@ class ChapterContext:
         why)."""
         from IPython.display import Markdown, display
 
-        from flatrob.sweeps import committed_sweeps, sweep_checks
+        from flatrob.evidence.seeds import committed_sweeps, sweep_checks
 
         found = sweep_checks(self.name, kind=source)
         if not show:
@@ -186,8 +183,8 @@ class ChapterContext:
         import numpy as np
         import pandas as pd
 
-        from flatrob.paths import sweep_job_dir
-        from flatrob.sweeps import committed_sweeps
+        from flatrob.evidence.seeds import committed_sweeps
+        from flatrob.util.paths import sweep_job_dir
 
         out = []
         for sweep in committed_sweeps(self.name):
@@ -222,7 +219,7 @@ class ChapterContext:
         import pandas as pd
         from IPython.display import Markdown, display
 
-        from flatrob.provenance import committed_runs
+        from flatrob.util.provenance import committed_runs
 
         runs = committed_runs(self.name)
         if not runs:
@@ -242,7 +239,7 @@ class ChapterContext:
             if draw is not None:
                 data: dict[str, Any] = {f.name: pd.read_csv(f) for f in sorted(run["dir"].glob("*.csv"))}
                 draw(name, data | {"caption": provenance_line(prov)})
-            from flatrob.checks.replay import replay
+            from flatrob.evidence.checks.replay import replay
 
             checks_file = run["dir"] / "checks.json"
             found = replay(run["dir"]) or (
@@ -258,12 +255,13 @@ class ChapterContext:
     def record(self, checks: Sequence[Check]) -> list[dict[str, Any]]:
         """The chapter's checks, to every place they go: the run's ``checks.json`` (under ``flatrob run``), this
         build's ledger (``_build/ledger/``, when the book is built with ``make book``), and the page, where they are
-        compared with the committed evidence (:func:`flatrob.evidence.compare_chapter`). Returns the ledger entries."""
-        from flatrob import evidence, ledger
+        compared with the committed evidence (:func:`flatrob.evidence.compare.compare_chapter`). Returns the ledger
+        entries."""
+        from flatrob.evidence import compare, ledger
 
         self.save({"checks.json": [c.as_dict() for c in checks]})
         if self.run_dir is not None:
-            from flatrob.provenance import atomic_write
+            from flatrob.util.io import atomic_write
 
             for fname, blob in self.log.files().items():
 
@@ -273,7 +271,7 @@ class ChapterContext:
                 atomic_write(self.run_dir / fname, write)
         entries = [ledger.entry(c, self.name, self.provenance) for c in checks]
         ledger.record(self.name, entries, duration_s=round(time.perf_counter() - self.started, 1))
-        evidence.comparison_display(evidence.compare_chapter(self.name, entries))
+        compare.comparison_display(compare.compare_chapter(self.name, entries))
         return entries
 
 
@@ -282,8 +280,8 @@ def show_checks(checks: Sequence[Check]) -> None:
     and ours."""
     import pandas as pd
 
-    from flatrob.ledger import setting_label
-    from flatrob.report import paper_link
+    from flatrob.evidence.ledger import setting_label
+    from flatrob.evidence.report import paper_link
     from flatrob.tables import show
 
     show(
@@ -304,7 +302,7 @@ def show_checks(checks: Sequence[Check]) -> None:
 
 def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Path | None:
     """The run of a committed sweep made with exactly these parameters, if there is one."""
-    from flatrob.paths import run_dirs, sweep_runs_dir
+    from flatrob.util.paths import run_dirs, sweep_runs_dir
 
     for run in run_dirs(sweep_runs_dir(sweep_dir, chapter)):
         prov = run / "provenance.json"

@@ -22,7 +22,7 @@ A verdict is computed, never written by hand, and never inside a chapter:
   otherwise "partly" (fragile). An interval of zero width, within a run (a median of a few discrete steps) or over
   seeds (identical values), is *unresolved*: never decisive, always fragile.
 
-Every threshold is fixed, with its reason, in :mod:`flatrob.checks`, which holds one function per claim.
+Every threshold is fixed, with its reason, in :mod:`flatrob.evidence.checks`, which holds one function per claim.
 """
 
 from __future__ import annotations
@@ -321,8 +321,8 @@ def check_id(claim: int, part: str, setting: Mapping[str, Any]) -> str:
 class Check:
     """One claim checked on data.
 
-    ``claim`` is the number of the claim in :data:`flatrob.ledger.CLAIMS` and ``part`` the check's name within it;
-    ``setting`` says, as data, what made it (:data:`Setting`); ``verdict`` is one of :data:`VERDICTS`;
+    ``claim`` is the number of the claim in :data:`flatrob.evidence.claims.CLAIMS` and ``part`` the check's name
+    within it; ``setting`` says, as data, what made it (:data:`Setting`); ``verdict`` is one of :data:`VERDICTS`;
     ``evidence`` says in words what was measured (with its interval) against which threshold; ``paper`` is the
     paper's number or shape for the same check; ``values`` holds the numbers. ``measure``, where one estimate
     decides the verdict, names it with its rule ({"name", "value", "ci95", "n", "rule"}); ``fragile`` flags a

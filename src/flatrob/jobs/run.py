@@ -1,9 +1,9 @@
 """Chapters as jobs: ``python -m flatrob run CHAPTER -p NAME VALUE ...`` stores a run under ``data/runs/``.
 
-:func:`run_chapter` checks the parameters (:func:`flatrob.params.validate`) before anything is computed, writes
+:func:`run_chapter` checks the parameters (:func:`flatrob.jobs.params.validate`) before anything is computed, writes
 the run's one provenance record (``provenance.json``: the checked parameters, the device, commit, machine and
 versions), converts the chapter with jupytext and executes it with papermill. The kernel finds its run through one
-channel, the environment variable ``FLATROB_RUN`` naming the run's folder (:mod:`flatrob.chapter`), and writes its
+channel, the environment variable ``FLATROB_RUN`` naming the run's folder (:mod:`flatrob.jobs.chapter`), and writes its
 result files and ``checks.json`` there. The run is written in a hidden ``.partial`` folder, created exclusively
 and renamed at the end: a run that fails or is interrupted leaves no half-written run behind, and its partial
 folder stays for inspection (:func:`partial_runs`; ``python -m flatrob clean`` lists and removes them).
@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flatrob.chapter import RUN_ENV
-from flatrob.params import ParameterError, chapter_path, validate
-from flatrob.paths import PARTIAL_SUFFIX, partial_dir, repo_root, runs_root, sweeps_root
-from flatrob.provenance import atomic_write_text, fix_threads, provenance, resolve_device
+from flatrob.jobs.chapter import RUN_ENV
+from flatrob.jobs.params import ParameterError, chapter_path, validate
+from flatrob.util.devices import fix_threads, resolve_device
+from flatrob.util.io import atomic_write_text
+from flatrob.util.paths import PARTIAL_SUFFIX, partial_dir, repo_root, runs_root, sweeps_root
+from flatrob.util.provenance import provenance
 
 __all__ = ["RunFailed", "partial_runs", "run_chapter"]
 

@@ -1,0 +1,191 @@
+"""Provenance: which repository, which code and which machine made a result, and which results count as evidence.
+
+* :func:`provenance` and :func:`provenance_line` say with which parameters, code (commit), device, machine (CPU,
+  threads, the kernels torch uses) and library versions a result was made; :func:`machine` is the machine part.
+* :func:`committed` and :func:`committed_runs` list what counts as evidence in the book: files committed to the
+  repository (in ``HEAD``, unchanged), or promoted explicitly.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flatrob._cpu import CPU_PINS, pin_cpu_kernels
+from flatrob.util.devices import device_name
+from flatrob.util.paths import PROMOTED, repo_root
+
+__all__ = [
+    "COMMIT_ENV",
+    "committed",
+    "committed_runs",
+    "git_commit",
+    "is_dirty",
+    "machine",
+    "machine_slug",
+    "provenance",
+    "provenance_line",
+]
+
+#: The commit to record where the repository's history is absent (a copy of the working tree on another machine).
+COMMIT_ENV = "FLATROB_COMMIT"
+
+
+def git_commit(root: Path | None = None) -> str:
+    """Short commit hash of the repository, with ``+dirty`` when tracked files differ.
+
+    Files under ``data/`` (results the chapters write, such as the claims ledger) do not make the code dirty.
+    Outside git (for example a copy of the working tree on a GPU machine) it is ``$FLATROB_COMMIT``
+    when the copier set it, else ``unknown``.
+    """
+    root = root or repo_root()
+    if not (root / ".git").exists() and os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get(COMMIT_ENV, "unknown")
+    return sha + ("+dirty" if dirty else "")
+
+
+def is_dirty(root: Path | None = None) -> list[str]:
+    """The tracked files (anywhere, data/ included) that differ from the last commit: [] for a clean tree."""
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=root or repo_root(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """The machine a result was computed on, as far as it can change the numbers: the CPU, torch's thread count,
+    the kernels torch dispatches to (ATen's CPU capability, oneDNN's instruction set, MKL's reproducibility mode)
+    and whether they are pinned (:mod:`flatrob._cpu`)."""
+    return {
+        "cpu": _cpu_model(),
+        "arch": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"),
+        "mkl_cbwr": os.environ.get("MKL_CBWR", "default"),
+        "kernels_pinned": pin_cpu_kernels()
+        and torch.backends.cpu.get_cpu_capability().lower() == CPU_PINS["ATEN_CPU_CAPABILITY"],
+    }
+
+
+def machine_slug() -> str:
+    """A file-safe name of this machine as its numbers depend on it: ``amd-epyc-avx2-2t`` (CPU model, the kernels'
+    instruction set, threads). Benchmark files carry it, so that no figure passes for another machine's."""
+    import re
+
+    m = machine()
+    cpu = re.sub(r"[^a-z0-9]+", "-", str(m["cpu"]).lower()).strip("-")[:40] or "cpu"
+    return f"{cpu}-{str(m['cpu_capability']).lower()}-{m['threads']}t"
+
+
+def provenance(params: dict[str, Any] | None = None, device: torch.device | str | None = None) -> dict[str, Any]:
+    """A JSON-serialisable record of how a result was made: parameters, commit, device, machine, versions, time."""
+    import numpy
+    import sympy
+
+    return {
+        "params": dict(params or {}),
+        "commit": git_commit(),
+        "device": device_name(device),
+        "device_type": torch.device(device).type if device is not None else "cpu",
+        "machine": machine(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": numpy.__version__,
+            "sympy": sympy.__version__,
+        },
+        "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def provenance_line(record: dict[str, Any]) -> str:
+    """One line for a figure caption: parameters, device, commit."""
+    params = ", ".join(f"{k}={json.dumps(v)}" for k, v in record["params"].items())
+    return f"parameters: {params} | device: {record['device']} | commit: {record['commit']}"
+
+
+def committed(files: list[Path], root: Path | None = None) -> list[Path]:
+    """The files among ``files`` that count as evidence: committed (in ``HEAD`` and unchanged since: a file that is
+    only staged, or modified after its commit, does not count), or beside a file named ``PROMOTED``
+    (``python -m flatrob promote``). In their order; none outside git unless promoted."""
+    root = (root or repo_root()).resolve()
+    good: set[Path] = set()
+    if files:
+        try:
+            rel = [str(p.resolve().relative_to(root)) for p in files]
+            listed = subprocess.run(
+                ["git", "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *rel],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            changed = subprocess.run(
+                ["git", "diff", "--name-only", "-z", "HEAD", "--", *rel],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            good = {(root / p).resolve() for p in set(listed.split("\0")) - set(changed.split("\0")) if p}
+        except (OSError, subprocess.CalledProcessError, ValueError):
+            pass
+    return [f for f in files if f.resolve() in good or (f.parent / PROMOTED).exists()]
+
+
+def committed_runs(chapter_name: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """The runs of a chapter that count as evidence: [{"dir", "params", "provenance"}], oldest first.
+
+    A run folder ``data/runs/<chapter>/<run>/`` counts when its ``provenance.json``
+    is :func:`committed` (to the repository, or promoted). A local test run is
+    neither, so it never appears in the book as evidence. Unfinished runs (hidden
+    ``.partial`` folders) never count.
+    """
+    from flatrob.util.paths import run_dirs, runs_root
+
+    root = (root or repo_root()).resolve()
+    candidates = [
+        d / "provenance.json" for d in run_dirs(runs_root(root) / chapter_name) if (d / "provenance.json").is_file()
+    ]
+    runs = []
+    for prov_file in committed(candidates, root):
+        prov = json.loads(prov_file.read_text())
+        runs.append({"dir": prov_file.parent, "params": prov.get("params", {}), "provenance": prov})
+    return runs
