@@ -60,7 +60,7 @@ def test_build_ledger_is_written_only_when_a_result_changes(tmp_path, monkeypatc
     later = [ledger.entry(check(), "ch", PROV | {"commit": "def", "time_utc": "2026-02-02T00:00:00+00:00"})]
     assert ledger.record("ch", later, root=tmp_path, duration_s=13.0) is None and path.read_text() == before
     assert ledger.record("ch", [ledger.entry(check(31.0), "ch", PROV)], root=tmp_path) == path
-    assert ledger.load(build_ledger_dir(tmp_path))["ch"]["entries"][0]["ours"] == "value 31.0"
+    assert ledger.load(build_ledger_dir(tmp_path))["ch"]["entries"][0]["evidence"] == "value 31.0"
 
 
 def test_compare_gives_agreement_drift_and_the_committed_interval():
@@ -150,13 +150,20 @@ def test_update_refuses_a_dirty_tree_and_foreign_entries(tmp_path):
     build = build_ledger_dir(tmp_path)
     build.mkdir(parents=True)
     (build / "ch.json").write_text(
-        json.dumps({"chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV | {"commit": head + "+dirty"})]})
+        json.dumps(
+            {
+                "format": ledger.LEDGER_FORMAT,
+                "chapter": "ch",
+                "entries": [ledger.entry(check(), "ch", PROV | {"commit": head + "+dirty"})],
+            }
+        )
     )
     with pytest.raises(compare.RefreshRefused, match="from commit"):
         compare.update(tmp_path)
     (build / "ch.json").write_text(
         json.dumps(
             {
+                "format": ledger.LEDGER_FORMAT,
                 "chapter": "ch",
                 "entries": [ledger.entry(check(), "ch", PROV | {"commit": head, "machine": {"cpu": "X"}})],
             }
@@ -171,12 +178,22 @@ def test_update_refuses_a_dirty_tree_and_foreign_entries(tmp_path):
     merged = json.loads(claims_file(tmp_path).read_text())
     assert merged["commit"] == head and merged["machine"] == {"cpu": "X"}
     assert [c["verdict"] for c in merged["claims"] if c["claim"] == 6] == ["reproduced"]
+    # an entry of a committed sweep: made at the sweep's commit, judged again at this one; it counts
+    swept = Check.from_dict(check().as_dict() | {"provenance": {"commit": "0123456789", "source": "sweep s"}})
+    sweep_entry = ledger.entry(swept, "ch", PROV | {"commit": head})
+    assert sweep_entry["provenance"]["commit"] == "0123456789" and sweep_entry["provenance"]["judged_at"] == head
+    (build / "ch.json").write_text(
+        json.dumps({"format": ledger.LEDGER_FORMAT, "chapter": "ch", "entries": [sweep_entry]})
+    )
+    compare.update(tmp_path)
 
 
 def test_chapter_comparison_only_for_the_committed_parameters(tmp_path, monkeypatch):
     folder = claims_dir(tmp_path)
     folder.mkdir(parents=True)
-    (folder / "ch.json").write_text(json.dumps({"chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV)]}))
+    (folder / "ch.json").write_text(
+        json.dumps({"format": ledger.LEDGER_FORMAT, "chapter": "ch", "entries": [ledger.entry(check(), "ch", PROV)]})
+    )
     same = compare.compare_chapter("ch", [ledger.entry(check(), "ch", PROV)], root=tmp_path)
     assert "1 of 1 verdicts agree" in same["note"] and "identical" in same["note"]
     other = compare.compare_chapter("ch", [ledger.entry(check(), "ch", PROV | {"params": {"seed": 1}})], root=tmp_path)
@@ -197,5 +214,5 @@ def test_committed_check_names_are_unique():
     """One name, one result: the comparison with a build pairs entries by name, so a name shared by two settings (a
     sweep's combinations) would compare one of them and call the others "not committed"."""
     for chapter, found in ledger.load(claims_dir()).items():
-        names = [e["check"] for e in found["entries"]]
+        names = [e["id"] for e in found["entries"]]
         assert len(names) == len(set(names)), (chapter, sorted({n for n in names if names.count(n) > 1})[:3])

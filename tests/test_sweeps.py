@@ -4,6 +4,7 @@ arguments on, and judge over seeds by majority."""
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from flatrob.evidence import ledger
 from flatrob.evidence.seeds import SUMMARY_FORMAT, over_seeds, sweep_checks
 from flatrob.evidence.verdicts import Rule
 from flatrob.jobs.params import ParameterError
@@ -262,3 +264,15 @@ def test_local_sweep_runs_reports_failures_and_reruns_nothing_finished(tmp_path,
     again = sweep(tmp_path, *args, env=env)
     assert "2 done, 2 failed" in again.stdout  # only the failed jobs were tried again
     assert stamps == {p: p.stat().st_mtime_ns for p in folder.glob(finished)}
+    # as evidence, the sweep's entries carry the sweep's provenance: its runs' commit and parameters, not the reader's
+    target = tmp_path / "data" / "sweeps" / "grid"
+    shutil.copytree(folder, target)
+    (target / "PROMOTED").write_text("yes\n")
+    found = sweep_checks("uncanny-valley", root=tmp_path)
+    made = {json.loads(p.read_text())["commit"] for p in target.glob(finished)}
+    assert found and all(c.provenance["commit"] == ", ".join(sorted(made)) for c in found)
+    assert all(c.provenance["params"]["seed"] == [0, 1] for c in found)
+    assert all(c.provenance["params"]["dataset"] == "fashion-mnist" for c in found)
+    entry = ledger.entry(found[0], "uncanny-valley", {"commit": "the-reader"})
+    assert entry["provenance"]["commit"] == found[0].provenance["commit"]
+    assert entry["provenance"]["judged_at"] == "the-reader"

@@ -37,16 +37,16 @@ def _drift(before: float | None, after: float | None) -> float | None:
 def _compare_entries(
     committed: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    ref = {e["check"]: e for e in committed}
+    ref = {e["id"]: e for e in committed}
     rows = []
     for e in current:
-        c: Mapping[str, Any] | None = ref.pop(e["check"], None)
+        c: Mapping[str, Any] | None = ref.pop(e["id"], None)
         value, before = _measure_value(e), (_measure_value(c) if c else None)
         ci = (c.get("measure") or {}).get("ci95") if c else None
         inside = None if value is None or not ci or None in ci else bool(ci[0] <= value <= ci[1])
         rows.append(
             {
-                "check": e["check"],
+                "check": e["id"],
                 "chapter": e["chapter"],
                 "claim": e["claim"],
                 "committed": c["verdict"] if c is not None else "(not committed)",
@@ -62,7 +62,7 @@ def _compare_entries(
     for c in ref.values():
         rows.append(
             {
-                "check": c["check"],
+                "check": c["id"],
                 "chapter": c["chapter"],
                 "claim": c["claim"],
                 "committed": c["verdict"],
@@ -174,8 +174,9 @@ def update(root: Path | None = None) -> list[Path]:
     """Replace the committed evidence (``data/claims/``, ``data/claims.json``) by this build's ledger.
 
     Refused when tracked files differ from the last commit (evidence must come from a clean tree), when this
-    build's ledger is missing, and when any of its entries was made at another commit or from a dirty tree.
-    ``data/claims.json`` also records the machine that made the evidence. Returns the files written.
+    build's ledger is missing, and when any of its entries was judged at another commit or from a dirty tree (an
+    entry from a committed sweep was made at the sweep's commit and judged again by this one). ``data/claims.json``
+    also records the machine of this build's own entries (each entry holds its own). Returns the files written.
     """
     dirty = is_dirty(root)
     if dirty:
@@ -187,7 +188,15 @@ def update(root: Path | None = None) -> list[Path]:
     if not current:
         raise RefreshRefused("this build has no ledger (_build/ledger/ is empty): run `make book` first")
     head = git_commit(root)
-    stale = sorted({e["provenance"].get("commit") for doc in current.values() for e in doc["entries"]} - {head})
+    # every entry judged at this commit: made by it, or (a committed sweep's or run's) judged again by it
+    stale = sorted(
+        {
+            e["provenance"].get("judged_at", e["provenance"].get("commit"))
+            for doc in current.values()
+            for e in doc["entries"]
+        }
+        - {head}
+    )
     if stale:
         raise RefreshRefused(
             f"this build's ledger holds entries from commit(s) {', '.join(map(str, stale))}, not "
@@ -200,8 +209,8 @@ def update(root: Path | None = None) -> list[Path]:
             old.unlink()
     for chapter, doc in current.items():
         written.append(atomic_write_text(folder / f"{chapter}.json", json_text(doc)))
-    first = next(iter(current.values()))["entries"]
-    made_on = first[0]["provenance"].get("machine", {}) if first else machine()
+    live = [e for doc in current.values() for e in doc["entries"] if "judged_at" not in e["provenance"]]
+    made_on = live[0]["provenance"].get("machine", {}) if live else machine()
     merged = {"commit": head, "machine": made_on, "claims": build(current)}
     written.append(atomic_write_text(claims_file(root), json_text(merged)))
     return written

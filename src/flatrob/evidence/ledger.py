@@ -29,6 +29,7 @@ from flatrob.util.paths import build_ledger_dir
 
 __all__ = [
     "LEDGER_ENV",
+    "LEDGER_FORMAT",
     "NOT_TESTED",
     "build",
     "entry",
@@ -41,12 +42,14 @@ __all__ = [
 
 #: Set FLATROB_LEDGER=1 (``make book`` does) to let the chapters write their entries to this build's ledger.
 LEDGER_ENV = "FLATROB_LEDGER"
+#: The layout of a ledger file: each entry a check (:meth:`Check.as_dict`) with its chapter and provenance.
+LEDGER_FORMAT = 2
 #: The verdict of a claim no chapter has checked.
 NOT_TESTED = "not tested yet"
 
 
 #: Provenance fields that change on every run without changing a result: ignored when deciding to rewrite.
-_VOLATILE = ("commit", "time_utc", "duration_s")
+_VOLATILE = ("commit", "judged_at", "time_utc", "duration_s")
 #: Setting fields that tell settings apart in the report (the others, steps or inputs, describe one).
 _GROUP_KEYS = ("data", "architecture", "epochs", "training", "norm", "eps", "variant", "source")
 #: How strong a source of evidence is: a committed larger run beats a sweep over seeds beats one live run; a study
@@ -59,29 +62,20 @@ _STRENGTH = {"run": 3, "sweep": 2, "live": 1, "study": 0}
 
 
 def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """The ledger entry of one check: claim, check, setting, verdict (and whether it is fragile), evidence, the
-    decisive measure, the paper's number, values, chapter and provenance."""
+    """The ledger entry of one check: the check itself (:meth:`Check.as_dict`: id, claim, part, statement, verdict,
+    fragile, evidence, the paper's number, setting, values, decisive measure), the chapter that shows it and the
+    provenance of the run that made it: a committed sweep's or run's (``check.provenance``, with ``judged_at``, the
+    commit whose rules judged it again), or this run's (``provenance``)."""
     if check.claim not in CLAIMS:
         raise ValueError(f"claim must be one of {sorted(CLAIMS)}; got {check.claim}")
     if check.verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}; got {check.verdict!r}")
+    made_by = dict(check.provenance, judged_at=provenance.get("commit")) if check.provenance else dict(provenance)
     return {
-        "claim": check.claim,
-        "check": check.id,
-        "part": check.part,
-        "statement": check.statement,
+        **check.as_dict(),
         "paper": check.paper or CLAIMS[check.claim]["paper"],
-        "setting": check.setting,
-        "ours": check.evidence,
-        "verdict": check.verdict,
-        "fragile": check.fragile,
-        "measure": check.measure,
-        "values": check.values,
         "chapter": chapter,
-        # the run that made the check (a committed sweep's runs, a committed run), or this one; judged by this build
-        "provenance": dict(check.provenance, judged_at=provenance.get("commit"))
-        if check.provenance
-        else dict(provenance),
+        "provenance": made_by,
     }
 
 
@@ -109,7 +103,7 @@ def record(
     if not force and os.environ.get(LEDGER_ENV) != "1":
         return None
     path = build_ledger_dir(root) / f"{chapter}.json"
-    doc = strict_json({"chapter": chapter, "duration_s": duration_s, "entries": list(entries)})
+    doc = strict_json({"format": LEDGER_FORMAT, "chapter": chapter, "duration_s": duration_s, "entries": list(entries)})
     if path.exists():
         try:
             if _stable(json.loads(path.read_text())) == _stable(doc):
@@ -120,12 +114,13 @@ def record(
 
 
 def load(folder: Path) -> dict[str, dict[str, Any]]:
-    """The ledger files of a folder (this build's or the committed one), by chapter: {chapter: {"chapter",
-    "duration_s", "entries"}}."""
+    """The ledger files of a folder (this build's or the committed one), by chapter: {chapter: {"format",
+    "chapter", "duration_s", "entries"}}. Files of another :data:`LEDGER_FORMAT` (made by older code) are not read:
+    a build compares itself only with evidence it can read as it was meant."""
     out = {}
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         doc = json.loads(f.read_text())
-        if isinstance(doc, dict) and "entries" in doc:  # files of an older layout (a bare list) are not read
+        if isinstance(doc, dict) and doc.get("format") == LEDGER_FORMAT:
             out[doc["chapter"]] = doc
     return out
 
@@ -199,7 +194,7 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "strength": _STRENGTH.get(source_kind(s), 1),
                     "verdict": combine([m["verdict"] for m in members]),
                     "fragile": any(m.get("fragile") for m in members),
-                    "checks": [m["check"] for m in members],
+                    "checks": [m["id"] for m in members],
                 }
             )
         settings.sort(

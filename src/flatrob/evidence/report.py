@@ -145,7 +145,7 @@ def grid(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 def _setting_entries(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     ids = {i for g in groups for i in g["checks"]}
-    return [e for e in claim["checks"] if e["check"] in ids]
+    return [e for e in claim["checks"] if e["id"] in ids]
 
 
 def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> str:
@@ -251,7 +251,7 @@ def mathematical(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "claim": c["claim"],
                 "statement": c["statement"],
                 "verdict": c["verdict"],
-                "checked": "; ".join(e["ours"] for e in c["checks"])[:400],
+                "checked": "; ".join(e["evidence"] for e in c["checks"])[:400],
             }
             for c in claims
             if c["kind"] == "mathematical"
@@ -269,10 +269,10 @@ def checks_frame(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             rows.append(
                 {
                     "claim": c["claim"],
-                    "check": e["check"],
+                    "check": e["id"],
                     "verdict": e["verdict"],
                     "fragile": bool(e.get("fragile")),
-                    "ours": e["ours"],
+                    "ours": e["evidence"],
                     "paper": e["paper"],
                     "decisive value": _value(e),
                     **{f"setting: {k}": v for k, v in e["setting"].items()},
