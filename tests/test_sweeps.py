@@ -3,8 +3,8 @@ arguments on, and judge over seeds by majority."""
 
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
