@@ -111,3 +111,30 @@ def test_sentences_follow_the_verdicts():
     assert "mostly confidently wrong" in prose.confidence(0.9, 200, 300, 0.1)
     assert "seldom confidently" in prose.confidence(0.6, 3, 300, 8 / 255)
     assert "mostly still right: 43% are wrong, 3 of 300" in prose.confidence(0.43, 3, 300, 8 / 255)
+
+
+def test_directions_are_computed_from_the_ledger(tmp_path):
+    """The guard reads the direction a check measured, not a fixed phrase: any wording of the opposite direction
+    is caught, the same direction passes, and sentences that report the paper or ask are left alone."""
+
+    def growth(value):
+        c = Check(
+            claim=8,
+            part="loss-growth",
+            statement="s",
+            verdict="not reproduced",
+            evidence="e",
+            setting={"norm": "l2", "eps": 0.025},
+            measure={"name": "median ratio", "value": value, "ci95": [value / 2, value * 2], "rule": {}},
+        )
+        return {"entries": [entry(c, "gradient-masking", {})]}
+
+    fake_chapter(tmp_path, "gradient-masking", "On the points it can move, the weak attack did less and less.")
+    assert len(prose.contradictions(tmp_path, {"gradient-masking": growth(3.4)})) == 1  # it grew x3.4
+    assert prose.contradictions(tmp_path, {"gradient-masking": growth(0.3)}) == []  # it did shrink
+    fake_chapter(tmp_path, "gradient-masking", "The loss increase shrinks as s grows larger in the median.")
+    assert prose.contradictions(tmp_path, {"gradient-masking": growth(3.4)}) == []  # mixed words: no direction read
+    fake_chapter(tmp_path, "gradient-masking", "The loss increases were lower at the largest scale.")
+    assert len(prose.contradictions(tmp_path, {"gradient-masking": growth(3.4)})) == 1
+    fake_chapter(tmp_path, "gradient-masking", "The paper reports that the loss increase falls with s.")
+    assert prose.contradictions(tmp_path, {"gradient-masking": growth(3.4)}) == []  # the paper's claim, reported

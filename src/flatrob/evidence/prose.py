@@ -2,8 +2,9 @@
 
 A chapter's fixed text explains; where it would state a direction (the sharpness falls, the model flips later),
 the sentence comes from here, so that it cannot contradict the numbers beside it. :data:`TEXT_CLAIMS` lists the
-phrases a chapter's fixed text may use only while its committed check supports them; :func:`contradictions`
-finds the ones it does not (a test runs it on every chapter).
+phrases a chapter's fixed text may use only while its committed check supports them, and :data:`DIRECTIONS` the
+quantities whose direction (rises, falls, later, fewer) the fixed text may state only as the committed checks
+measured it; :func:`contradictions` finds what they do not support (a test runs it on every chapter).
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ from typing import Any
 
 from flatrob.evidence.verdicts import Check
 
-__all__ = ["TEXT_CLAIMS", "TextClaim", "basin", "confidence", "contradictions", "fixed_text", "scaling", "valley"]
+__all__ = [
+    "DIRECTIONS",
+    "TEXT_CLAIMS",
+    "Direction",
+    "TextClaim",
+    "basin",
+    "confidence",
+    "contradictions",
+    "direction_contradictions",
+    "fixed_text",
+    "scaling",
+    "valley",
+]
 
 
 def _f(x: float | None) -> str:
@@ -228,6 +241,84 @@ TEXT_CLAIMS: tuple[TextClaim, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Direction:
+    """A quantity whose direction a chapter's fixed text may state (it rises, falls, grows, shrinks, comes later,
+    earlier, more, fewer): ``subject`` (a regular expression naming it in a sentence), the committed checks that
+    measure it (``part``; their decisive measure) and the value at which it neither rises nor falls (``neutral``:
+    a ratio's 1, a difference's 0). The direction the text states must be the direction the ledger measured."""
+
+    chapter: str
+    subject: str
+    part: str
+    neutral: float
+
+
+#: The quantities whose direction the chapters' fixed text could state, with the checks that measure them.
+DIRECTIONS: tuple[Direction, ...] = (
+    Direction("basin", r"\b(basin|walks? stay(s)? low|loss rises)\b", "basin", 1.0),
+    Direction("basin", r"\b(label )?flips?\b", "shift", 0.0),
+    Direction("uncanny-valley", r"\bflip(s|ping)? (later|earlier)\b|\bflip step\b", "shift", 0.0),
+    Direction("last-layer-scaling", r"\bmedian (relative )?sharpness\b", "median", 1.0),
+    Direction("last-layer-scaling", r"\bloss increases?\b", "loss-growth", 1.0),
+    Direction("gradient-masking", r"\b(loss increases?|weak attack)\b", "loss-growth", 1.0),
+    Direction("gradient-masking", r"\bPGD robust accuracy\b", "masking", 0.0),
+)
+#: Words that say a quantity goes up (or comes later, or there is more of it), and down.
+UP = r"\b(rises?|rising|rose|grows?|growing|grew|increases?|increasing|more|larger|longer|later|higher|climbs?)\b"
+DOWN = (
+    r"\b(falls?|falling|fell|shrinks?|shrinking|decreases?|decreasing|less|fewer|smaller|shorter|earlier|lower|"
+    r"drops?|did less)\b"
+)
+#: How many words after the subject a direction word may stand to be said of it.
+WINDOW = 4
+#: A sentence that reports someone else's claim or asks a question states no finding of ours.
+HEDGED = r"\b(paper|papers|claims?|reports?|reported|whether|if|would|could|should|expects?|asks?|reviewer)\b|\?"
+
+
+def _measured(entries: Sequence[Mapping[str, Any]], d: Direction) -> str | None:
+    """The direction the committed checks of ``d`` measured: "up", "down", or None (no measure, or mixed)."""
+    values = [
+        float(e["measure"]["value"])
+        for e in entries
+        if e.get("part") == d.part and e.get("measure") and e["measure"].get("value") is not None
+    ]
+    if not values:
+        return None
+    if all(v > d.neutral for v in values):
+        return "up"
+    if all(v < d.neutral for v in values):
+        return "down"
+    return None
+
+
+def direction_contradictions(path: Path, entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The sentences of a chapter's fixed text that state a direction of a quantity of :data:`DIRECTIONS` opposite
+    to the one its committed checks measured (sentences that report the paper's claim, or ask, are left alone)."""
+    text = fixed_text(path.read_text())
+    sentences = re.split(r"(?<=[.!?])\s+|\n\s*\n", text)
+    found = []
+    for d in (d for d in DIRECTIONS if d.chapter == path.stem):
+        measured = _measured(entries, d)
+        if measured is None:
+            continue
+        for sentence in sentences:
+            one = " ".join(sentence.split())
+            if not re.search(d.subject, one, flags=re.I) or re.search(HEDGED, one, flags=re.I):
+                continue
+            # what the sentence says of the subject: the few words after it (its own words, "loss increase", say
+            # nothing; "as s grows" further on is about s)
+            after = " ".join(" ".join(one[m.end() :].split()[:WINDOW]) for m in re.finditer(d.subject, one, flags=re.I))
+            up, down = re.search(UP, after, flags=re.I), re.search(DOWN, after, flags=re.I)
+            says = "up" if up and not down else "down" if down and not up else None
+            if says and says != measured:
+                found.append(
+                    f"{path.name}: says {one[:90]!r} ({says}), while its committed checks measured {d.part} "
+                    f"going {measured}"
+                )
+    return found
+
+
 def fixed_text(markdown: str) -> str:
     """A MyST notebook's text outside its code cells (the front matter and every code cell removed)."""
     text = re.sub(r"\A---\n.*?\n---\n", "", markdown, flags=re.S)
@@ -249,4 +340,5 @@ def contradictions(book: Path, committed: Mapping[str, Mapping[str, Any]]) -> li
                 found.append(
                     f"{path.name}: says {claim.pattern!r} ({claim.why}), which its committed checks do not support"
                 )
+        found += direction_contradictions(path, committed.get(path.stem, {}).get("entries", []))
     return found
