@@ -258,13 +258,23 @@ def pgd(
     track: bool = False,
     progress: bool | None = False,
 ) -> Tensor | Trajectory:
-    """Untargeted PGD on the cross-entropy. x (n, ...) in [0, 1] and y (n,) on any device.
+    """Untargeted PGD on the cross-entropy, optionally recording the valley's statistics at every iterate.
 
-    Returns the adversarial inputs (n, ...) on the model's device or, with
-    ``track=True``, a :class:`Trajectory` (on the CPU) whose iterate 0 is the
-    starting point (the clean input, or the random start) and iterate T the
-    returned input. The model is put in eval mode. ``progress``: a bar over the
-    steps (None: when ``$FLATROB_PROGRESS`` is 1).
+    With ``track=True`` each iterate's loss, probabilities, prediction, feature norm, ``Tr H`` (:eq:`eq-trace`)
+    and relative sharpness (:eq:`eq-kappa-layer`, :eq:`eq-kappa-neuron`) come from the forward pass the attack
+    makes anyway. The model is put in eval mode.
+
+    Args:
+        model: the classifier (its features and last layer are read).
+        x: inputs in [0, 1], shape (n, ...), on any device.
+        y: labels, shape (n,).
+        config: the attack (norm, radius, steps, step size, random start, seed).
+        track: return the trajectory instead of the adversarial inputs.
+        progress: a bar over the steps (None: the run's default).
+
+    Returns:
+        The adversarial inputs, shape (n, ...), on the model's device; or, with ``track=True``, a
+        :class:`Trajectory` on the CPU whose iterate 0 is the starting point and iterate T the returned input.
     """
     model.eval()
     x, y = on_model(model, x.detach(), y)

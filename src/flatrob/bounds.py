@@ -6,7 +6,7 @@ Notation as in :mod:`flatrob.flatness`: features ``phi`` in R^m, last layer
 
 Implemented here (labels as in the book):
 
-* ``eq-haar``        Haar-random orthogonal matrices (feature robustness chapter)
+* ``eq-haar-moment`` the second moment of Haar-random orthogonal matrices (feature robustness chapter)
 * ``eq-expected-change``  E_A[l(W + delta W A) - l(W)] = delta^2 kappa_neuron / (2 m) + O(delta^4)
 * ``lem-bridging``   phi(xi) = phi(x) + Delta A phi(x) with A orthogonal (a Householder reflection)
 * Lipschitz constants of phi: local (power iteration on the Jacobian),
@@ -53,7 +53,7 @@ __all__ = [
 def haar_orthogonal(
     n: int, m: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
 ) -> Tensor:
-    """n Haar-distributed matrices of the orthogonal group O(m): (n, m, m) (eq-haar).
+    """n Haar-distributed matrices of the orthogonal group O(m): (n, m, m); their second moment is eq-haar-moment.
 
     QR of a standard Gaussian matrix with the signs of R's diagonal moved into
     Q (Mezzadri, 2007); without that correction the distribution is not Haar.

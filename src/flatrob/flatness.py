@@ -225,13 +225,18 @@ def _eigen(p: Tensor, q: Tensor, phi_sq: Tensor, w_sq: Tensor) -> Tensor:
 
 
 def last_layer_hessian(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Closed-form per-sample Hessian of the cross-entropy in ``vec(W)`` (eq-hessian).
+    """Closed-form per-sample Hessian of the cross-entropy in ``vec(W)`` (:eq:`eq-hessian`).
 
-    ``H = (diag(p) - p p^T) kron (phi phi^T)`` with row-major ``vec(W)``
-    (index ``s * m + i``). Independent of the label.
+    ``H = (diag(p) - p p^T) kron (phi phi^T)`` with row-major ``vec(W)`` (index ``s * m + i``); independent of the
+    label. It materialises n (k m)^2 numbers: the sharpness functions never call it.
 
-    Shapes: weight (k, m), features (n, m), bias (k,) or None -> (n, k*m, k*m).
-    This materialises n (k m)^2 numbers; the sharpness functions never call it.
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+        features: the penultimate features ``phi``, shape (n, m).
+        bias: the last layer's bias ``b``, shape (k,), or None.
+
+    Returns:
+        The Hessians, shape (n, k*m, k*m).
     """
     _check(weight, features, bias)
     k, m = weight.shape
@@ -248,11 +253,16 @@ def hessian_trace(
     *,
     logits: Tensor | None = None,
 ) -> Tensor:
-    """Per-sample ``Tr H = ||phi||^2 (1 - ||p||^2) = ||phi||^2 sum_s p_s (1 - p_s)`` (eq-trace).
+    """Per-sample ``Tr H = ||phi||^2 (1 - ||p||^2) = ||phi||^2 sum_s p_s (1 - p_s)`` (:eq:`eq-trace`).
 
-    Shapes: weight (k, m), features (n, m), bias (k,) or None -> (n,).
-    ``logits`` (n, k), when given, must equal ``W phi + b``: it saves the
-    matrix product when the caller's forward pass already has them.
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+        features: the penultimate features ``phi``, shape (n, m).
+        bias: the bias ``b``, shape (k,), or None.
+        logits: ``W phi + b``, shape (n, k), when the caller's forward pass has them (saves the product).
+
+    Returns:
+        ``Tr H`` per sample, shape (n,).
     """
     _check(weight, features, bias)
     p, q = complement_probabilities(logits_of(weight, features, bias) if logits is None else logits)
@@ -268,23 +278,28 @@ def relative_sharpness(
     logits: Tensor | None = None,
     dist_sq: Tensor | None = None,
 ) -> Tensor:
-    """Per-sample relative sharpness of the last layer, closed form. (n,) result.
+    """Per-sample relative sharpness of the last layer, in closed form.
 
-    * ``kind="layer"``: ``||W||_F^2 Tr H`` (eq-kappa-layer), the form the
-      2025 paper uses;
-    * ``kind="neuron"``: ``sum_{s,s'} <w_s, w_s'> Tr H_{s,s'}`` (eq-kappa-neuron),
-      Petzka et al.'s trace form, computed as
-      ``||phi||^2 * 1/2 sum_{s,s'} p_s p_s' ||w_s - w_s'||^2``;
-    * ``kind="eigen"``: ``sum_s ||w_s||^2 lambda_max(H_{s,s})`` (eq-kappa-eigen)
+    * ``kind="layer"``: ``||W||_F^2 Tr H`` (:eq:`eq-kappa-layer`), the form the 2025 paper uses;
+    * ``kind="neuron"``: ``sum_{s,s'} <w_s, w_s'> Tr H_{s,s'}`` (:eq:`eq-kappa-neuron`), Petzka et al.'s trace
+      form, computed as ``||phi||^2 * 1/2 sum_{s,s'} p_s p_s' ||w_s - w_s'||^2``;
+    * ``kind="eigen"``: ``sum_s ||w_s||^2 lambda_max(H_{s,s})`` (:eq:`eq-kappa-eigen`)
       ``= ||phi||^2 sum_s p_s (1 - p_s) ||w_s||^2``.
 
-    Shapes: weight (k, m), features (n, m), bias (k,) or None, logits (n, k)
-    or None (see :func:`hessian_trace`), dist_sq (k, k) or None (for
-    ``kind="neuron"``: :func:`pairwise_sq_distances` of ``weight``, computed once
-    by a caller that evaluates many batches with one ``W``) -> (n,). Works
-    batched, in float32 and float64, on any device; costs O(n k m + k^2 m + n k^2),
-    never O((k m)^2), and with the forward's logits given, one pass over them
-    and one over the features (``benchmarks/bench_forward.py``).
+    Works batched, in float32 and float64, on any device; costs O(n k m + k^2 m + n k^2), never O((k m)^2), and
+    with the forward's logits given, one pass over them and one over the features.
+
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+        features: the penultimate features ``phi``, shape (n, m).
+        bias: the bias ``b``, shape (k,), or None.
+        kind: "layer", "neuron" or "eigen".
+        logits: ``W phi + b``, shape (n, k), when the caller's forward pass has them.
+        dist_sq: for ``kind="neuron"``, :func:`pairwise_sq_distances` of ``weight``, shape (k, k), computed once by
+            a caller that evaluates many batches with one ``W``.
+
+    Returns:
+        The relative sharpness per sample, shape (n,).
     """
     _check_kind(kind)
     _check(weight, features, bias)
@@ -328,19 +343,23 @@ def relative_sharpness_dataset(
     bias: Tensor | None = None,
     kind: Kind = "layer",
 ) -> Tensor:
-    """Relative sharpness of the empirical loss on a sample set (prop-kappa-dataset). Scalar.
+    """Relative sharpness of the empirical loss on a sample set (:prf:ref:`prop-kappa-dataset`).
 
-    The empirical loss is the mean of the per-sample losses and its Hessian the
-    mean of the per-sample Hessians. The trace forms (``layer``, ``neuron``) are
-    linear in the Hessian, so the set's value is the mean of the per-sample
-    values. The eigenvalue form is not: the set's diagonal block
-    ``H_ss = (1/n) sum_i p_is (1 - p_is) phi_i phi_i^T`` has rank up to n, and
-    ``sum_s ||w_s||^2 lambda_max(H_ss)`` is computed from it exactly (as Petzka
-    et al.'s code does), from an eigendecomposition of the smaller of its (m, m)
-    form and the (n, n) Gram form ``C^(1/2) Phi Phi^T C^(1/2) / n``. The mean of
-    the per-sample eigenvalue forms is only an upper bound on it.
+    The empirical loss is the mean of the per-sample losses and its Hessian the mean of the per-sample Hessians.
+    The trace forms (``layer``, ``neuron``) are linear in the Hessian, so the set's value is the mean of the
+    per-sample values. The eigenvalue form is not: the set's diagonal block
+    ``H_ss = (1/n) sum_i p_is (1 - p_is) phi_i phi_i^T`` has rank up to n, and ``sum_s ||w_s||^2 lambda_max(H_ss)``
+    is computed from it exactly (as Petzka et al.'s code does), from an eigendecomposition of the smaller of its
+    (m, m) form and the (n, n) Gram form; the mean of the per-sample eigenvalue forms only bounds it from above.
 
-    Shapes: weight (k, m), features (n, m), bias (k,) or None -> ().
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+        features: the penultimate features ``phi`` of the set, shape (n, m).
+        bias: the bias ``b``, shape (k,), or None.
+        kind: "layer", "neuron" or "eigen".
+
+    Returns:
+        The set's relative sharpness, a scalar tensor.
     """
     _check_kind(kind)
     if kind != "eigen":
@@ -361,10 +380,17 @@ def relative_sharpness_dataset(
 
 
 def kappa_from_hessian(weight: Tensor, hess: Tensor, kind: Kind = "layer") -> Tensor:
-    """Apply the definition of relative sharpness to given Hessians (eq-kappa-def).
+    """The definition of relative sharpness applied to given Hessians (:eq:`eq-kappa-def`).
 
-    Shapes: weight (k, m), hess (n, k*m, k*m) in row-major ``vec(W)`` -> (n,).
     Used with autograd Hessians as the reference for :func:`relative_sharpness`.
+
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+        hess: Hessians in row-major ``vec(W)``, shape (n, k*m, k*m).
+        kind: "layer", "neuron" or "eigen".
+
+    Returns:
+        The relative sharpness per Hessian, shape (n,).
     """
     _check_kind(kind)
     k, m = weight.shape
@@ -400,10 +426,16 @@ def autograd_last_layer_hessian(
     bias: Tensor | None = None,
     labels: Tensor | None = None,
 ) -> Tensor:
-    """Reference Hessian of the per-sample cross-entropy in ``vec(W)`` by ``torch.func.hessian``.
+    """Reference Hessian of the per-sample cross-entropy in ``vec(W)``, by ``torch.func.hessian``.
 
-    Shapes: weight (k, m), features (n, m), bias (k,) or None, labels (n,)
-    (default: class 0; the result does not depend on it) -> (n, k*m, k*m).
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+        features: the penultimate features ``phi``, shape (n, m).
+        bias: the bias ``b``, shape (k,), or None.
+        labels: the labels, shape (n,) (default: class 0; the Hessian does not depend on them).
+
+    Returns:
+        The Hessians, shape (n, k*m, k*m), to compare with :func:`last_layer_hessian`.
     """
     _check(weight, features, bias)
     k, m = weight.shape
@@ -421,5 +453,16 @@ def autograd_relative_sharpness(
     kind: Kind = "layer",
     labels: Tensor | None = None,
 ) -> Tensor:
-    """Reference relative sharpness from the full autograd Hessian: -> (n,)."""
+    """Reference relative sharpness from the full autograd Hessian (:func:`autograd_last_layer_hessian`).
+
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+        features: the penultimate features ``phi``, shape (n, m).
+        bias: the bias ``b``, shape (k,), or None.
+        kind: "layer", "neuron" or "eigen".
+        labels: the labels, shape (n,) (default: class 0).
+
+    Returns:
+        The relative sharpness per sample, shape (n,), to compare with :func:`relative_sharpness`.
+    """
     return kappa_from_hessian(weight, autograd_last_layer_hessian(weight, features, bias, labels), kind)

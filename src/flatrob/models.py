@@ -170,17 +170,24 @@ def rescale_feature_layer(model: FeatureClassifier, lam: float) -> FeatureClassi
 def last_layer_inputs(
     model: nn.Module, x: Tensor, dtype: torch.dtype | None = None, batch_size: int = 1024
 ) -> tuple[Tensor, Tensor | None, Tensor]:
-    """``(W (k, m), b (k,) or None, phi (n, m))`` of a model on inputs x (n, ...), on the CPU.
+    """The last layer and its inputs: what the closed forms of :mod:`flatrob.flatness` take.
 
     For a :class:`FeatureClassifier`, ``phi = model.features(x)``. For any other model whose logits come from an
-    ``nn.Linear`` (:func:`last_linear`: a torchvision ResNet, for example) the features are the input of that layer,
+    ``nn.Linear`` (:func:`last_linear`: a torchvision ResNet, for example) the features are that layer's input,
     caught by a forward hook while the model runs, so no surgery is needed::
 
         W, b, phi = last_layer_inputs(torchvision.models.resnet18(), x)
         kappa = flatrob.relative_sharpness(W, phi, b)
 
-    With ``dtype`` (for example ``torch.float64``) all three are cast, so that the closed forms and their autograd
-    references can be compared in double precision.
+    Args:
+        model: the classifier (put in eval mode).
+        x: inputs, shape (n, ...), on any device.
+        dtype: cast all three results to it (for example ``torch.float64``, to compare with autograd).
+        batch_size: inputs per forward pass.
+
+    Returns:
+        ``(W, b, phi)`` on the CPU: the weight, shape (k, m), the bias, shape (k,) or None, and the features,
+        shape (n, m).
     """
     model.eval()
     layer = last_linear(model)
@@ -339,15 +346,24 @@ def wide_resnet_cifar(
     batch_norm: bool = True,
     residual: bool = True,
 ) -> FeatureClassifier:
-    """Wide ResNet WRN-depth-widen (Zagoruyko and Komodakis, 2016) for 32x32 (or 28x28) inputs; m = 64 widen.
+    """Wide ResNet WRN-depth-widen (Zagoruyko and Komodakis, 2016) for 32x32 (or 28x28) inputs.
 
-    ``(depth - 4) / 6`` blocks per stage, three stages of 16k, 32k and 64k channels, global average pooling.
-    ``batch_norm=False`` and ``residual=False`` take out the batch norms or the residual connections (the
-    valley-conditions study's axes); the network is otherwise the same, but for the initialisation of its
-    convolutions without batch norm: He et al.'s (2015), which keeps the signal's scale through a plain stack
-    (with PyTorch's default, WRN-10-1 without either stays at chance on Fashion-MNIST), and, with residual
-    connections, each block's second convolution at zero, so that every block starts as the identity and the sum
-    of the branches does not grow with the depth (SkipInit, De and Smith 2020).
+    ``(depth - 4) / 6`` pre-activation blocks per stage, three stages of 16k, 32k and 64k channels, global average
+    pooling, m = 64k features. Without batch norm the convolutions are initialised as He et al. (2015) do, which
+    keeps the signal's scale through a plain stack (with PyTorch's default, WRN-10-1 without either stays at chance
+    on Fashion-MNIST), and, with residual connections, each block's second convolution at zero, so that every
+    block starts as the identity (SkipInit, De and Smith 2020).
+
+    Args:
+        depth: 6n + 4 (10, 16, 28, ...).
+        widen: the width factor k.
+        n_classes: the number of classes.
+        in_channels: 1 for grey images, 3 for colour.
+        batch_norm: keep the batch norms (False: the identity in their place; the valley-conditions study's axis).
+        residual: keep the residual connections (False: plain blocks of two convolutions).
+
+    Returns:
+        A :class:`FeatureClassifier` whose ``features`` are the pooled activations, shape (n, 64 widen).
     """
     if (depth - 4) % 6:
         raise ValueError(f"depth must be 6n + 4; got {depth}")
@@ -440,7 +456,19 @@ def fits(name: str, input_shape: tuple[int, ...]) -> str:
 
 
 def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> FeatureClassifier:
-    """A fresh model by name (see ``ARCHITECTURES``) for inputs of ``input_shape`` (without the batch axis)."""
+    """A fresh model by name (:data:`ARCHITECTURES`) for inputs of a given shape.
+
+    Args:
+        name: the architecture, a key of :data:`ARCHITECTURES`.
+        n_classes: the number of classes.
+        input_shape: one input's shape, without the batch axis: (1, 28, 28) for Fashion-MNIST.
+
+    Returns:
+        The model, initialised by torch's generator as it stands (seed it first).
+
+    Raises:
+        ValueError: the architecture cannot take inputs of that shape (:func:`fits` says why).
+    """
     why = fits(name, input_shape)
     if why:
         raise ValueError(why)

@@ -151,17 +151,25 @@ def train(
     progress: bool | None = None,
     checkpoint: Path | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place with SGD + cosine schedule on (x (n, ...), y (n,)).
+    """Train a model in place with SGD, momentum, weight decay and a cosine schedule (the paper's recipe).
 
-    Shuffling and augmentation are seeded by ``config.seed``. With
-    ``checkpoint``, the full state (model, optimiser, schedule, random
-    generator, history) is written atomically after every epoch, the one
-    before kept beside it (``*.prev.pt``), and a run that finds one resumes
-    after its last completed epoch: an interrupted training loses at most the
-    epoch in progress and ends with the same weights. An unreadable checkpoint
-    is named, set aside, and the previous one used (or none). ``progress``:
-    a bar per epoch on standard error (None: when ``$FLATROB_PROGRESS`` is 1).
-    Returns one record per epoch (epoch, mean training loss, training accuracy).
+    Shuffling and augmentation are seeded by ``config.seed``. With ``checkpoint``, the full state (model,
+    optimiser, schedule, random generator, history) is written atomically after every epoch, the one before kept
+    beside it (``*.prev.pt``), and a run that finds one resumes after its last completed epoch: an interrupted
+    training loses at most the epoch in progress and ends with the same weights. An unreadable checkpoint is named,
+    set aside, and the previous one used (or none).
+
+    Args:
+        model: the classifier, trained in place and left in eval mode.
+        x: training inputs, shape (n, ...).
+        y: labels, shape (n,), or soft targets, shape (n, k).
+        config: the recipe (epochs, learning rate, batch size, seed, augmentation, adversarial training).
+        device: where to train (default: CUDA when present).
+        progress: a bar per epoch on standard error (None: the run's default).
+        checkpoint: the file of the resumable state.
+
+    Returns:
+        One record per epoch: epoch, mean training loss, training accuracy.
     """
     device = device or default_device()
     model.to(device).train()

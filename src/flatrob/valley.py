@@ -83,15 +83,19 @@ VALLEY_KEYS = (
 def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any]:
     """Per-input shape statistics of one statistic along the paths of the inputs that start correct and flip.
 
-    Counts (``steps``, ``n_samples``, ``n_start_correct``, ``n_flipped``) and, for every key of
-    :data:`VALLEY_KEYS`, a float64 array (n_flipped,): the start, peak and final values, the peak/start
-    and final/peak ratios, the flip and peak steps and their offset, the final confidence, whether the
-    final prediction is wrong (0/1), the max/min ratio of ||phi||, and how many decades the factors
-    ||phi||^2 and 1 - ||p||^2 of Tr H each span. The checks of claims 6, 7 and 12 take these.
+    The checks of claims 6, 7 and 12 take these (:ref:`uncanny-valley`).
 
-    Also, for every input (n,): ``start_correct`` and ``flipped`` (bool: starts correct and flips),
-    ``time_to_flip``, the first wrong iterate, ``steps + 1`` when the input never flips (censored) and NaN
-    when it starts wrong, and ``peak_step_all``, the peak step where the input flips and NaN elsewhere.
+    Args:
+        traj: the instrumented attack's record (:func:`flatrob.attacks.pgd` with ``track=True``), n inputs.
+        stat: the statistic whose shape is measured (default: the layer-wise relative sharpness).
+
+    Returns:
+        Counts (``steps``, ``n_samples``, ``n_start_correct``, ``n_flipped``); for every key of
+        :data:`VALLEY_KEYS` a float64 array of shape (n_flipped,): the start, peak and final values, peak/start,
+        final/peak, the flip and peak steps and their offset, the final confidence, whether the final prediction
+        is wrong, the max/min ratio of ``||phi||`` and how many decades ``||phi||^2`` and ``1 - ||p||^2`` each
+        span; and for every input, shape (n,): ``start_correct`` and ``flipped`` (bool), ``time_to_flip`` (the first
+        wrong iterate, ``steps + 1`` when the input never flips, NaN when it starts wrong) and ``peak_step_all``.
     """
     flip = traj.flip_step()
     start_correct = traj.pred[0] == traj.labels
@@ -154,11 +158,15 @@ def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, flo
 def pooled_paths(runs: Mapping[Any, Mapping[str, np.ndarray]], stat: str = "kappa_layer") -> pd.DataFrame:
     """A statistic along the attack's path, pooled over the inputs of several runs (seeds), and per run.
 
-    ``runs``: run label (a seed) -> its saved paths (``<model>/<stat>`` and ``<model>/wrong``, each (T + 1, n), as
-    the uncanny-valley chapter saves them in ``paths.npz``). Over the inputs that start correct: per model and step,
-    the quartiles over all runs' inputs together (``run`` "pooled", with the share flipped and the number of
-    inputs), and each run's median (``run`` its label). Returns the long table (model, run, step, q25, median, q75,
-    flipped, n).
+    Args:
+        runs: run label (a seed) -> its saved paths: ``<model>/<stat>`` and ``<model>/wrong``, each of shape
+            (T + 1, n), as the uncanny-valley chapter saves them in ``paths.npz``.
+        stat: the statistic to pool.
+
+    Returns:
+        A long table with columns model, run, step, q25, median, q75, flipped, n: per model and step, the
+        quartiles over the inputs that start correct of all runs together (``run`` "pooled", with the share that
+        has flipped and the number of inputs), and each run's median (``run`` its label).
     """
     rows = []
     models = sorted({key.split("/")[0] for arrays in runs.values() for key in arrays})
