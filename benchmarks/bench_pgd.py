@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from flatrob.attacks import AttackConfig, _Recorder, pgd
-from flatrob.models import RESIDUAL_FAMILY, build_model
 from flatrob.util.io import save_results
 from flatrob.util.provenance import provenance
+from flatrob.zoo import RESIDUAL_FAMILY, build_model
 
 SHAPES = {"digits-cnn": (1, 8, 8), "mnist1d-cnn": (1, 40), "mlp": (1, 40), "small-cnn": (1, 28, 28)}
 SHAPES |= {name: (1, 28, 28) for name in RESIDUAL_FAMILY}  # the CPU's residual networks on Fashion-MNIST
@@ -40,7 +40,7 @@ SHAPES |= {name: (1, 28, 28) for name in RESIDUAL_FAMILY}  # the CPU's residual 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", default="digits-cnn", help="architecture (flatrob.models.ARCHITECTURES)")
+    ap.add_argument("--arch", default="digits-cnn", help="architecture (flatrob.zoo.ARCHITECTURES)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")

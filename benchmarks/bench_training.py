@@ -66,7 +66,7 @@ def _bare(model: Any, x: Any, y: Any, batch: int, channels_last: bool = False) -
 def _fresh(arch: str, channels_last: bool = False) -> Any:
     import torch
 
-    from flatrob.models import build_model
+    from flatrob.zoo import build_model
 
     torch.manual_seed(0)
     model = build_model(arch, 10, (1, 28, 28))

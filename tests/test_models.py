@@ -5,16 +5,14 @@ import torch
 
 from flatrob import flatness
 from flatrob.models import (
-    ARCHITECTURES,
     DigitsCNN,
-    build_model,
-    fits,
     last_layer_inputs,
     last_linear,
     rescale_feature_layer,
     scale_last_layer,
     scaled_losses,
 )
+from flatrob.zoo import ARCHITECTURES, build_model, fits
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 import torch
 
+from flatrob.jobs.run import Run
 from flatrob.util import devices, io, paths, provenance
 from flatrob.util.provenance import provenance_line
 
@@ -100,11 +101,11 @@ def test_only_committed_or_promoted_runs_count(tmp_path):
     staged.mkdir()
     (staged / "provenance.json").write_text("{}")
     git("add", "data/runs/ch/e-staged")  # staged is not committed
-    found = [r["dir"].name for r in provenance.committed_runs("ch", root=tmp_path)]
+    found = [r.name for r in Run.committed("ch", root=tmp_path)]
     assert found == ["a-committed", "c-promoted"]
     (tmp_path / "data" / "runs" / "ch" / "a-committed" / "provenance.json").write_text(json.dumps({"params": {}}))
-    assert [r["dir"].name for r in provenance.committed_runs("ch", root=tmp_path)] == ["c-promoted"]  # changed since
-    assert provenance.committed_runs("none", root=tmp_path) == []
+    assert [r.name for r in Run.committed("ch", root=tmp_path)] == ["c-promoted"]  # changed since
+    assert Run.committed("none", root=tmp_path) == []
 
 
 def test_results_files_are_strict_json(tmp_path):

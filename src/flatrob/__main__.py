@@ -154,8 +154,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.command == "aggregate":
         from flatrob.evidence.seeds import aggregate
+        from flatrob.util.paths import GRID
 
-        if not (args.sweep / "grid.json").is_file():
+        if not (args.sweep / GRID).is_file():
             raise ParameterError(f"{args.sweep} is not a sweep folder (no grid.json)")
         summary = aggregate(args.sweep)
         print(f"{summary['finished']} of {summary['jobs']} runs merged into {args.sweep / 'summary.json'}")
@@ -261,9 +262,9 @@ def _epoch_costs() -> list[str]:
 
 def _promote(folder: Path, undo: bool) -> int:
     from flatrob.jobs.params import ParameterError
-    from flatrob.util.paths import PROMOTED
+    from flatrob.util.paths import PROMOTED, PROVENANCE, SUMMARY
 
-    if not ((folder / "provenance.json").is_file() or (folder / "summary.json").is_file()):
+    if not ((folder / PROVENANCE).is_file() or (folder / SUMMARY).is_file()):
         raise ParameterError(
             f"{folder} is neither a finished run (no provenance.json) nor an aggregated sweep (no summary.json)"
         )

@@ -12,8 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
+
+from flatrob.attacks import Trajectory
 
 __all__ = ["Stump", "cross_validate_stump", "fit_stump", "held_out_correct", "log_score"]
 
@@ -93,3 +96,37 @@ def cross_validate_stump(scores: np.ndarray, labels: np.ndarray, folds: int = 5,
     """
     correct, fold_of = _cross_validate(scores, labels, folds, seed)
     return np.array([correct[fold_of == f].mean() for f in range(folds)]) if len(correct) else np.array([])
+
+
+def adversarial_pairs(traj: Trajectory) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The detector's data from one attack: each input that starts correct and ends fooled, as a pair of a clean
+    point (label 0) and its adversarial version (label 1), scored by the log of the relative sharpness and of
+    ``1 - max_s p_s`` (the sum of the other probabilities, exact where 1 - max would round to 0).
+
+    Args:
+        traj: the instrumented attack's record (:func:`flatrob.attacks.pgd` with ``track=True``).
+
+    Returns:
+        The scores, one row per point (columns input, label, "log10 kappa", "log10 (1 - confidence)"), and the
+        counts: inputs correct at the start, the attack's success among them, and the number of pairs.
+    """
+    correct = traj.pred[0] == traj.labels
+    fooled = correct & (traj.pred[-1] != traj.labels)  # a real adversarial example and its clean original
+    others = traj.uncertainty()
+    rows = [
+        pd.DataFrame(
+            {
+                "input": ["clean", "adversarial"][label],
+                "label": label,
+                "log10 kappa": log_score(traj.stats["kappa_layer"][end, fooled]),
+                "log10 (1 - confidence)": log_score(others[end, fooled]),
+            }
+        )
+        for end, label in ((0, 0), (-1, 1))
+    ]
+    counts = {
+        "correct at the start": int(correct.sum()),
+        "attack success": float(fooled.sum() / max(int(correct.sum()), 1)),
+        "pairs": int(fooled.sum()),
+    }
+    return pd.concat(rows, ignore_index=True), counts

@@ -26,6 +26,7 @@ __all__ = [
     "stamp",
     "survival_curves",
     "valley_curves",
+    "confidence_band",
     "valley_band",
     "verdict_grid",
 ]
@@ -138,6 +139,17 @@ def valley_band(data: pd.DataFrame, title: str, note: str) -> None:
     fig.tight_layout()
     stamp(fig, note)
     plt.show()
+
+
+def confidence_band(ax: Any, eps_min: float, *, fill: bool = True) -> None:
+    """The band of the corollary (cor-confident-flat), ``eps (1 - eps) <= 1 - ||p||^2 <= 2 eps`` with
+    ``eps = 1 - max_s p_s``, on log axes from ``eps_min`` to 0.9: filled (``fill``) or as its two edges."""
+    grid = np.logspace(np.log10(max(eps_min, 1e-300)), np.log10(0.9), 200)
+    if fill:
+        ax.fill_between(grid, grid * (1 - grid), np.minimum(2 * grid, 1), color="0.5", alpha=0.15, label="band")
+    else:
+        ax.plot(grid, 2 * grid, color="0.3", lw=1, ls="--", label=r"$2\varepsilon$")
+        ax.plot(grid, grid * (1 - grid), color="0.3", lw=1, ls=":", label=r"$\varepsilon(1-\varepsilon)$")
 
 
 def survival_curves(times: Mapping[str, Sequence[float] | np.ndarray], cap: int, ax: Any, xlabel: str) -> None:

@@ -19,11 +19,12 @@ from torch import Tensor, nn
 
 from flatrob.attacks import AttackConfig, pgd
 from flatrob.data import load_digits
-from flatrob.models import DigitsCNN, FeatureClassifier, build_model, on_model
+from flatrob.models import DigitsCNN, FeatureClassifier, on_model
 from flatrob.util.devices import default_device
 from flatrob.util.io import atomic_write
 from flatrob.util.paths import cache_dir
 from flatrob.util.progress import progress_bar, progress_enabled
+from flatrob.zoo import build_model
 
 if TYPE_CHECKING:
     from flatrob.data import Split
@@ -274,10 +275,11 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 
 def _code_fingerprint() -> str:
-    """Hash of the modules that determine a trained model (data, models, training, attacks, flatness), without their
-    import lines: where a helper such as the progress bar lives does not change a model, what the code does does."""
+    """Hash of the modules that determine a trained model (data, models, zoo, training, attacks, flatness), without
+    their import lines: where a helper such as the progress bar lives does not change a model, what the code does
+    does."""
     h = hashlib.sha256()
-    for name in ("data.py", "models.py", "training.py", "attacks.py", "flatness.py"):
+    for name in ("data.py", "models.py", "zoo.py", "training.py", "attacks.py", "flatness.py"):
         lines = Path(__file__).with_name(name).read_text().splitlines()
         h.update("\n".join(ln for ln in lines if not ln.lstrip().startswith(("import ", "from "))).encode())
     return h.hexdigest()[:12]

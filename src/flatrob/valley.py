@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,8 @@ from flatrob.attacks import STAT_NAMES, Trajectory
 
 __all__ = [
     "AXES",
+    "PathPoints",
+    "path_points",
     "VALLEY_KEYS",
     "axis_effects",
     "budget_summary",
@@ -221,7 +224,7 @@ def budget_summary(samples: Mapping[str, Any], label: str, steps: int, travel: f
     }
 
 
-#: The axes of the valley-conditions study: a trait of the network (:func:`flatrob.models.architecture_traits`) or
+#: The axes of the valley-conditions study: a trait of the network (:func:`flatrob.zoo.architecture_traits`) or
 #: of its training ("epochs").
 AXES = ("batch norm", "residual", "depth", "widen", "epochs")
 
@@ -263,3 +266,64 @@ def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+@dataclass
+class PathPoints:
+    """Three points of every input's attack path: the clean start, the boundary (the iterate where the two most
+    probable classes are closest) and the adversarial end. Each field maps "clean", "boundary" and "adversarial"
+    to a tensor of shape (n,); ``table`` holds all of them, one row per input and kind."""
+
+    kappa: dict[str, Tensor]
+    confidence: dict[str, Tensor]
+    wrong: dict[str, Tensor]
+    feature_sq: dict[str, Tensor]
+    table: pd.DataFrame
+
+
+def path_points(traj: Trajectory) -> PathPoints:
+    """The clean, boundary and adversarial points of each input's path (claim 10, chapter confidence-flatness).
+
+    Args:
+        traj: the instrumented attack's record (:func:`flatrob.attacks.pgd` with ``track=True``), n inputs.
+
+    Returns:
+        A :class:`PathPoints`: per kind, the layer-wise relative sharpness, the confidence, whether the prediction
+        is wrong and ``||phi||^2``, each of shape (n,) in float64; and the table of every point with its
+        ``epsilon = 1 - max_s p_s`` (the sum of the other probabilities, exact where 1 - max would round to 0) and
+        ``1 - ||p||^2``.
+    """
+    n = len(traj.labels)
+    top2 = traj.probs.double().topk(2, dim=-1).values
+    gap = top2[..., 0] - top2[..., 1]  # (T + 1, n)
+    at = {
+        "clean": torch.zeros(n, dtype=torch.long),
+        "boundary": gap.argmin(0),
+        "adversarial": torch.full((n,), traj.steps),
+    }
+    cols = torch.arange(n)
+
+    def pick(stat: str, kind: str) -> Tensor:
+        return traj.stats[stat][at[kind], cols].double()
+
+    kappa = {k: pick("kappa_layer", k) for k in at}
+    confidence = {k: pick("confidence", k) for k in at}
+    wrong = {k: traj.pred[at[k], cols] != traj.labels for k in at}
+    feature_sq = {k: pick("feature_norm", k) ** 2 for k in at}
+    others = traj.uncertainty()
+    table = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "kind": k,
+                    "kappa": kappa[k].numpy(),
+                    "confidence": confidence[k].numpy(),
+                    "wrong": wrong[k].numpy(),
+                    "epsilon": others[at[k], cols].numpy(),
+                    "1 - ||p||^2": (pick("trace", k) / pick("feature_norm", k) ** 2).numpy(),
+                }
+            )
+            for k in at
+        ]
+    )
+    return PathPoints(kappa, confidence, wrong, feature_sq, table)

@@ -194,10 +194,10 @@ def at_paper_attack(claim: int, setting: Mapping[str, Any]) -> bool:
 def at_paper_setting(claim: int, setting: Mapping[str, Any]) -> bool:
     """Whether a check was made at the paper's setting, which is a property of the whole setting: the paper's attack
     (norm, radius, steps and step size) or variant for the claim (:func:`at_paper_attack`), on a network of the
-    paper's kind (:data:`flatrob.models.PAPER_KIND`: residual with batch norm, or one of the paper's own) trained on
+    paper's kind (:data:`flatrob.zoo.PAPER_KIND`: residual with batch norm, or one of the paper's own) trained on
     real images (:data:`REAL_IMAGES`). A toy, a small CNN or another attack is a further setting, never the
     headline."""
-    from flatrob.models import PAPER_KIND
+    from flatrob.zoo import PAPER_KIND
 
     return (
         setting.get("architecture") in PAPER_KIND

@@ -17,7 +17,7 @@ import numpy as np
 from flatrob.evidence.checks.replay import CALLS_FILE
 from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, Check, Rule, over_seeds_verdict, t_interval
 from flatrob.util.io import atomic_write_text
-from flatrob.util.paths import is_partial, sweep_job_dir, sweeps_root
+from flatrob.util.paths import GRID, PROVENANCE, SUMMARY, SUMMARY_CSV, is_partial, sweep_job_dir, sweeps_root
 from flatrob.util.provenance import committed
 
 __all__ = ["SUMMARY_FORMAT", "aggregate", "committed_sweeps", "over_seeds", "summarize", "sweep_checks"]
@@ -107,7 +107,7 @@ def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
             json.dumps(setting, sort_keys=True), {"setting": setting, "checks_by_seed": {}, "runs": []}
         )
         g["checks_by_seed"][job["params"].get("seed", 0)] = _checks_of(run)
-        prov = json.loads((run / "provenance.json").read_text())
+        prov = json.loads((run / PROVENANCE).read_text())
         g["runs"].append(
             {
                 "job": job["id"],
@@ -125,7 +125,7 @@ def summarize(sweep: Path) -> dict[str, Any]:
     """A sweep's finished runs merged, with provenance: runs grouped by their parameters other than ``seed`` (one
     group per combination), each group's checks judged over its seeds by :func:`over_seeds`, every run's checks
     judged again by this code from its recorded measurements."""
-    spec = json.loads((sweep / "grid.json").read_text())
+    spec = json.loads((sweep / GRID).read_text())
     groups = _runs_of(sweep, spec)
     summary = {
         "format": SUMMARY_FORMAT,
@@ -150,7 +150,7 @@ def aggregate(sweep: Path) -> dict[str, Any]:
 
     summary = summarize(sweep)
     text = json.dumps(summary, indent=2, default=str) + "\n"
-    target = sweep / "summary.json"
+    target = sweep / SUMMARY
     if not target.exists() or target.read_text() != text:
         atomic_write_text(target, text)
         rows = [
@@ -166,7 +166,7 @@ def aggregate(sweep: Path) -> dict[str, Any]:
             for c in summary["combinations"]
             for chk in c["checks"]
         ]
-        atomic_write_text(sweep / "summary.csv", pd.DataFrame(rows).to_csv(index=False))
+        atomic_write_text(sweep / SUMMARY_CSV, pd.DataFrame(rows).to_csv(index=False))
     return summary
 
 
@@ -175,12 +175,12 @@ def committed_sweeps(chapter: str, root: Path | None = None) -> list[dict[str, A
     :func:`flatrob.util.provenance.committed` (in the last commit, or promoted). [{"dir", "summary"}]. Summaries of
     another :data:`SUMMARY_FORMAT` (made by older code: re-aggregate or re-run them) are left out."""
     base = sweeps_root(root)
-    found = sorted(p for p in base.glob("*/summary.json") if not is_partial(p.parent)) if base.is_dir() else []
+    found = sorted(p for p in base.glob(f"*/{SUMMARY}") if not is_partial(p.parent)) if base.is_dir() else []
     out = []
     for path in committed(found, root):
         summary = json.loads(path.read_text())
         if summary.get("chapter") == chapter and summary.get("format") == SUMMARY_FORMAT:
-            fresh = (path.parent / "grid.json").is_file()  # its plan is there: its runs judged again by this code
+            fresh = (path.parent / GRID).is_file()  # its plan is there: its runs judged again by this code
             out.append({"dir": path.parent, "summary": _summarized(str(path.parent.resolve())) if fresh else summary})
     return out
 

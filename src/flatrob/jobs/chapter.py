@@ -10,8 +10,6 @@ parameters and makes its record itself.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +21,8 @@ import torch
 from flatrob.evidence.checks.replay import CheckLog
 from flatrob.evidence.verdicts import Check, Setting
 from flatrob.jobs.params import parameter_spec, validate
+from flatrob.jobs.run import RUN_ENV, Run
 from flatrob.util.devices import fix_threads, resolve_device
-from flatrob.util.io import save_results
 from flatrob.util.progress import set_progress_default
 from flatrob.util.provenance import provenance, provenance_line
 
@@ -34,10 +32,7 @@ if TYPE_CHECKING:
     from flatrob.models import FeatureClassifier
     from flatrob.training import TrainConfig
 
-__all__ = ["RUN_ENV", "ChapterContext", "setup_chapter"]
-
-#: The one channel from ``flatrob run`` to the chapter's kernel: the run's folder (holding its provenance.json).
-RUN_ENV = "FLATROB_RUN"
+__all__ = ["ChapterContext", "setup_chapter"]
 
 
 @dataclass
@@ -48,7 +43,7 @@ class ChapterContext:
     params: dict[str, Any]
     device: torch.device
     provenance: dict[str, Any]
-    run_dir: Path | None = None
+    run: Run | None = None
     started: float = field(default_factory=time.perf_counter)
     log: CheckLog = field(default_factory=CheckLog)
 
@@ -139,7 +134,7 @@ class ChapterContext:
 
     def save(self, files: Mapping[str, Any]) -> list[Path]:
         """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""
-        return save_results(self.run_dir, dict(files))
+        return self.run.save(dict(files)) if self.run is not None else []
 
     def judge(self, check: Any, *args: Any, **kwargs: Any) -> list[Check]:
         """Make a check (a ``check_*`` function of :mod:`flatrob.evidence.checks`) and log the call with its
@@ -180,8 +175,6 @@ class ChapterContext:
         parameters but the seed), "seed", "run" (the run's record in the sweep), "data"}], where ``data`` is the file
         read (a ``.npz`` as a dict of arrays, a ``.json`` as its content, a ``.csv`` as a DataFrame); runs without
         the file are left out."""
-        import numpy as np
-        import pandas as pd
 
         from flatrob.evidence.seeds import committed_sweeps
         from flatrob.util.paths import sweep_job_dir
@@ -190,16 +183,10 @@ class ChapterContext:
         for sweep in committed_sweeps(self.name):
             for combo in sweep["summary"]["combinations"]:
                 for run in combo["runs"]:  # the runs that count (summarize: those that recorded their measurements)
-                    path = sweep_job_dir(sweep["dir"], self.name, run["job"]) / fname
-                    if not path.is_file():
+                    folder = Run(sweep_job_dir(sweep["dir"], self.name, run["job"]))
+                    if not folder.path(fname).is_file():
                         continue
-                    if fname.endswith(".npz"):
-                        with np.load(path, allow_pickle=False) as npz:
-                            data: Any = {k: npz[k] for k in npz.files}
-                    elif fname.endswith(".csv"):
-                        data = pd.read_csv(path)
-                    else:
-                        data = json.loads(path.read_text())
+                    data = folder.read(fname)
                     out.append(
                         {
                             "sweep": sweep["summary"]["name"],
@@ -214,40 +201,32 @@ class ChapterContext:
     def larger_runs(self, draw: Any = None) -> list[Check]:
         """The chapter's committed runs (``flatrob run``, committed or promoted), shown with their provenance and
         verdicts, and returned as checks for the ledger (source "run <name>": the strongest evidence of their
-        setting). ``draw(name, data)``, where given, draws a run's figure from its result tables (``data``: file
-        name -> DataFrame, and "caption": its provenance line)."""
-        import pandas as pd
+        setting, judged again by this code from their recorded measurements). ``draw(name, data)``, where given,
+        draws a run's figure from its result tables (``data``: file name -> DataFrame, and "caption": its
+        provenance line)."""
         from IPython.display import Markdown, display
 
-        from flatrob.util.provenance import committed_runs
-
-        runs = committed_runs(self.name)
+        runs = Run.committed(self.name)
         if not runs:
             display(Markdown("No larger run of this chapter is committed yet."))
             return []
         out = []
         for run in runs:
-            name, prov = run["dir"].name, run["provenance"]
-            p = prov["params"]
+            prov, p = run.record, run.params
             display(
                 Markdown(
-                    f"**Run `{name}`**: {p.get('dataset', '')}, {p.get('architecture', '')}, "
+                    f"**Run `{run.name}`**: {p.get('dataset', '')}, {p.get('architecture', '')}, "
                     f"{p.get('epochs', '?')} epochs, {p.get('n_samples', '?')} inputs; {prov['device']}, "
                     f"commit `{prov['commit']}`, {prov.get('duration_s', '?')} s."
                 )
             )
             if draw is not None:
-                data: dict[str, Any] = {f.name: pd.read_csv(f) for f in sorted(run["dir"].glob("*.csv"))}
-                draw(name, data | {"caption": provenance_line(prov)})
-            from flatrob.evidence.checks.replay import replay
-
-            checks_file = run["dir"] / "checks.json"
-            found = replay(run["dir"]) or (
-                [Check.from_dict(c) for c in json.loads(checks_file.read_text())] if checks_file.is_file() else []
-            )
+                data: dict[str, Any] = {f.name: run.read(f.name) for f in sorted(run.folder.glob("*.csv"))}
+                draw(run.name, data | {"caption": provenance_line(prov)})
+            found = run.checks()
             for c in found:
-                c.setting = {**c.setting, "source": f"run {name}"}
-                c.provenance = {**prov, "source": f"run {name}"}
+                c.setting = {**c.setting, "source": f"run {run.name}"}
+                c.provenance = {**prov, "source": f"run {run.name}"}
             show_checks(found)
             out += found
         return out
@@ -259,16 +238,8 @@ class ChapterContext:
         entries."""
         from flatrob.evidence import compare, ledger
 
-        self.save({"checks.json": [c.as_dict() for c in checks]})
-        if self.run_dir is not None:
-            from flatrob.util.io import atomic_write
-
-            for fname, blob in self.log.files().items():
-
-                def write(tmp: Path, content: bytes = blob) -> None:
-                    tmp.write_bytes(content)
-
-                atomic_write(self.run_dir / fname, write)
+        if self.run is not None:
+            self.run.save_checks(list(checks), self.log)
         entries = [ledger.entry(c, self.name, self.provenance) for c in checks]
         ledger.record(self.name, entries, duration_s=round(time.perf_counter() - self.started, 1))
         compare.comparison_display(compare.compare_chapter(self.name, entries))
@@ -300,26 +271,23 @@ def show_checks(checks: Sequence[Check]) -> None:
     )
 
 
-def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Path | None:
+def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Run | None:
     """The run of a committed sweep made with exactly these parameters, if there is one."""
-    from flatrob.util.paths import run_dirs, sweep_runs_dir
+    from flatrob.util.paths import PROVENANCE, run_dirs, sweep_runs_dir
 
-    for run in run_dirs(sweep_runs_dir(sweep_dir, chapter)):
-        prov = run / "provenance.json"
-        if prov.is_file() and json.loads(prov.read_text()).get("params") == dict(params):
-            return run
+    for folder in run_dirs(sweep_runs_dir(sweep_dir, chapter)):
+        if (folder / PROVENANCE).is_file() and Run(folder).params == dict(params):
+            return Run(folder)
     return None
 
 
-def _twin_story(run: Path, live: Sequence[Check], here: Mapping[str, Any], sweep: str) -> str:
+def _twin_story(run: Run, live: Sequence[Check], here: Mapping[str, Any], sweep: str) -> str:
     """How the live run relates to the sweep's run with the same parameters: one story per seed."""
-    prov = json.loads((run / "provenance.json").read_text())
-    theirs = {c["id"]: c for c in json.loads((run / "checks.json").read_text())}
+    prov = run.record
+    theirs = {c.id: c for c in run.checks()}
     ours = {c.id: c for c in live if c.setting.get("source", "live") == "live"}
     same = [
-        k
-        for k in ours
-        if k in theirs and theirs[k]["verdict"] == ours[k].verdict and theirs[k].get("measure") == ours[k].measure
+        k for k in ours if k in theirs and theirs[k].verdict == ours[k].verdict and theirs[k].measure == ours[k].measure
     ]
     differ = [k for k in ours if k in theirs and k not in same]
     where = f"commit `{prov.get('commit')}` on {prov.get('machine', {}).get('cpu', prov.get('device'))}"
@@ -341,19 +309,18 @@ def _twin_story(run: Path, live: Sequence[Check], here: Mapping[str, Any], sweep
     )
 
 
-def _run_record(name: str, namespace: Mapping[str, Any]) -> tuple[dict[str, Any], Path] | None:
-    """The run record that ``flatrob run`` wrote for this kernel, after checking that the kernel holds its values."""
-    folder = os.environ.get(RUN_ENV)
-    if not folder:
+def _current_run(name: str, namespace: Mapping[str, Any]) -> Run | None:
+    """The run that ``flatrob run`` made for this kernel (:meth:`Run.current`), after checking that it is this
+    chapter's and that the kernel holds its values."""
+    run = Run.current()
+    if run is None:
         return None
-    path = Path(folder) / "provenance.json"
-    record = json.loads(path.read_text())
-    if record.get("chapter") != name:
-        raise RuntimeError(f"{RUN_ENV} names a run of chapter {record.get('chapter')!r}, not {name!r}")
-    differ = [k for k in parameter_spec(name) if k in namespace and namespace[k] != record["params"][k]]
+    if run.chapter != name:
+        raise RuntimeError(f"{RUN_ENV} names a run of chapter {run.chapter!r}, not {name!r}")
+    differ = [k for k in parameter_spec(name) if k in namespace and namespace[k] != run.params[k]]
     if differ:
-        raise RuntimeError(f"the kernel's parameters {differ} differ from the run record {path}")
-    return record, Path(folder)
+        raise RuntimeError(f"the kernel's parameters {differ} differ from the run record in {run.folder}")
+    return run
 
 
 def setup_chapter(name: str, namespace: Mapping[str, Any]) -> ChapterContext:
@@ -366,11 +333,10 @@ def setup_chapter(name: str, namespace: Mapping[str, Any]) -> ChapterContext:
 
     fix_threads()
     setup()
-    found = _run_record(name, namespace)
-    if found is not None:
-        record, run_dir = found
-        set_progress_default(record.get("progress", False))
-        return ChapterContext(name, record["params"], torch.device(record["device_type"]), record, run_dir)
+    run = _current_run(name, namespace)
+    if run is not None:
+        set_progress_default(run.record.get("progress", False))
+        return ChapterContext(name, run.params, torch.device(run.record["device_type"]), run.record, run)
     params = validate(name, {k: namespace[k] for k in parameter_spec(name) if k in namespace})
     device = resolve_device(params["device"]) if "device" in params else torch.device("cpu")
     return ChapterContext(name, params, device, provenance(params, device))

@@ -95,7 +95,7 @@ def _named_choices(name: str) -> tuple[Any, ...]:
 
         return DATASETS
     if name == "ARCHITECTURES":
-        from flatrob.models import ARCHITECTURES
+        from flatrob.zoo import ARCHITECTURES
 
         return tuple(ARCHITECTURES)
     if name == "DEVICES":
@@ -408,7 +408,7 @@ def _check_machine(chapter: str, params: Mapping[str, Any]) -> None:
         raise ParameterError(f"parameter 'dataset' of {where} is {dataset!r}: {problem}")
     architecture = params.get("architecture")
     if architecture is not None:
-        from flatrob.models import fits
+        from flatrob.zoo import fits
 
         why = fits(architecture, input_shape(dataset))
         if why:

@@ -33,7 +33,7 @@ from typing import Any
 from flatrob.evidence.seeds import aggregate
 from flatrob.jobs.params import ParameterError, parse_value, validate
 from flatrob.util.io import atomic_write_text
-from flatrob.util.paths import repo_root, sweep_job_dir, sweep_log, sweeps_root
+from flatrob.util.paths import GRID, PROVENANCE, repo_root, sweep_job_dir, sweep_log, sweeps_root
 from flatrob.util.provenance import provenance
 
 __all__ = [
@@ -170,7 +170,7 @@ def run_sweep(
     """
     spec = plan(chapter, grid, name)
     sweep = (out_root or sweeps_root()) / spec["name"]
-    grid_file = sweep / "grid.json"
+    grid_file = sweep / GRID
     if grid_file.exists():
         old = json.loads(grid_file.read_text())
         if old.get("jobs") != spec["jobs"] or old.get("chapter") != chapter:
@@ -228,7 +228,7 @@ def run_sweep(
         )
         _stop(snake)
         _release_stale_lock(sweep, base, "the stopped Snakemake")
-    done = [j for j in spec["jobs"] if (sweep_job_dir(sweep, chapter, j["id"]) / "provenance.json").exists()]
+    done = [j for j in spec["jobs"] if (sweep_job_dir(sweep, chapter, j["id"]) / PROVENANCE).exists()]
     left = [j for j in spec["jobs"] if j not in done]
     if interrupted:
         print(

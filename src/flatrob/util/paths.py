@@ -24,7 +24,18 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "ARRAYS",
     "CACHE_ENV",
+    "CALLS",
+    "CHECKS",
+    "GRID",
+    "INPUT_NOTEBOOK",
+    "KERNEL_LOG",
+    "NOTEBOOK",
+    "PROVENANCE",
+    "RUN_LOG",
+    "SUMMARY",
+    "SUMMARY_CSV",
     "DATA_ENV",
     "PARTIAL_SUFFIX",
     "PROMOTED",
@@ -57,6 +68,20 @@ DATA_ENV = "FLATROB_DATA"
 PARTIAL_SUFFIX = ".partial"
 #: A file of this name in a run or sweep folder promotes uncommitted evidence (``python -m flatrob promote``).
 PROMOTED = "PROMOTED"
+
+# The files of a run folder (flatrob.jobs.run.Run) and of a sweep folder: named here only.
+#: The run's one record: its checked parameters, device, commit, machine, versions, status and duration.
+PROVENANCE = "provenance.json"
+#: The run's checks as it judged them (for reading; a build judges the recorded calls again).
+CHECKS = "checks.json"
+#: The calls of the run's checks and the measurements they take (flatrob.evidence.checks.replay).
+CALLS, ARRAYS = "check-calls.json", "check-arrays.npz"
+#: The executed notebook, the notebook's output and the kernel's own messages.
+NOTEBOOK, RUN_LOG, KERNEL_LOG = "notebook.ipynb", "run.log", "kernel.log"
+#: The chapter converted for papermill while the run executes it (removed at the end).
+INPUT_NOTEBOOK = "input.ipynb"
+#: A sweep's plan, and its runs merged over seeds (JSON and a table).
+GRID, SUMMARY, SUMMARY_CSV = "grid.json", "summary.json", "summary.csv"
 
 
 def _is_root(folder: Path) -> bool:

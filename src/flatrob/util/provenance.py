@@ -2,8 +2,8 @@
 
 * :func:`provenance` and :func:`provenance_line` say with which parameters, code (commit), device, machine (CPU,
   threads, the kernels torch uses) and library versions a result was made; :func:`machine` is the machine part.
-* :func:`committed` and :func:`committed_runs` list what counts as evidence in the book: files committed to the
-  repository (in ``HEAD``, unchanged), or promoted explicitly.
+* :func:`committed` says what counts as evidence in the book: files committed to the repository (in ``HEAD``,
+  unchanged), or promoted explicitly (:meth:`flatrob.jobs.run.Run.committed` lists a chapter's runs by it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from flatrob.util.paths import PROMOTED, repo_root
 __all__ = [
     "COMMIT_ENV",
     "committed",
-    "committed_runs",
     "git_commit",
     "is_dirty",
     "machine",
@@ -168,24 +167,3 @@ def committed(files: list[Path], root: Path | None = None) -> list[Path]:
         except (OSError, subprocess.CalledProcessError, ValueError):
             pass
     return [f for f in files if f.resolve() in good or (f.parent / PROMOTED).exists()]
-
-
-def committed_runs(chapter_name: str, root: Path | None = None) -> list[dict[str, Any]]:
-    """The runs of a chapter that count as evidence: [{"dir", "params", "provenance"}], oldest first.
-
-    A run folder ``data/runs/<chapter>/<run>/`` counts when its ``provenance.json``
-    is :func:`committed` (to the repository, or promoted). A local test run is
-    neither, so it never appears in the book as evidence. Unfinished runs (hidden
-    ``.partial`` folders) never count.
-    """
-    from flatrob.util.paths import run_dirs, runs_root
-
-    root = (root or repo_root()).resolve()
-    candidates = [
-        d / "provenance.json" for d in run_dirs(runs_root(root) / chapter_name) if (d / "provenance.json").is_file()
-    ]
-    runs = []
-    for prov_file in committed(candidates, root):
-        prov = json.loads(prov_file.read_text())
-        runs.append({"dir": prov_file.parent, "params": prov.get("params", {}), "provenance": prov})
-    return runs

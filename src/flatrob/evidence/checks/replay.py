@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from flatrob.evidence.verdicts import Check
+from flatrob.util.paths import ARRAYS, CALLS
 
 __all__ = ["ARRAYS_FILE", "CALLS_FILE", "CALLS_FORMAT", "CheckLog", "decode", "encode", "replay"]
 
 #: The calls of a run's checks (JSON) and the arrays they take (compressed NumPy archive), in the run's folder.
-CALLS_FILE, ARRAYS_FILE = "check-calls.json", "check-arrays.npz"
+CALLS_FILE, ARRAYS_FILE = CALLS, ARRAYS
 #: The layout of :data:`CALLS_FILE`; another version is refused with a message, never misread.
 CALLS_FORMAT = 1
 
