@@ -166,39 +166,51 @@ def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _of_training(setting: Mapping[str, Any], training: str | None, split: bool) -> bool:
+    """Whether a group of settings belongs to a headline row: all of them when the claim is not split by training;
+    else those of that training (None: those of neither the clean nor the adversarially trained model)."""
+    got = setting["setting"].get("training")
+    if not split:
+        return True
+    return got not in ("clean", "adversarial") if training is None else got == training
+
+
 def headline(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Each empirical claim at the paper's setting (the paper's attack on a network of the paper's kind trained on
     real images, :func:`flatrob.evidence.claims.at_paper_setting`), from the strongest evidence there, beside the same
-    attack on the book's small CNN (one further setting) and the paper's number. Where the paper's setting gives no
-    evidence, the cell says why and names the best further setting."""
+    attack on the book's small CNN (one further setting) and the paper's number. A claim checked on both a clean and
+    an adversarially trained model has a row for each (as in the grid). Where the paper's setting gives no evidence,
+    the cell says why and names the best further setting."""
     rows = []
     for claim in claims:
         if claim["kind"] != "empirical":
             continue
-        paper = [s for s in claim["settings"] if s["paper_setting"] and s["strength"] > 0]
-        head = strongest_groups(paper)
-        if head:
-            ours = _cell(claim, head)
-            if claim["verdict"] not in ("reproduced", "partly", "not reproduced") and claim.get("further"):
-                ours += f"; best further setting: {claim['further']['label']}: {claim['further']['verdict']}"
-        else:
-            ours = "not tested yet at the paper's setting"
-        small = strongest_groups(
-            [
-                s
-                for s in claim["settings"]
-                if s["paper_attack"] and s["setting"].get("architecture") == "small-cnn" and s["strength"] > 0
-            ]
-        )
-        rows.append(
-            {
-                "claim": claim["claim"],
-                "statement": claim["statement"],
-                "paper": paper_link(claim["claim"], claim["paper"]),
-                "at the paper's setting": ours,
-                "small CNN, the paper's attack": _cell(claim, small) if small else "not tested",
-            }
-        )
+        trainings = {s["setting"].get("training") for s in claim["settings"]}
+        split = {"clean", "adversarial"} <= trainings
+        for training in ("clean", "adversarial", None) if split else (None,):
+            candidates = [s for s in claim["settings"] if s["strength"] > 0 and _of_training(s, training, split)]
+            paper = [s for s in candidates if s["paper_setting"]]
+            small = [s for s in candidates if s["paper_attack"] and s["setting"].get("architecture") == "small-cnn"]
+            if split and training is None and not paper and not small:
+                continue
+            head = strongest_groups(paper)
+            if head:
+                ours = _cell(claim, head)
+                verdict = combine([g["verdict"] for g in head])
+                if verdict not in ("reproduced", "partly", "not reproduced") and claim.get("further"):
+                    ours += f"; best further setting: {claim['further']['label']}: {claim['further']['verdict']}"
+            else:
+                ours = "not tested yet at the paper's setting"
+            label = {"clean": " · clean", "adversarial": " · AT"}.get(training or "", "")
+            rows.append(
+                {
+                    "claim": f"{claim['claim']}{label}",
+                    "statement": claim["statement"],
+                    "paper": paper_link(claim["claim"], claim["paper"]),
+                    "at the paper's setting": ours,
+                    "small CNN, the paper's attack": _cell(claim, strongest_groups(small)) if small else "not tested",
+                }
+            )
     return pd.DataFrame(rows)
 
 

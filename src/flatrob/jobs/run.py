@@ -68,6 +68,9 @@ class Run:
     folder: Path
     _record: dict[str, Any] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder)
+
     # -- making and finding runs --------------------------------------------------------------------------------
 
     @classmethod

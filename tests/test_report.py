@@ -1,0 +1,114 @@
+"""The report's tables and the figures' helpers, on a constructed ledger: the headline at the paper's setting beside
+the small CNN, what still differs from the paper, fragile rows; the plots draw without error; the CPU pins."""
+
+import os
+import subprocess
+import sys
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from flatrob.evidence import ledger, report
+from flatrob.evidence.verdicts import Check, Estimate, Rule
+
+matplotlib.use("Agg")
+
+RULE = Rule("below", 0.1, refute=0.8)
+PAPER = {"norm": "linf", "eps": 8 / 255, "steps": 10, "step_size": 2 / 255, "data": "fashion-mnist"}
+
+
+def collapse(value, architecture, source, training="clean", seeds=None):
+    e = Estimate(value, value * 0.8, value * 1.2, 1000)
+    setting = PAPER | {"architecture": architecture, "epochs": 10, "training": training, "source": source}
+    if seeds:
+        setting |= {"seeds": seeds, "inputs": 1000}
+    prov = {"commit": "abc", "device": "cpu (x86_64, 2 threads)", "params": {"adv_steps": 3, "n_train": 0}}
+    check = Check(
+        claim=6,
+        part="collapse",
+        statement="s",
+        verdict=RULE.judge(e),
+        evidence=f"median final/peak {e}",
+        setting=setting,
+        measure=e.measure("median final/peak", RULE),
+        fragile=RULE.fragile(e),
+        provenance=prov if source != "live" else None,
+    )
+    return ledger.entry(check, "uncanny-valley", prov | {"commit": "def"})
+
+
+def claims():
+    entries = [
+        collapse(0.012, "wrn-10-1", "sweep residual", seeds=[0, 1, 2]),
+        collapse(0.5, "wrn-10-1", "sweep residual", training="adversarial", seeds=[0, 1, 2]),
+        collapse(1.2, "small-cnn", "live"),
+    ]
+    return ledger.build(
+        {"uncanny-valley": {"format": ledger.LEDGER_FORMAT, "chapter": "uncanny-valley", "entries": entries}}
+    )
+
+
+def test_headline_puts_the_residual_sweep_beside_the_small_cnn():
+    table = report.headline(claims())
+    six = table[table.claim.str.startswith("6")].set_index("claim")
+    assert list(six.index) == ["6 · clean", "6 · AT"]
+    assert six.loc["6 · clean", "at the paper's setting"].startswith("reproduced")
+    assert (
+        "wrn-10-1" in six.loc["6 · clean", "at the paper's setting"] and "seeds 0, 1, 2" in six.loc["6 · clean"].iloc[2]
+    )
+    assert six.loc["6 · clean", "small CNN, the paper's attack"].startswith("not reproduced")
+    assert six.loc["6 · AT", "at the paper's setting"].startswith("partly")
+    seven = table[table.claim == "7"].iloc[0]
+    assert seven["at the paper's setting"] == "not tested yet at the paper's setting"
+
+
+def test_differences_are_computed_from_the_headline_settings():
+    text = report.differences(claims())
+    assert "fashion-mnist" in text and "wrn-10-1" in text and "10 epochs" in text and "3 PGD steps" in text
+    assert "3 training seeds" in text and "1000 test inputs" in text
+    assert report.differences([]).startswith("Nothing is checked")
+
+
+def test_grid_and_rows_carry_fragility():
+    grid = report.grid(claims())
+    assert {"paper's setting, over seeds", "further settings, one run"} <= set(grid.setting)
+    assert grid[grid.setting == "paper's setting, over seeds"].paper_setting.all()
+    rows = report.rows(claims())
+    assert set(rows.columns) >= {"row", "verdict"} and rows.set_index("row").loc["E", "verdict"].startswith("partly")
+
+
+def test_plots_draw(monkeypatch):
+    from flatrob import plotting
+    from flatrob.valley import pooled_paths
+
+    monkeypatch.setattr(plotting.plt, "show", lambda: None)
+    plotting.verdict_grid(report.grid(claims()), "What holds where", "note")
+    rng = np.random.default_rng(0)
+    runs = {
+        s: {
+            "clean/kappa_layer": rng.random((11, 20)),
+            "clean/wrong": np.r_[np.zeros((1, 20)), np.ones((10, 20))].astype(bool),
+        }
+        for s in range(3)
+    }
+    frame = pooled_paths(runs)
+    assert set(frame.run) == {"0", "1", "2", "pooled"} and (frame[frame.run == "pooled"].n == 60).all()
+    plotting.valley_band(frame, "title", "note")
+    fig, ax = plotting.plt.subplots()
+    plotting.confidence_band(ax, 1e-6)
+    assert isinstance(frame, pd.DataFrame)
+
+
+def test_cpu_pins_are_set_before_torch_and_can_be_turned_off():
+    code = (
+        "import flatrob, os, torch; "
+        "print(os.environ.get('ATEN_CPU_CAPABILITY'), torch.backends.cpu.get_cpu_capability())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")}
+    pinned = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert pinned.stdout.split() == ["avx2", "AVX2"]
+    off = subprocess.run(
+        [sys.executable, "-c", code], env=env | {"FLATROB_CPU_PINS": "0"}, capture_output=True, text=True, check=True
+    )
+    assert off.stdout.split()[0] == "None"
