@@ -160,7 +160,7 @@ def rescale_feature_layer(model: FeatureClassifier, lam: float) -> FeatureClassi
 def last_layer_inputs(
     model: nn.Module, x: Tensor, dtype: torch.dtype | None = None, batch_size: int = 1024
 ) -> tuple[Tensor, Tensor | None, Tensor]:
-    """The last layer and its inputs: what the closed forms of :mod:`flatrob.flatness` take.
+    """The last layer and its inputs: what the closed forms of ``flatrob.flatness`` take.
 
     For a :class:`FeatureClassifier`, ``phi = model.features(x)``. For any other model whose logits come from an
     ``nn.Linear`` (:func:`last_linear`: a torchvision ResNet, for example) the features are that layer's input,
@@ -176,8 +176,8 @@ def last_layer_inputs(
         batch_size: inputs per forward pass.
 
     Returns:
-        ``(W, b, phi)`` on the CPU: the weight, shape (k, m), the bias, shape (k,) or None, and the features,
-        shape (n, m).
+        ``(W, b, phi)`` on the CPU, the weight of shape (k, m), the bias of shape (k,) or None, and the features
+        of shape (n, m).
     """
     model.eval()
     layer = last_linear(model)

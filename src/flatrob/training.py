@@ -170,7 +170,7 @@ def train(
         checkpoint: the file of the resumable state.
 
     Returns:
-        One record per epoch: epoch, mean training loss, training accuracy.
+        One record per epoch (epoch, mean training loss, training accuracy).
     """
     device = device or default_device()
     model.to(device).train()

@@ -167,7 +167,7 @@ def pooled_paths(runs: Mapping[Any, Mapping[str, np.ndarray]], stat: str = "kapp
         stat: the statistic to pool.
 
     Returns:
-        A long table with columns model, run, step, q25, median, q75, flipped, n: per model and step, the
+        A long table (columns model, run, step, q25, median, q75, flipped, n) with, per model and step, the
         quartiles over the inputs that start correct of all runs together (``run`` "pooled", with the share that
         has flipped and the number of inputs), and each run's median (``run`` its label).
     """

@@ -116,7 +116,8 @@ def wide_resnet_cifar(
         residual: keep the residual connections (False: plain blocks of two convolutions).
 
     Returns:
-        A :class:`FeatureClassifier` whose ``features`` are the pooled activations, shape (n, 64 widen).
+        A :class:`~flatrob.models.FeatureClassifier` whose ``features`` are the pooled activations, shape
+        (n, 64 widen).
     """
     if (depth - 4) % 6:
         raise ValueError(f"depth must be 6n + 4; got {depth}")
@@ -153,6 +154,8 @@ RESIDUAL_FAMILY: dict[str, tuple[int, int, bool, bool]] = {
     "wrn-10-1-plain-nobn": (10, 1, False, False),
 }
 
+#: The architectures by name, each with what it is and the inputs it takes; the values a chapter's
+#: ``architecture`` accepts and ``build_model`` builds.
 ARCHITECTURES: dict[str, str] = {
     "small-cnn": "small CNN for (1, 28, 28) grey images (Fashion-MNIST, MNIST); the CPU default",
     "wide-cnn": "the small CNN with twice the channels and width (32, 64 channels; 256 features), (1, 28, 28)",

@@ -353,6 +353,11 @@ def comparison_line(result: Mapping[str, Any], has_build: bool) -> str:
             "**This build** wrote no ledger of its own, so it is not compared with the committed evidence (build "
             "with `make book`)."
         )
+    if not any(r["committed"] != "(not committed)" for r in result["rows"]):
+        return (
+            "**This build** has no committed evidence to compare itself with: `data/claims/` holds none that this "
+            "code can read (made by older code, or none yet); `make ledger` makes this build the reference."
+        )
     agree, total = result["agree"], result["checks"]
     text = f"**This build** reproduced {agree} of {total} committed verdicts on this machine"
     drift = result["largest_drift"]
