@@ -115,3 +115,20 @@ def test_impossible_settings_fail_before_the_kernel(tmp_path, monkeypatch):
         )["dataset"]
         == "cifar10"
     )
+
+
+def test_the_shared_parameters_read_the_same_in_every_experiment_chapter():
+    """The data and training parameters repeat in each experiment chapter's parameters cell, which papermill and the
+    reader need literally; they must not drift apart: the same default, the same words, the same rules."""
+    from flatrob.jobs.params import chapters, parameter_spec
+
+    shared = ("dataset", "data_root", "architecture", "seed", "n_train", "epochs", "lr", "batch_size", "augment")
+    experiments = [name for name, path in chapters().items() if path.parts[0] == "experiments"]
+    assert len(experiments) == 7
+    specs = {name: parameter_spec(name) for name in experiments}
+    for key in shared:
+        seen = {(s[key].default, tuple(r.describe() for r in s[key].rules)) for s in specs.values() if key in s}
+        assert len(seen) == 1, f"{key} differs between chapters: {seen}"
+    adversarial = [s for s in specs.values() if "adv_steps" in s]
+    for key in ("adv_eps", "adv_steps", "adv_step_size"):
+        assert len({(s[key].default, s[key].doc) for s in adversarial}) == 1, key
