@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flatrob.evidence.verdicts import Check
+from flatrob.evidence.verdicts import NOT_REACHED, Check
 
 __all__ = [
     "DIRECTIONS",
@@ -86,12 +86,16 @@ def valley(found: Sequence[Check], radii: Sequence[float]) -> str:
             f". For the clean model the median sharpness rises {_f(_value(rise, 'median peak/start'))}-fold "
             f"({rise.verdict}) and "
         )
-        text += (
-            f"collapses after the flip to {_f(drop)} of its peak"
-            if collapse.verdict == "reproduced"
-            else f"ends at {_f(drop)} of its peak, which is {'a partial' if collapse.verdict == 'partly' else 'no'} "
-            "collapse"
-        )
+        if collapse.verdict == "reproduced":
+            text += f"collapses after the flip to {_f(drop)} of its peak"
+        elif collapse.verdict == NOT_REACHED:
+            text += (
+                f"ends at {_f(drop)} of its peak, but the attacks end near the decision boundary, not confidently "
+                "wrong: the collapse the paper describes is not reached in this regime"
+            )
+        else:
+            text += f"ends at {_f(drop)} of its peak, which is {'a partial' if collapse.verdict == 'partly' else 'no'} "
+            text += "collapse"
         text += f" ({collapse.verdict})."
         if shift is not None and shift.verdict != "not testable here":
             d = _value(shift, "flip_later")
