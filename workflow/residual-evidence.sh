@@ -39,4 +39,11 @@ ALL=(-p n_train 0 -p lr 0.05 -p batch_size 128 -p seed 0,1,2 -p n_samples 500)
 sweep valley-conditions-residual valley-conditions "${ALL[@]}" -p epochs 2,10 \
   -p architecture small-cnn,wrn-10-1-plain-nobn,wrn-10-1-nobn,wrn-10-1-plain,wrn-10-1
 sweep valley-conditions-depth-width valley-conditions "${ALL[@]}" -p epochs 10 -p architecture wrn-16-1,wrn-10-2
+# The book's small CNN over the same three seeds at each chapter's defaults (4 epochs on all images, 300 inputs): the
+# further setting the report shows beside the residual network.
+SMALL=(-p seed 0,1,2)
+sweep uncanny-valley-small-cnn uncanny-valley "${SMALL[@]}"
+sweep basin-small-cnn basin "${SMALL[@]}"
+sweep last-layer-scaling-small-cnn last-layer-scaling "${SMALL[@]}"
+sweep gradient-masking-small-cnn gradient-masking "${SMALL[@]}"
 echo "== $(date -u +%FT%TZ) done"
