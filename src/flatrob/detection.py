@@ -38,7 +38,15 @@ def log_score(values: Tensor, floor: float = 1e-300) -> np.ndarray:
 
 
 def fit_stump(scores: np.ndarray, labels: np.ndarray) -> Stump:
-    """The most accurate stump on (scores (n,), labels (n,) in {0, 1}); O(n log n)."""
+    """The most accurate one-threshold classifier on a score, in O(n log n) (row F's detector).
+
+    Args:
+        scores: one score per input, shape (n,).
+        labels: 0 (clean) or 1 (adversarial), shape (n,).
+
+    Returns:
+        The :class:`Stump`, its threshold and direction.
+    """
     scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
     if scores.shape != labels.shape or scores.ndim != 1 or len(scores) == 0:
         raise ValueError(f"scores and labels must be equal-length 1-D arrays; got {scores.shape}, {labels.shape}")
@@ -81,18 +89,34 @@ def _cross_validate(scores: np.ndarray, labels: np.ndarray, folds: int, seed: in
 
 
 def held_out_correct(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """(n,) 1 where the stump fitted on the other folds classifies the input correctly, else 0.
+    """Whether the stump fitted on the other folds classifies each input correctly (stratified k-fold).
 
-    Its mean is the pooled held-out accuracy; bootstrapping it over inputs gives an interval
-    (:func:`flatrob.evidence.checks.bootstrap`). Empty when a class has fewer than ``folds`` samples.
+    Its mean is the pooled held-out accuracy; bootstrapping it over inputs gives an interval.
+
+    Args:
+        scores: one score per input, shape (n,).
+        labels: 0 (clean) or 1 (adversarial), shape (n,).
+        folds: the number of folds.
+        seed: seeds the folds.
+
+    Returns:
+        1 where the held-out stump is right, else 0, shape (n,); empty when a class has fewer than ``folds``
+        inputs.
     """
     return _cross_validate(scores, labels, folds, seed)[0]
 
 
 def cross_validate_stump(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """(folds,) held-out accuracies of :func:`fit_stump` under stratified k-fold cross-validation.
+    """The held-out accuracy of :func:`fit_stump` in each fold of a stratified k-fold cross-validation.
 
-    Empty when a class has fewer than ``folds`` samples: there is nothing to cross-validate.
+    Args:
+        scores: one score per input, shape (n,).
+        labels: 0 (clean) or 1 (adversarial), shape (n,).
+        folds: the number of folds.
+        seed: seeds the folds.
+
+    Returns:
+        The accuracies, shape (folds,); empty when a class has fewer than ``folds`` inputs.
     """
     correct, fold_of = _cross_validate(scores, labels, folds, seed)
     return np.array([correct[fold_of == f].mean() for f in range(folds)]) if len(correct) else np.array([])

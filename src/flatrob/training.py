@@ -295,16 +295,26 @@ def fit_or_load(
     device: torch.device | None = None,
     progress: bool | None = None,
 ) -> tuple[FeatureClassifier, dict[str, Any]]:
-    """Train ``model`` (freshly initialised by the caller) or load the cached result of the same training.
+    """Train a freshly initialised model, or load the cached result of the same training.
 
-    The cache key is ``name`` (which must identify the architecture and data),
-    the training config, the model's initial parameters, a hash of the data and
-    a hash of the library code that trains: any change trains anew. A training
-    in progress keeps a resumable checkpoint (``*.partial.pt``) beside the final
-    one. An unreadable cached model is named, set aside and trained anew.
-    Returns (model in eval mode on ``device``, record) where the record holds the
-    key, the path, the history, whether the model came from the cache and the
-    epoch a training resumed from (:func:`describe` says it in words).
+    The cache key is ``name`` (which must identify the architecture and data), the training config, the model's
+    initial parameters, a hash of the data and a hash of the library code that trains: any change trains anew. A
+    training in progress keeps a resumable checkpoint (``*.partial.pt``) beside the final one; an unreadable cached
+    model is named, set aside and trained anew.
+
+    Args:
+        model: the model, as the caller initialised it.
+        name: names the architecture and data in the cache.
+        x: training inputs, shape (n, ...).
+        y: labels, shape (n,).
+        config: the recipe (:class:`TrainConfig`).
+        device: where to train and put the model.
+        progress: a bar per epoch (None: the run's default).
+
+    Returns:
+        ``(model, record)``, the model in eval mode on ``device`` and the record of its training (key, path,
+        history, whether it came from the cache, the epoch a training resumed from; ``describe`` says it in
+        words).
     """
     init = hashlib.sha256()
     for t in model.state_dict().values():
@@ -362,9 +372,17 @@ def train_model(
     device: torch.device | None = None,
     progress: bool | None = None,
 ) -> tuple[FeatureClassifier, dict[str, Any]]:
-    """Build ``architecture`` for ``split`` (initialisation seeded by ``config.seed``) and fit or load it.
+    """Build an architecture for a data set (initialisation seeded by ``config.seed``) and fit or load it.
 
-    The record gains the test accuracy.
+    Args:
+        architecture: a name of :data:`flatrob.zoo.ARCHITECTURES`.
+        split: the data set.
+        config: the recipe (:class:`TrainConfig`).
+        device: where to train and put the model.
+        progress: a bar per epoch (None: the run's default).
+
+    Returns:
+        ``(model, record)`` as :func:`fit_or_load` gives them, the record with the test accuracy.
     """
     torch.manual_seed(config.seed)
     model = build_model(architecture, split.n_classes, split.input_shape)
