@@ -10,7 +10,7 @@ SRC = ROOT / "src" / "flatrob"
 BASE = {"util.paths", "_cpu", "flatness"}  # import nothing of flatrob
 #: The library a user imports: it imports nothing of the book's machinery (evidence/, jobs/).
 LIBRARY = {"flatness", "bounds", "attacks", "valley", "masking", "detection", "models", "data", "cifar", "training"}
-LIBRARY |= {"zoo", "symbolic", "plotting", "tables", "_cpu"}
+LIBRARY |= {"zoo", "manifold", "symbolic", "plotting", "tables", "_cpu"}
 
 
 def module_name(path: Path) -> str:
@@ -135,3 +135,20 @@ def test_the_package_declares_what_it_needs_and_a_licence():
     assert {"torch", "numpy", "scipy", "pandas", "sympy", "tqdm"} <= needs
     assert {"pyyaml", "jupytext", "papermill", "snakemake"} <= set(project["optional-dependencies"]["book"])
     assert project["license"] == "MIT" and (ROOT / "LICENSE").is_file() and (ROOT / "CITATION.cff").is_file()
+
+
+def test_the_librarys_reference_documents_arguments_and_returns():
+    """Every function on the API page (book/api.md) has its docstring in the book's convention: Args (when it takes
+    any) and Returns sections, as the reference page renders them."""
+    import importlib
+    import inspect
+
+    names = re.findall(r"\.\. autofunction:: ([\w.]+)", (ROOT / "book" / "api.md").read_text())
+    assert len(names) >= 20
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        fn = getattr(importlib.import_module(module), attr)
+        doc = inspect.getdoc(fn) or ""
+        params = [p for p in inspect.signature(fn).parameters if p not in ("self", "cls")]
+        assert "Returns:" in doc, f"{name} has no Returns section"
+        assert not params or "Args:" in doc, f"{name} has no Args section"

@@ -197,10 +197,16 @@ def _frobenius_sq(weight: Tensor) -> Tensor:
 
 
 def pairwise_sq_distances(weight: Tensor) -> Tensor:
-    """``D_{ss'} = ||w_s - w_s'||^2``: (k, m) -> (k, k), exact zeros on the diagonal.
+    """The squared distances ``D_{ss'} = ||w_s - w_s'||^2`` between the rows of the last layer.
 
-    From the differences themselves (``torch.cdist`` without the Gram-matrix shortcut,
-    which cancels for nearby rows), with no (k, k, m) temporary.
+    From the differences themselves (``torch.cdist`` without the Gram-matrix shortcut, which cancels for nearby
+    rows), with no (k, k, m) temporary; the neuron-wise sharpness takes them (:func:`relative_sharpness`).
+
+    Args:
+        weight: the last layer ``W``, shape (k, m).
+
+    Returns:
+        The distances, shape (k, k), with exact zeros on the diagonal.
     """
     dist = torch.cdist(weight.unsqueeze(0), weight.unsqueeze(0), compute_mode="donot_use_mm_for_euclid_dist")
     return dist[0].square()

@@ -119,6 +119,15 @@ def last_linear(model: nn.Module) -> nn.Linear:
     A :class:`FeatureClassifier`'s ``classifier``; for any other model (a torchvision ResNet, VGG or DenseNet, say)
     the last ``nn.Linear`` it registers, which for those is the layer that makes the logits (``fc``,
     ``classifier[-1]``, ``classifier``).
+
+    Args:
+        model: the classifier.
+
+    Returns:
+        Its last ``nn.Linear``.
+
+    Raises:
+        TypeError: the model has no ``nn.Linear`` layer.
     """
     layer = getattr(model, "classifier", None)
     if isinstance(layer, nn.Linear):

@@ -279,7 +279,7 @@ def _code_fingerprint() -> str:
     their import lines: where a helper such as the progress bar lives does not change a model, what the code does
     does."""
     h = hashlib.sha256()
-    for name in ("data.py", "models.py", "zoo.py", "training.py", "attacks.py", "flatness.py"):
+    for name in ("data.py", "manifold.py", "models.py", "zoo.py", "training.py", "attacks.py", "flatness.py"):
         lines = Path(__file__).with_name(name).read_text().splitlines()
         h.update("\n".join(ln for ln in lines if not ln.lstrip().startswith(("import ", "from "))).encode())
     return h.hexdigest()[:12]

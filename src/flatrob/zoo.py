@@ -194,7 +194,15 @@ PAPER_KIND: frozenset[str] = frozenset(
 
 
 def fits(name: str, input_shape: tuple[int, ...]) -> str:
-    """Why architecture ``name`` cannot take inputs of ``input_shape`` (without the batch axis), or "" if it can."""
+    """Why an architecture cannot take inputs of a given shape (the check of a chapter's ``architecture``).
+
+    Args:
+        name: the architecture, a key of :data:`ARCHITECTURES`.
+        input_shape: one input's shape, without the batch axis.
+
+    Returns:
+        The reason in one sentence, or "" when it can.
+    """
     if name not in ARCHITECTURES:
         return f"architecture must be one of {sorted(ARCHITECTURES)}; got {name!r}"
     shape = tuple(input_shape)
