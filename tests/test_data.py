@@ -186,3 +186,15 @@ def test_digits_split():
     assert not torch.equal(s.x_test, other.x_test)
     with pytest.raises(ValueError, match="test_fraction"):
         load_digits(test_fraction=1.5)
+
+
+def test_fashion_mnist_as_the_papers_networks_take_cifar():
+    """fashion-mnist-3x32: the same images, zero-padded to 32x32 with the grey channel repeated, for ResNet-18 with
+    its CIFAR stem (the GPU path of the paper's networks)."""
+    from flatrob.data import as_3x32, input_shape, load_dataset
+
+    grey = load_dataset("fashion-mnist")
+    wide = as_3x32(grey)
+    assert wide.input_shape == (3, 32, 32) == input_shape("fashion-mnist-3x32")
+    assert torch.equal(wide.x_test[:5, 1, 2:30, 2:30], grey.x_test[:5, 0]) and wide.x_test[:5, :, :2].abs().sum() == 0
+    assert torch.equal(wide.y_train, grey.y_train) and wide.name == "fashion-mnist-3x32"

@@ -276,3 +276,19 @@ def test_local_sweep_runs_reports_failures_and_reruns_nothing_finished(tmp_path,
     entry = ledger.entry(found[0], "uncanny-valley", {"commit": "the-reader"})
     assert entry["provenance"]["commit"] == found[0].provenance["commit"]
     assert entry["provenance"]["judged_at"] == "the-reader"
+
+
+@pytest.mark.slow
+def test_a_sequential_sweep_needs_no_snakemake_and_resumes(tmp_path, env):
+    """--sequential (the default where Snakemake is missing, as on a bare GPU machine) runs the jobs in one process
+    into the same layout, merges them over seeds, and redoes nothing that finished."""
+    args = ["-p", "seed", "0,1", "-p", "architecture", "mlp", *SMALL, "--name", "seq", "--sequential"]
+    proc = sweep(tmp_path, *args, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    assert "2 done, 0 failed" in proc.stdout and "one at a time" in proc.stdout
+    folder = tmp_path / "sweeps" / "seq"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["finished"] == 2 and {tuple(c["seeds"]) for c in summary["combinations"][0]["checks"]} == {(0, 1)}
+    stamps = {p: p.stat().st_mtime_ns for p in folder.glob("runs/uncanny-valley/*/provenance.json")}
+    again = sweep(tmp_path, *args, env=env)
+    assert again.returncode == 0 and stamps == {p: p.stat().st_mtime_ns for p in stamps}

@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", help="the sweep's folder under data/sweeps (default: chapter, parameters and a hash)")
     sweep.add_argument("--cores", type=int, default=1, help="jobs at once on this machine (default 1)")
     sweep.add_argument("--profile", help="a Snakemake profile, for example workflow/profiles/slurm")
+    sweep.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the jobs one after the other in this process, without Snakemake (the default where it is missing)",
+    )
     sweep.add_argument("--out", type=Path, help="root folder of sweeps (default: data/sweeps)")
     sweep.add_argument("--unchecked-data", action="store_true", help="as for run")
     aggregate = sub.add_parser("aggregate", help="merge a sweep's finished runs into its summary.json")
@@ -149,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
             name=args.name,
             cores=args.cores,
             profile=args.profile,
+            sequential=args.sequential,
             extra=args.snakemake_args,
             out_root=args.out,
         )

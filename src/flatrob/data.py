@@ -386,11 +386,20 @@ def load_mnist1d(seed: int = 0, num_samples: int = 5000) -> Split:
 
 
 #: The data sets by name, the values a chapter's ``dataset`` accepts.
-DATASETS: tuple[str, ...] = ("fashion-mnist", "mnist", "digits", "mnist1d", "cifar10", "cifar100")
+DATASETS: tuple[str, ...] = (
+    "fashion-mnist",
+    "fashion-mnist-3x32",
+    "mnist",
+    "digits",
+    "mnist1d",
+    "cifar10",
+    "cifar100",
+)
 
 #: The input shape (without the batch axis) of each data set, known without loading it.
 INPUT_SHAPES: dict[str, tuple[int, ...]] = {
     "fashion-mnist": (1, 28, 28),
+    "fashion-mnist-3x32": (3, 32, 32),
     "mnist": (1, 28, 28),
     "digits": (1, 8, 8),
     "mnist1d": (1, 40),
@@ -415,9 +424,9 @@ def data_problem(name: str, root: str | Path | None = None) -> str:
     """
     if name not in DATASETS:
         return f"unknown data set; choose one of {list(DATASETS)}"
-    if name in NPM_DATASETS:
+    if name.removesuffix("-3x32") in NPM_DATASETS:
         try:
-            _npm_arrays(name)
+            _npm_arrays(name.removesuffix("-3x32"))
         except (FileNotFoundError, ValueError) as err:
             return str(err)
         return ""
@@ -435,6 +444,19 @@ def load_cifar(root: str | Path, name: str = "cifar10", verify_md5: bool = True)
 
     x_tr, y_tr, x_te, y_te, k = read_cifar(root, name, verify_md5)
     return Split(name, x_tr, y_tr, x_te, y_te, n_classes=k)
+
+
+def as_3x32(split: Split) -> Split:
+    """A 28x28 grey data set as the paper's networks take CIFAR: zero-padded by 2 pixels to 32x32 and the grey
+    channel repeated three times (``fashion-mnist-3x32``: the same images, the CIFAR input shape, so that ResNet-18
+    with its CIFAR stem and random crops of 4 pixels runs on them as in the paper)."""
+
+    def widen(x: Tensor) -> Tensor:
+        return torch.nn.functional.pad(x, (2, 2, 2, 2)).repeat(1, 3, 1, 1)
+
+    return Split(
+        f"{split.name}-3x32", widen(split.x_train), split.y_train, widen(split.x_test), split.y_test, split.n_classes
+    )
 
 
 def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Split:
@@ -457,6 +479,8 @@ def load_dataset(name: str, seed: int = 0, root: str | Path | None = None) -> Sp
     """
     if name == "fashion-mnist":
         return load_fashion_mnist()
+    if name == "fashion-mnist-3x32":
+        return as_3x32(load_fashion_mnist())
     if name == "mnist":
         return load_mnist()
     if name == "digits":

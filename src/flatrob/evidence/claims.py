@@ -28,7 +28,7 @@ PAPER_ATTACK: dict[str, Any] = {"norm": "linf", "eps": PAPER_EPS, "steps": 10, "
 
 #: Real images: the data sets a verdict "at the paper's setting" may come from (the paper's CIFAR-10/100, and the
 #: book's CPU stand-ins, Fashion-MNIST and MNIST; not scikit-learn's 8x8 digits, MNIST-1D or a toy manifold).
-REAL_IMAGES = ("fashion-mnist", "mnist", "cifar10", "cifar100")
+REAL_IMAGES = ("fashion-mnist", "fashion-mnist-3x32", "mnist", "cifar10", "cifar100")
 
 
 class Claim(dict):  # type: ignore[type-arg]

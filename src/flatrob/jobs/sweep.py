@@ -20,6 +20,7 @@ and training). Every run's checks are judged again by the code that reads them, 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -153,6 +154,37 @@ def _release_stale_lock(sweep: Path, cmd: list[str], whose: str = "an earlier sw
     print(f"sweep {sweep.name}: removed the lock left by {whose}", flush=True)
 
 
+def _run_sequentially(spec: dict[str, Any], sweep: Path) -> int:
+    """The sweep's jobs one after the other in this process (:func:`flatrob.jobs.run.run_chapter`), each into its
+    folder; finished jobs are kept, a job's unfinished folder is removed first; then aggregated."""
+    import shutil
+
+    from flatrob.jobs.run import RunFailed, run_chapter
+    from flatrob.util.paths import partial_dir
+
+    chapter, failed = spec["chapter"], []
+    print(f"sweep {spec['name']}: {len(spec['jobs'])} jobs of chapter {chapter!r}, one at a time", flush=True)
+    for job in spec["jobs"]:
+        final = sweep_job_dir(sweep, chapter, job["id"])
+        if (final / PROVENANCE).exists():
+            continue
+        shutil.rmtree(partial_dir(final), ignore_errors=True)
+        log = sweep_log(sweep, job["id"])
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(log, "w") as stream:
+                run_chapter(chapter, job["params"], final.parent.parent, job["id"], progress=False, echo=stream)
+            print(f"  done: {job['id']}", flush=True)
+        except RunFailed as err:
+            failed.append(job)
+            print(f"  failed: {job['id']} ({err}; log: {log})", flush=True)
+    done = len(spec["jobs"]) - len(failed)
+    print(f"sweep {spec['name']}: {done} done, {len(failed)} failed", flush=True)
+    if done:
+        aggregate(sweep)
+    return 1 if failed else 0
+
+
 def run_sweep(
     chapter: str,
     grid: dict[str, list[Any]],
@@ -162,11 +194,14 @@ def run_sweep(
     profile: str | None = None,
     extra: list[str] | None = None,
     out_root: Path | None = None,
+    sequential: bool = False,
 ) -> int:
     """Plan, check and run a sweep with Snakemake, then aggregate it; returns 0 when every job finished, 1 when
     some failed, 130 when interrupted.
 
-    Prints Snakemake's progress, then how many jobs are done and which failed, with their logs.
+    Prints Snakemake's progress, then how many jobs are done and which failed, with their logs. With
+    ``sequential`` (or where Snakemake is not installed, as on a bare GPU machine), the jobs run one after the other
+    in this process, into the same folders: a finished job is never redone, an unfinished one starts afresh.
     """
     spec = plan(chapter, grid, name)
     sweep = (out_root or sweeps_root()) / spec["name"]
@@ -183,6 +218,8 @@ def run_sweep(
             raise ParameterError(
                 f"cannot write the sweep under {sweep}: {err.strerror or err}; choose another --out"
             ) from None
+    if sequential or importlib.util.find_spec("snakemake") is None:
+        return _run_sequentially(spec, sweep)
     root = repo_root()
     base = [
         sys.executable,
