@@ -47,7 +47,8 @@ def test_validation_names_the_parameter():
         validate("uncanny-valley", {"attack_steps": "many"})
     with pytest.raises(ParameterError, match="'attack_steps'.*must be >= 1; got 0"):
         validate("uncanny-valley", {"attack_steps": 0})
-    with pytest.raises(ParameterError, match="'dataset'.*must be one of \\['fashion-mnist', 'mnist', 'digits'"):
+    one_of = "'dataset'.*must be one of \\['fashion-mnist', 'fashion-mnist-3x32', 'mnist'"
+    with pytest.raises(ParameterError, match=one_of):
         validate("uncanny-valley", {"dataset": "emnist"})
     with pytest.raises(ParameterError, match="'augment'.*must be a boolean"):
         validate("uncanny-valley", {"augment": 1})

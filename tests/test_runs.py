@@ -147,7 +147,11 @@ def test_a_run_keeps_one_record_and_finishes_untestable_when_nothing_flips(tmp_p
     files = {p.name for p in out.iterdir()}
     assert {"provenance.json", "notebook.ipynb", "run.log", "kernel.log", "curves.csv", "checks.json"} <= files
     # one provenance record per run: the runner's, which the kernel read instead of making its own
-    records = [p for p in out.rglob("*.json") if "commit" in p.read_text()]
+    records = [
+        p
+        for p in out.rglob("*.json")
+        if isinstance(doc := json.loads(p.read_text()), dict) and "commit" in doc and "machine" in doc
+    ]
     assert [p.name for p in records] == ["provenance.json"]
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["params"]["attack_steps"] == 2 and prov["chapter"] == "uncanny-valley" and prov["status"] == "finished"
@@ -174,7 +178,8 @@ def test_a_run_keeps_one_record_and_finishes_untestable_when_nothing_flips(tmp_p
 
 def test_params_prints_rules_and_the_typical_run_time():
     proc = cli("params", "basin")
-    assert proc.returncode == 0 and "walk_eps = 0.5" in proc.stdout and "[one of: fashion-mnist, mnist" in proc.stdout
+    assert proc.returncode == 0 and "walk_eps = 0.5" in proc.stdout
+    assert "[one of: fashion-mnist, fashion-mnist-3x32, mnist" in proc.stdout
     from flatrob.evidence.ledger import load
     from flatrob.util.paths import claims_dir
 
