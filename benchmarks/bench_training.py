@@ -103,6 +103,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    load_start = os.getloadavg()[0]
 
     import flatrob
 
@@ -178,6 +179,10 @@ def main() -> None:
         "images_per_try": args.images,
         "batch": args.batch,
         "threads": args.threads,
+        # other work on the machine while this ran (1-minute load average at the start and the end, against the
+        # cores): the ratios are measured interleaved in one run, the epoch costs are wall-clock and grow with it
+        "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "cores": os.cpu_count(),
         "library_vs_bare": {
             "architecture": first,
             "throughput_ratio_median": statistics.median(ratios),

@@ -259,9 +259,11 @@ def _epoch_costs() -> list[str]:
             f"{arch} {c['seconds_per_epoch']:.0f} s ({c['parameters']:,} parameters)"
             for arch, c in doc.get("epoch_cost", {}).items()
         )
+        load = doc.get("load_average")
+        busy = f", load average {max(load):.1f} on {doc.get('cores', '?')} cores" if load else ""
         out.append(
             f"# one training epoch on all 59,945 images (measured on {machine.get('cpu', 'a CPU')}, "
-            f"{doc.get('threads', '?')} threads, {path.name}): {costs}"
+            f"{doc.get('threads', '?')} threads{busy}, {path.name}): {costs}"
         )
     return out
 
