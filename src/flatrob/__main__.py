@@ -260,7 +260,10 @@ def _epoch_costs() -> list[str]:
             for arch, c in doc.get("epoch_cost", {}).items()
         )
         load = doc.get("load_average")
-        busy = f", load average {max(load):.1f} on {doc.get('cores', '?')} cores" if load else ""
+        cores = doc.get("cores") or 0
+        busy = f", load average {max(load):.1f} on {cores or '?'} cores" if load else ""
+        if load and cores and max(load) > cores:
+            busy += ": a busy machine, these wall-clock costs are inflated; re-measure with `make bench` on a quiet one"
         out.append(
             f"# one training epoch on all 59,945 images (measured on {machine.get('cpu', 'a CPU')}, "
             f"{doc.get('threads', '?')} threads{busy}, {path.name}): {costs}"
