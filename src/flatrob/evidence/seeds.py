@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from flatrob.evidence.checks.replay import CALLS_FILE
-from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, Check, Rule, over_seeds_verdict, t_interval
+from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, Check, Rule, is_ratio, over_seeds_verdict, pooled_mean
 from flatrob.util.io import atomic_write_text
 from flatrob.util.paths import GRID, PROVENANCE, SUMMARY, SUMMARY_CSV, is_partial, sweep_job_dir, sweeps_root
 from flatrob.util.provenance import committed
@@ -30,7 +30,8 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
     """One verdict per check over several seeds' runs of the same setting.
 
     ``checks_by_seed``: seed -> that run's checks (as dicts, :meth:`Check.as_dict`). For a check with a
-    ``measure``, its values over the seeds that could test give a mean and a 95% t-interval (each seed attacks its
+    ``measure``, its values over the seeds that could test give a mean and a 95% t-interval (a ratio: the geometric
+    mean, the interval on the log scale, :func:`flatrob.evidence.verdicts.pooled_mean`; each seed attacks its
     own inputs, so the interval covers inputs and training); an interval of zero width (identical values) is
     unresolved. The verdict is :func:`flatrob.evidence.verdicts.over_seeds_verdict`: a majority of the seeds that
     could test, at least half of all seeds, and the pooled interval on the same side, else "partly" (fragile).
@@ -71,9 +72,9 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
         rule: Rule | None = None
         if len(measured) >= 2:
             values = [float(m["value"]) for m in measured]
-            lo, hi = t_interval(values)
-            mean = float(np.mean(values))
-            pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
+            ratio = is_ratio(measured[0]["name"]) and min(values) > 0
+            mean, lo, hi = pooled_mean(values, ratio)
+            pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)} | ({"pooled": "geometric"} if ratio else {})
             rule = Rule.from_dict(measured[0]["rule"])
             entry |= {
                 "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
@@ -220,9 +221,12 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                         if c.get("resolved")
                         else "(unresolved: the seeds' values are identical)"
                     )
+                    geometric = m.get("pooled") == "geometric"
                     evidence = (
-                        f"{m['name']} over {m['n']} seeds: mean {_fmt(m['value'])} {interval} (95% "
-                        f"t-interval over seeds, each attacking its own inputs; spread {_fmt(c['min'])} to "
+                        f"{m['name']} over {m['n']} seeds: {'geometric mean' if geometric else 'mean'} "
+                        f"{_fmt(m['value'])} {interval} (95% t-interval over seeds"
+                        f"{' on the log scale' if geometric else ''}, each attacking its own inputs; spread "
+                        f"{_fmt(c['min'])} to "
                         f"{_fmt(c['max'])}); the seeds' verdicts: {seeds}"
                     )
                 else:

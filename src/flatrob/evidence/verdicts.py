@@ -50,10 +50,12 @@ __all__ = [
     "bootstrap",
     "check_id",
     "combine",
+    "is_ratio",
     "judged",
     "majority",
     "median",
     "over_seeds_verdict",
+    "pooled_mean",
     "rule_of_three",
     "share",
     "t_interval",
@@ -176,6 +178,34 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
 
     half = float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return float(v.mean() - half), float(v.mean() + half)
+
+
+def is_ratio(name: str) -> bool:
+    """Whether a measure is a ratio of two positive quantities (peak/start, final/peak, max/min, "ratio of ..."),
+    by its name: such a measure is pooled over seeds on the log scale (:func:`pooled_mean`)."""
+    return "/" in name or "ratio" in name.lower()
+
+
+def pooled_mean(values: Sequence[float], ratio: bool = False) -> tuple[float, float, float]:
+    """The mean of a measure over a few seeds with its 95% t-interval: (mean, low, high).
+
+    For a ratio of positive quantities (``ratio``, every value above 0) the geometric mean, with the t-interval
+    taken on the logarithms and mapped back, so that it stays positive and a factor of 10 weighs the same up or
+    down; otherwise the arithmetic mean and :func:`t_interval`.
+
+    Args:
+        values: the measure of each seed, shape (n,).
+        ratio: whether the measure is a ratio (:func:`is_ratio`).
+
+    Returns:
+        (mean, low, high); low and high are NaN for fewer than two values.
+    """
+    v = np.asarray(values, dtype=float)
+    if ratio and len(v) and bool(np.all(v > 0)):
+        lo, hi = t_interval(np.log(v).tolist())
+        return float(np.exp(np.log(v).mean())), math.exp(lo), math.exp(hi)
+    lo, hi = t_interval(v.tolist())
+    return float(v.mean()), lo, hi
 
 
 def rule_of_three(count: int, n: int) -> str:
