@@ -24,6 +24,7 @@ __all__ = [
     "axis_effects",
     "budget_summary",
     "curves",
+    "median_sides",
     "pooled_paths",
     "valley_samples",
     "valley_summary",
@@ -266,6 +267,43 @@ def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def median_sides(settings: pd.DataFrame, threshold: float) -> str:
+    """Which settings fall below a collapse threshold by their median final/peak over seeds, and which stay above,
+    with what they are made of: a description of the medians, not a verdict (the verdicts pool the seeds).
+
+    Args:
+        settings: one row per setting with ``setting`` (a label), ``final/peak`` (the median over seeds), ``seeds``
+            and the columns of :data:`AXES` it has.
+        threshold: the final/peak below which a setting counts as collapsed (``1 / COLLAPSE_FACTOR``).
+
+    Returns:
+        One or two Markdown sentences; when a setting has fewer than three seeds, a third saying that its pooled
+        interval (a t-interval with one degree of freedom for two seeds) is too wide to confirm either side.
+    """
+    if settings.empty:
+        return ""
+
+    def traits(r: Mapping[str, Any]) -> str:
+        made = [axis for axis in ("batch norm", "residual") if isinstance(r.get(axis), (bool, np.bool_)) and r[axis]]
+        return ", ".join(made) if made else "neither batch norm nor residual connections"
+
+    def listed(rows: pd.DataFrame) -> str:
+        return "; ".join(f"{r['setting']} ({r['final/peak']:.2g}, {traits(r)})" for r in rows.to_dict("records"))
+
+    below = settings[settings["final/peak"] < threshold]
+    above = settings[settings["final/peak"] >= threshold]
+    parts = [f"By the medians over seeds alone (a description, not a verdict), final/peak ends below {threshold:g} "]
+    parts.append(f"for {listed(below)}" if len(below) else "for no setting")
+    parts.append(f", and stays above it for {listed(above)}." if len(above) else ", and for every setting.")
+    few = int(settings["seeds"].min())
+    if few < 3:
+        parts.append(
+            f" With {few} seeds a setting's pooled interval is a t-interval with {few - 1} degree(s) of freedom, too "
+            "wide to confirm either side: the third seed is what would turn these medians into verdicts."
+        )
+    return "".join(parts)
 
 
 @dataclass

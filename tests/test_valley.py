@@ -1,0 +1,48 @@
+"""The valley-conditions study's tables: which single axis changes the verdict, and the medians on either side of
+the collapse threshold."""
+
+import pandas as pd
+
+from flatrob.valley import axis_effects, median_sides
+from flatrob.zoo import architecture_traits
+
+
+def _settings(seeds: int) -> pd.DataFrame:
+    rows = [("wrn-10-1", 0.008, "reproduced"), ("wrn-10-1-nobn", 0.14, "partly"),
+            ("wrn-10-1-plain", 0.0077, "reproduced"), ("wrn-10-1-plain-nobn", 0.17, "partly"),
+            ("small-cnn", 0.30, "partly")]  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "setting": f"{a}, 10 epochs",
+                "architecture": a,
+                "epochs": 10,
+                **architecture_traits(a),
+                "final/peak": fp,
+                "verdict": v,
+                "seeds": seeds,
+            }
+            for a, fp, v in rows
+        ]  # fmt: skip
+    )
+
+
+def test_axis_effects_pairs_settings_that_differ_in_one_axis():
+    effects = axis_effects(_settings(3))
+    # four residual-family networks: batch norm pairs (2) and residual pairs (2); the small CNN has no traits
+    assert sorted(effects.axis) == ["batch norm", "batch norm", "residual", "residual"]
+    bn = effects[effects.axis == "batch norm"]
+    assert bn["verdict changes"].all() and all(v == "partly -> reproduced" for v in bn.verdict)
+    assert not effects[effects.axis == "residual"]["verdict changes"].any()
+    assert all("(batch norm: false)" in f for f in bn["from"]) and all("(batch norm: true)" in t for t in bn["to"])
+
+
+def test_median_sides_lists_both_sides_with_traits_and_says_when_seeds_are_too_few():
+    text = median_sides(_settings(2), 0.1)
+    below, above = text.split("stays above")
+    assert "wrn-10-1, 10 epochs (0.008, batch norm, residual)" in below
+    assert "wrn-10-1-plain, 10 epochs (0.0077, batch norm)" in below and "nobn" not in below
+    assert "small-cnn, 10 epochs (0.3, neither batch norm nor residual connections)" in above
+    assert "1 degree(s) of freedom" in text and "not a verdict" in text
+    assert "degree" not in median_sides(_settings(3), 0.1)
+    assert "for no setting" in median_sides(_settings(3), 1e-3) and median_sides(_settings(3).iloc[:0], 0.1) == ""
