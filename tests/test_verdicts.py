@@ -194,16 +194,17 @@ def test_a_ratio_is_pooled_on_the_log_scale_and_its_interval_stays_positive():
     # two seeds of final/peak, 0.01 and 0.3: the arithmetic t-interval (df = 1) reaches far below zero
     lo, hi = t_interval([0.01, 0.3])
     assert lo < 0
-    mean, lo, hi = pooled_mean([0.01, 0.3], ratio=True)
-    assert mean == pytest.approx(math.sqrt(0.01 * 0.3)) and 0 < lo < mean < hi
+    mean, lo, hi, geometric = pooled_mean([0.01, 0.3], ratio=True)
+    assert geometric and mean == pytest.approx(math.sqrt(0.01 * 0.3)) and 0 < lo < mean < hi
     logs = np.log([0.01, 0.3])
     half = 12.706 * logs.std(ddof=1) / math.sqrt(2)
     assert (lo, hi) == pytest.approx((math.exp(logs.mean() - half), math.exp(logs.mean() + half)), rel=1e-3)
     # a factor of 10 up weighs as much as a factor of 10 down
     assert pooled_mean([0.1, 10.0], ratio=True)[0] == pytest.approx(1.0)
     # not a ratio, or a value not above 0: the arithmetic mean and t-interval
-    assert pooled_mean([1.0, 2.0, 3.0]) == pytest.approx((2.0, *t_interval([1.0, 2.0, 3.0])))
-    assert pooled_mean([0.0, 2.0], ratio=True)[0] == pytest.approx(1.0)
+    assert pooled_mean([1.0, 2.0, 3.0]) == pytest.approx((2.0, *t_interval([1.0, 2.0, 3.0]), False))
+    arithmetic = pooled_mean([0.0, 2.0], ratio=True)
+    assert arithmetic.mean == pytest.approx(1.0) and not arithmetic.geometric
     assert is_ratio("median final/peak") and is_ratio("ratio of median Tr H")
     assert not is_ratio("PGD robust accuracy gain")
 

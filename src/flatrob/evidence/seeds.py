@@ -72,9 +72,10 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
         rule: Rule | None = None
         if len(measured) >= 2:
             values = [float(m["value"]) for m in measured]
-            ratio = is_ratio(measured[0]["name"]) and min(values) > 0
-            mean, lo, hi = pooled_mean(values, ratio)
-            pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)} | ({"pooled": "geometric"} if ratio else {})
+            mean, lo, hi, geometric = pooled_mean(values, is_ratio(measured[0]["name"]))
+            pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
+            if geometric:
+                pooled["pooled"] = "geometric"
             rule = Rule.from_dict(measured[0]["rule"])
             entry |= {
                 "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},

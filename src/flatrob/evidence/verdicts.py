@@ -31,7 +31,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -55,6 +55,7 @@ __all__ = [
     "majority",
     "median",
     "over_seeds_verdict",
+    "Pooled",
     "pooled_mean",
     "rule_of_three",
     "share",
@@ -186,26 +187,36 @@ def is_ratio(name: str) -> bool:
     return "/" in name or "ratio" in name.lower()
 
 
-def pooled_mean(values: Sequence[float], ratio: bool = False) -> tuple[float, float, float]:
-    """The mean of a measure over a few seeds with its 95% t-interval: (mean, low, high).
+class Pooled(NamedTuple):
+    """A measure pooled over seeds (:func:`pooled_mean`): the mean, its 95% t-interval (low, high; NaN for fewer
+    than two values) and whether the mean is geometric (a ratio pooled on the log scale)."""
+
+    mean: float
+    low: float
+    high: float
+    geometric: bool
+
+
+def pooled_mean(values: Sequence[float], ratio: bool = False) -> Pooled:
+    """The mean of a measure over a few seeds with its 95% t-interval.
 
     For a ratio of positive quantities (``ratio``, every value above 0) the geometric mean, with the t-interval
     taken on the logarithms and mapped back, so that it stays positive and a factor of 10 weighs the same up or
-    down; otherwise the arithmetic mean and :func:`t_interval`.
+    down; otherwise (not a ratio, or a value at or below 0) the arithmetic mean and :func:`t_interval`.
 
     Args:
         values: the measure of each seed, shape (n,).
         ratio: whether the measure is a ratio (:func:`is_ratio`).
 
     Returns:
-        (mean, low, high); low and high are NaN for fewer than two values.
+        :class:`Pooled` (mean, low, high, geometric): ``geometric`` says which of the two means was taken.
     """
     v = np.asarray(values, dtype=float)
     if ratio and len(v) and bool(np.all(v > 0)):
         lo, hi = t_interval(np.log(v).tolist())
-        return float(np.exp(np.log(v).mean())), math.exp(lo), math.exp(hi)
+        return Pooled(float(np.exp(np.log(v).mean())), math.exp(lo), math.exp(hi), True)
     lo, hi = t_interval(v.tolist())
-    return float(v.mean()), lo, hi
+    return Pooled(float(v.mean()), lo, hi, False)
 
 
 def rule_of_three(count: int, n: int) -> str:
