@@ -287,6 +287,7 @@ def test_a_sequential_sweep_needs_no_snakemake_and_resumes(tmp_path, env):
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     assert "2 done, 0 failed" in proc.stdout and "one at a time" in proc.stdout
     folder = tmp_path / "sweeps" / "seq"
+    assert f"summary: {folder / 'summary.json'}" in proc.stdout  # the same ending as a Snakemake sweep
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["finished"] == 2 and {tuple(c["seeds"]) for c in summary["combinations"][0]["checks"]} == {(0, 1)}
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob("runs/uncanny-valley/*/provenance.json")}

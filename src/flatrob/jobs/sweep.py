@@ -156,13 +156,14 @@ def _release_stale_lock(sweep: Path, cmd: list[str], whose: str = "an earlier sw
 
 def _run_sequentially(spec: dict[str, Any], sweep: Path) -> int:
     """The sweep's jobs one after the other in this process (:func:`flatrob.jobs.run.run_chapter`), each into its
-    folder; finished jobs are kept, a job's unfinished folder is removed first; then aggregated."""
+    folder; finished jobs are kept, a job's unfinished folder is removed first; then reported and aggregated
+    (:func:`_finish`)."""
     import shutil
 
     from flatrob.jobs.run import RunFailed, run_chapter
     from flatrob.util.paths import partial_dir
 
-    chapter, failed = spec["chapter"], []
+    chapter, interrupted = spec["chapter"], False
     print(f"sweep {spec['name']}: {len(spec['jobs'])} jobs of chapter {chapter!r}, one at a time", flush=True)
     for job in spec["jobs"]:
         final = sweep_job_dir(sweep, chapter, job["id"])
@@ -176,13 +177,36 @@ def _run_sequentially(spec: dict[str, Any], sweep: Path) -> int:
                 run_chapter(chapter, job["params"], final.parent.parent, job["id"], progress=False, echo=stream)
             print(f"  done: {job['id']}", flush=True)
         except RunFailed as err:
-            failed.append(job)
-            print(f"  failed: {job['id']} ({err}; log: {log})", flush=True)
-    done = len(spec["jobs"]) - len(failed)
-    print(f"sweep {spec['name']}: {done} done, {len(failed)} failed", flush=True)
+            print(f"  failed: {job['id']} ({err})", flush=True)
+        except KeyboardInterrupt:
+            interrupted = True
+            print(f"interrupted during {job['id']}", file=sys.stderr, flush=True)
+            break
+    return _finish(spec, sweep, interrupted)
+
+
+def _finish(spec: dict[str, Any], sweep: Path, interrupted: bool, ok: bool = True) -> int:
+    """The end of a sweep, however its jobs ran: how many are done and which failed (with their logs) or are left,
+    then the aggregate over seeds of those done (``summary.json``). Returns 0 when every job finished (and the
+    runner reported success, ``ok``), 1 when some failed, 130 when interrupted."""
+    chapter = spec["chapter"]
+    done = [j for j in spec["jobs"] if (sweep_job_dir(sweep, chapter, j["id"]) / PROVENANCE).exists()]
+    left = [j for j in spec["jobs"] if j not in done]
+    if interrupted:
+        print(
+            f"sweep {spec['name']}: interrupted; {len(done)} done, {len(left)} not run (the same command resumes)",
+            flush=True,
+        )
+    else:
+        print(f"sweep {spec['name']}: {len(done)} done, {len(left)} failed", flush=True)
+        for j in left:
+            print(f"  failed: {j['id']} (log: {sweep_log(sweep, j['id'])})", flush=True)
     if done:
         aggregate(sweep)
-    return 1 if failed else 0
+        print(f"summary: {sweep / 'summary.json'}", flush=True)
+    if interrupted:
+        return 130
+    return 0 if not left and ok else 1
 
 
 def run_sweep(
@@ -265,23 +289,7 @@ def run_sweep(
         )
         _stop(snake)
         _release_stale_lock(sweep, base, "the stopped Snakemake")
-    done = [j for j in spec["jobs"] if (sweep_job_dir(sweep, chapter, j["id"]) / PROVENANCE).exists()]
-    left = [j for j in spec["jobs"] if j not in done]
-    if interrupted:
-        print(
-            f"sweep {spec['name']}: interrupted; {len(done)} done, {len(left)} not run (the same command resumes)",
-            flush=True,
-        )
-    else:
-        print(f"sweep {spec['name']}: {len(done)} done, {len(left)} failed", flush=True)
-        for j in left:
-            print(f"  failed: {j['id']} (log: {sweep_log(sweep, j['id'])})", flush=True)
-    if done:
-        aggregate(sweep)
-        print(f"summary: {sweep / 'summary.json'}", flush=True)
-    if interrupted:
-        return 130
-    return 0 if not left and snake.returncode == 0 else 1
+    return _finish(spec, sweep, interrupted, snake.returncode == 0)
 
 
 # ---------------------------------------------------------------------------
