@@ -33,16 +33,16 @@ sweep last-layer-scaling-wrn-10-1 last-layer-scaling "${RECIPE[@]}" "${INPUTS[@]
 sweep basin-wrn-10-1 basin "${RECIPE[@]}" "${ADV[@]}" "${INPUTS[@]}"
 sweep confidence-flatness-wrn-10-1 confidence-flatness "${RECIPE[@]}" "${INPUTS[@]}"
 sweep detector-wrn-10-1 detector "${RECIPE[@]}" "${ADV[@]}" "${INPUTS[@]}"
-# valley-conditions: when does the collapse appear? Batch norm x residual connections, on all training images for 10
-# epochs, two seeds (what fitted in the session that committed it), 500 inputs per seed, four PGD budgets at 8/255.
-ALL=(-p n_train 0 -p lr 0.05 -p batch_size 128 -p n_samples 500)
-sweep valley-conditions-residual valley-conditions "${ALL[@]}" -p seed 0,1 -p epochs 10 \
-  -p architecture wrn-10-1,wrn-10-1-plain-nobn,wrn-10-1-nobn,wrn-10-1-plain,small-cnn
-# Not committed yet, the next to run: training length and the third seed, then depth and width.
-sweep valley-conditions-length valley-conditions "${ALL[@]}" -p seed 0,1,2 -p epochs 2,10 \
-  -p architecture wrn-10-1,wrn-10-1-plain-nobn,wrn-10-1-nobn,wrn-10-1-plain,small-cnn
-sweep valley-conditions-depth-width valley-conditions "${ALL[@]}" -p seed 0,1,2 -p epochs 10 \
-  -p architecture wrn-16-1,wrn-10-2
+# valley-conditions: when does the collapse appear? Four sweeps of the clean model, on all training images, three
+# seeds, 500 inputs per seed, four PGD budgets at 8/255: batch norm x residual connections (and the small CNN) at 10
+# epochs; the same networks at 2 epochs (training length); WideResNet-16-1 (depth) and WideResNet-10-2 (width) at 10.
+# (valley-conditions-residual was first made with seeds 0,1 and then extended to 0,1,2 in the same folder.)
+ALL=(-p n_train 0 -p lr 0.05 -p batch_size 128 -p n_samples 500 -p seed 0,1,2)
+STUDY=wrn-10-1,wrn-10-1-plain-nobn,wrn-10-1-nobn,wrn-10-1-plain,small-cnn
+sweep valley-conditions-residual valley-conditions "${ALL[@]}" -p epochs 10 -p architecture "$STUDY"
+sweep valley-conditions-length valley-conditions "${ALL[@]}" -p epochs 2 -p architecture "$STUDY"
+sweep valley-conditions-depth valley-conditions "${ALL[@]}" -p epochs 10 -p architecture wrn-16-1
+sweep valley-conditions-width valley-conditions "${ALL[@]}" -p epochs 10 -p architecture wrn-10-2
 # The book's small CNN over the same three seeds at each chapter's defaults (4 epochs on all images, 300 inputs): the
 # further setting the report shows beside the residual network.
 SMALL=(-p seed 0,1,2)
