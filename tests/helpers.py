@@ -2,6 +2,7 @@
 chapters' test-size parameters."""
 
 import pickle
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,14 @@ FAST = {
         "radii": [0.2],
     },
 }
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child process a test interrupts with SIGINT: SIGINT back to its default action. A job a
+    shell starts in the background (``make test &``, ``nohup``) inherits SIGINT ignored, and Python installs no
+    KeyboardInterrupt handler in a process that starts so: the Ctrl-C tests would then wait for a signal that never
+    arrives, whatever the code under test does."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_cifar(root: Path, name: str, n_train=12, n_test=6, seed=0):

@@ -13,6 +13,7 @@ import pytest
 
 from flatrob.__main__ import _split_argv
 from flatrob.jobs.run import _new_run_folder, run_chapter
+from helpers import interruptible
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +112,9 @@ def test_ctrl_c_gives_one_line_a_clean_log_and_clean_lists_the_partial_run(tmp_p
         str(tmp_path),
         "--quiet",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     deadline = time.time() + 300  # generous: on a loaded machine the kernel alone can take a minute to start
     while not list((tmp_cache / "models").glob("*.partial.pt")) and time.time() < deadline:
         time.sleep(0.5)  # wait until the training is under way

@@ -19,7 +19,7 @@ from flatrob.jobs.params import ParameterError
 from flatrob.jobs.run import partial_runs
 from flatrob.jobs.sweep import job_id, plan, split_values
 from flatrob.util.paths import PROMOTED
-from helpers import write_cifar
+from helpers import interruptible, write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -205,7 +205,9 @@ def test_ctrl_c_on_a_sweep_releases_its_lock(tmp_path, env):
         "--cores",
         "1",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     runs = tmp_path / "sweeps" / "stop" / "runs" / "uncanny-valley"
     deadline = time.time() + 300  # generous: on a loaded machine Snakemake and the kernel start slowly
     while not list(runs.glob(".*.partial/provenance.json")) and time.time() < deadline:
