@@ -177,7 +177,7 @@ def _run_sequentially(spec: dict[str, Any], sweep: Path) -> int:
                 run_chapter(chapter, job["params"], final.parent.parent, job["id"], progress=False, echo=stream)
             print(f"  done: {job['id']}", flush=True)
         except RunFailed as err:
-            print(f"  failed: {job['id']} ({err})", flush=True)
+            print(f"  {job['id']}: {err}", flush=True)  # listed among the failed, with its log, at the end
         except KeyboardInterrupt:
             interrupted = True
             print(f"interrupted during {job['id']}", file=sys.stderr, flush=True)
