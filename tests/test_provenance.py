@@ -115,3 +115,46 @@ def test_results_files_are_strict_json(tmp_path):
         "b": [1.0, None],
         "c": 2.0,
     }
+
+
+def test_the_twin_story_names_what_differs_between_the_sweep_run_and_the_live_run():
+    """A live run and a sweep run with the same parameters: equal checks are "one result, computed twice"; where
+    a number differs, the story names which of commit, processor and device (thread count) differ, or says that
+    none recorded does."""
+    from types import SimpleNamespace
+
+    from flatrob.evidence.verdicts import Check
+    from flatrob.jobs.chapter import _twin_story
+
+    def check(value):
+        return Check(
+            claim=6,
+            part="collapse",
+            statement="s",
+            verdict="reproduced",
+            evidence="e",
+            setting={"attack": "PGD-linf"},
+            measure={"value": value},
+        )
+
+    def record(commit, threads):
+        return {
+            "commit": commit,
+            "machine": {"cpu": "Xeon"},
+            "device": f"cpu (x86_64, {threads} threads)",
+            "params": {"seed": 0},
+        }
+
+    sweep = SimpleNamespace(record=record("aaa", 1), checks=lambda: [check(0.01)])
+    same = _twin_story(sweep, [check(0.01)], record("aaa", 1), "s")
+    assert "one result, computed twice" in same and "Xeon, cpu (x86_64, 1 threads)" in same
+    apart = _twin_story(sweep, [check(0.02)], record("bbb", 2), "s")
+    assert "0 of 1 checks agree exactly" in apart
+    assert "the commit is aaa in the sweep and bbb here" in apart
+    assert (
+        "the device (with its thread count) is cpu (x86_64, 1 threads) in the sweep and cpu (x86_64, 2 threads)"
+        in apart
+        and "the processor" not in apart
+    )
+    unexplained = _twin_story(sweep, [check(0.02)], record("aaa", 1), "s")
+    assert "nothing recorded explains the difference" in unexplained

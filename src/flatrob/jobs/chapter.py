@@ -290,23 +290,45 @@ def _twin_story(run: Run, live: Sequence[Check], here: Mapping[str, Any], sweep:
         k for k in ours if k in theirs and theirs[k].verdict == ours[k].verdict and theirs[k].measure == ours[k].measure
     ]
     differ = [k for k in ours if k in theirs and k not in same]
-    where = f"commit `{prov.get('commit')}` on {prov.get('machine', {}).get('cpu', prov.get('device'))}"
     text = (
         f"**The live run and the sweep.** The sweep {sweep} holds a run with exactly this page's parameters "
-        f"(seed {prov['params'].get('seed')}), made at {where}. "
+        f"(seed {prov['params'].get('seed')}), made at {_where(prov)}. "
     )
     if not differ:
         return text + (
             f"Its {len(same)} checks have the same verdicts and the same numbers as the live run above: "
             "they are one result, computed twice."
         )
-    mine = f"commit `{here.get('commit')}` on {here.get('machine', {}).get('cpu', here.get('device'))}"
+    apart = _apart(prov, here)
     return text + (
         f"{len(same)} of {len(same) + len(differ)} checks agree exactly; {len(differ)} differ "
         f"({', '.join(f'`{k}`' for k in differ[:4])}{', ...' if len(differ) > 4 else ''}). The live run "
-        f"was made at {mine}: another commit, or another machine's kernels, moves the numbers; the "
-        "verdict over seeds counts the sweep's run, the per-run table the live one."
+        f"was made at {_where(here)}. "
+        + (
+            f"Between the two, {apart}: training on the CPU gives the same numbers only with the same code, "
+            "kernels and thread count. "
+            if apart
+            else "Commit, processor and device are the same, so nothing recorded explains the difference. "
+        )
+        + "The verdict over seeds counts the sweep's run, the per-run table the live one."
     )
+
+
+def _where(prov: Mapping[str, Any]) -> str:
+    """A provenance record's commit, processor and device (with its thread count), in words."""
+    cpu = prov.get("machine", {}).get("cpu")
+    return f"commit `{prov.get('commit')}` on {f'{cpu}, ' if cpu else ''}{prov.get('device')}"
+
+
+def _apart(sweep: Mapping[str, Any], here: Mapping[str, Any]) -> str:
+    """What differs between a sweep run's provenance and this run's among commit, processor and device, in words
+    ("the commit is `a` in the sweep and `b` here; ..."), or "" when none does."""
+    pairs = {
+        "the commit": (sweep.get("commit"), here.get("commit")),
+        "the processor": (sweep.get("machine", {}).get("cpu"), here.get("machine", {}).get("cpu")),
+        "the device (with its thread count)": (sweep.get("device"), here.get("device")),
+    }
+    return "; ".join(f"{what} is {x} in the sweep and {y} here" for what, (x, y) in pairs.items() if x != y)
 
 
 def _current_run(name: str, namespace: Mapping[str, Any]) -> Run | None:
