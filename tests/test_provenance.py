@@ -158,3 +158,26 @@ def test_the_twin_story_names_what_differs_between_the_sweep_run_and_the_live_ru
     )
     unexplained = _twin_story(sweep, [check(0.02)], record("aaa", 1), "s")
     assert "nothing recorded explains the difference" in unexplained
+
+
+def test_a_sweep_figure_caption_names_shared_parameters_seeds_commits_devices_and_the_drawing_commit():
+    from flatrob.jobs.chapter import sweep_caption
+
+    def result(sweep, arch, seed, commit, threads):
+        return {
+            "sweep": sweep,
+            "seed": seed,
+            "setting": {"architecture": arch, "lr": 0.05},
+            "run": {"commit": commit, "device": f"cpu (x86_64, {threads} threads)"},
+        }
+
+    one = sweep_caption([result("a", "wrn-10-1", s, "c1", 1) for s in (2, 0, 1)], "HEAD1")
+    assert one == (
+        "committed sweep a: architecture=wrn-10-1, lr=0.05; seeds [0, 1, 2]; made at commit c1 on "
+        "cpu (x86_64, 1 threads); drawn at commit HEAD1"
+    )
+    study = sweep_caption([result("a", "wrn-10-1", 0, "c1", 1), result("b", "wrn-10-2", 0, "c2", 2)], "HEAD2")
+    assert study.startswith("committed sweeps a, b: lr=0.05; seeds [0]; made at commit c1, c2 on")
+    assert "architecture" not in study and "cpu (x86_64, 1 threads), cpu (x86_64, 2 threads)" in study
+    with pytest.raises(ValueError, match="at least one"):
+        sweep_caption([], "HEAD")

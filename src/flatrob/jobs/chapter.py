@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from flatrob.models import FeatureClassifier
     from flatrob.training import TrainConfig
 
-__all__ = ["ChapterContext", "setup_chapter"]
+__all__ = ["ChapterContext", "setup_chapter", "sweep_caption"]
 
 
 @dataclass
@@ -198,6 +198,11 @@ class ChapterContext:
                     )
         return out
 
+    def sweep_caption(self, results: Sequence[Mapping[str, Any]]) -> str:
+        """The provenance line of a figure drawn from committed sweep results (:meth:`sweep_results`, non-empty):
+        see :func:`sweep_caption`, with the commit of this build as the one that drew it."""
+        return sweep_caption(results, str(self.provenance["commit"]))
+
     def larger_runs(self, draw: Any = None) -> list[Check]:
         """The chapter's committed runs (``flatrob run``, committed or promoted), shown with their provenance and
         verdicts, and returned as checks for the ledger (source "run <name>": the strongest evidence of their
@@ -279,6 +284,28 @@ def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Run |
         if (folder / PROVENANCE).is_file() and Run(folder).params == dict(params):
             return Run(folder)
     return None
+
+
+def sweep_caption(results: Sequence[Mapping[str, Any]], drawn_at: str) -> str:
+    """The provenance line of a figure drawn from committed sweep results: the sweeps, the parameters all their
+    runs share (those that vary, as a study's axes, are left to the figure), their seeds, the commits and devices
+    that made them, and the commit that drew the figure.
+
+    Args:
+        results: records of :meth:`ChapterContext.sweep_results` (keys "sweep", "setting", "seed", "run"), at
+            least one.
+        drawn_at: the commit of the build that draws the figure.
+    """
+    if not results:
+        raise ValueError("sweep_caption needs at least one sweep result")
+    names = sorted({str(r["sweep"]) for r in results})
+    shared = {k: v for k, v in results[0]["setting"].items() if all(r["setting"].get(k) == v for r in results)}
+    return (
+        f"committed sweep{'s' if len(names) > 1 else ''} {', '.join(names)}: "
+        f"{', '.join(f'{k}={v}' for k, v in shared.items())}; seeds {sorted({r['seed'] for r in results})}; "
+        f"made at commit {', '.join(sorted({str(r['run']['commit']) for r in results}))} on "
+        f"{', '.join(sorted({str(r['run']['device']) for r in results}))}; drawn at commit {drawn_at}"
+    )
 
 
 def _twin_story(run: Run, live: Sequence[Check], here: Mapping[str, Any], sweep: str) -> str:
