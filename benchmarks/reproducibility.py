@@ -46,6 +46,7 @@ PAIRS = (
 
 def run_all(config: str, extra_env: dict[str, str], chapters: list[str], out: Path, fast: bool) -> dict[str, list]:
     """Every chapter under one configuration, cold: {chapter: its checks}."""
+    from flatrob.evidence.ledger import source_kind
     from helpers import FAST
 
     cache = out / "cache"
@@ -84,7 +85,7 @@ def run_all(config: str, extra_env: dict[str, str], chapters: list[str], out: Pa
             raise RuntimeError(f"{config}: {chapter} failed: {proc.stderr[-1500:]}")
         checks = json.loads((out / "runs" / chapter / chapter / "checks.json").read_text())
         # only what this run computed: the committed sweeps' checks it carries are the same in every configuration
-        found[chapter] = [c for c in checks if c.get("setting", {}).get("source", "live") == "live"]
+        found[chapter] = [c for c in checks if source_kind(c.get("setting", {})) == "live"]
         print(f"  {config}: {chapter} ({time.perf_counter() - start:.0f} s)", flush=True)
     return found
 
