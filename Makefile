@@ -108,7 +108,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 # The built book as a reader gets it, in headless Chromium (Debian's) driven by Playwright: math typeset on every
-# page, nothing clipped, every image loaded, MathJax loaded once, no request leaving the machine (after make book).
+# page, nothing a reader sees clipped, every image loaded, MathJax loaded once, no request leaving the machine (after
+# make book). Chromium sees only the base fonts (DejaVu, Liberation; installed here when missing), whatever else the
+# machine has, so the check passes or fails alike on a new machine and on one where make pdf installed TeX's fonts.
 CHROMIUM ?= /usr/bin/chromium
 BROWSER_STAMP := $(VENV)/.browser-installed
 $(BROWSER_STAMP): requirements-browser.txt | $(STAMP)
@@ -117,7 +119,9 @@ $(BROWSER_STAMP): requirements-browser.txt | $(STAMP)
 
 browser-test: $(BROWSER_STAMP)
 	@test -f _build/html/index.html || { echo "no built book: run make book first"; exit 2; }
-	@test -x $(CHROMIUM) || { echo "installing Debian's chromium"; $(APT) update -qq && $(APT) install -y -qq chromium; }
+	@test -x $(CHROMIUM) && test -d /usr/share/fonts/truetype/dejavu && test -d /usr/share/fonts/truetype/liberation \
+	  || { echo "installing Debian's chromium and the base fonts the check lays pages out with"; $(APT) update -qq \
+	       && $(APT) install -y -qq chromium fonts-dejavu-core fonts-dejavu-extra fonts-liberation; }
 	$(BIN)/python tests/browser/check_book.py --chromium $(CHROMIUM)
 
 # The whole book as one PDF, by LaTeX (XeLaTeX), with TeX from Debian's packages installed when missing;

@@ -42,14 +42,34 @@ TEXT_JS = """() => {
   return clone.innerText;
 }"""
 
-# Elements sticking out of the content column, unless an ancestor inside it scrolls horizontally (clipping fails).
-WIDTH_JS = """() => {
+# Whether a reader can see an element: not when it or an ancestor is invisible, transparent, or clipped to nothing
+# (the screen-reader-only pattern: MathJax's visually hidden MathML copy, mjx-assistive-mml, is positioned absolutely
+# and clipped to rect(1px, 1px, 1px, 1px); .sr-only and .visually-hidden do the same). Such a copy is laid out with
+# the system's math fonts, so its width says nothing about the page and everything about the machine.
+SEEN_JS = """(e, stop) => {
+  for (let a = e; a && a !== stop; a = a.parentElement) {
+    const s = getComputedStyle(a);
+    if (s.visibility === 'hidden' || s.opacity === '0') return false;
+    const m = /rect\\(\\s*([-\\d.]+)px,?\\s*([-\\d.]+)px,?\\s*([-\\d.]+)px,?\\s*([-\\d.]+)px\\s*\\)/.exec(s.clip);
+    if (m && ['absolute', 'fixed'].includes(s.position) && (+m[3] <= +m[1] || +m[2] <= +m[4])) return false;
+    if (/inset\\(\\s*50%/.test(s.clipPath)) return false;
+  }
+  return true;
+}"""
+
+# Elements a reader sees sticking out of the content column, unless an ancestor inside it scrolls horizontally
+# (clipping fails).
+WIDTH_JS = (
+    """() => {
+  const seen = """
+    + SEEN_JS
+    + """;
   const article = document.querySelector('article') || document.body;
   const right = article.getBoundingClientRect().right;
   const out = [];
   for (const e of article.querySelectorAll('*')) {
     const r = e.getBoundingClientRect();
-    if (r.width === 0 || r.right <= right + 2) continue;
+    if (r.width === 0 || r.right <= right + 2 || !seen(e, article)) continue;
     let a = e, ok = false;
     while (a && a !== article) {
       const s = getComputedStyle(a);
@@ -63,6 +83,7 @@ WIDTH_JS = """() => {
   }
   return out.slice(0, 10);
 }"""
+)
 
 IMAGES_JS = (
     """() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))"""
@@ -117,8 +138,103 @@ LABEL = re.compile(r"\b(?:eq|cor|thm|lem|def|prop|fig|sec|uv)-[a-z0-9]+(?:-[a-z0
 #: The viewports: a laptop's and a phone's width.
 WIDTHS = (1280, 412)
 
+#: The system fonts the check lays pages out with, and no others: Debian's DejaVu and Liberation, which every machine
+#: of the project's kind has once Chromium is installed (`make browser-test` installs them when missing). A machine's
+#: other fonts (TeX's, which `make pdf` installs, add about 260) change how text that falls back to system fonts is
+#: laid out, so a check that used them would pass on one machine and fail on another.
+BASE_FONT_DIRS = (
+    "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/truetype/liberation",
+    "/usr/share/fonts/truetype/liberation2",
+    "/usr/share/fonts/opentype/liberation",
+    "/usr/share/fonts/opentype/liberation2",
+)
+
+
+def base_fontconfig(folder: Path) -> Path:
+    """A fontconfig file that knows only :data:`BASE_FONT_DIRS` (those present) and no system configuration (so no
+    font folder that a package adds to ``/etc/fonts/conf.d``), with its own cache in ``folder``; Chromium started with
+    ``FONTCONFIG_FILE`` set to it sees these fonts alone. Returns the file's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dirs = "".join(f"  <dir>{d}</dir>\n" for d in BASE_FONT_DIRS if Path(d).is_dir())
+    aliases = "".join(
+        f"  <alias><family>{generic}</family><prefer><family>{family}</family></prefer></alias>\n"
+        for generic, family in (
+            ("sans-serif", "DejaVu Sans"),
+            ("serif", "DejaVu Serif"),
+            ("monospace", "DejaVu Sans Mono"),
+        )
+    )
+    conf = folder / "fonts.conf"
+    conf.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+        f"{dirs}  <cachedir>{folder / 'cache'}</cachedir>\n{aliases}</fontconfig>\n"
+    )
+    return conf
+
+
+def font_files(conf: Path) -> list[str]:
+    """The font files fontconfig lists under ``conf`` (``fc-list``)."""
+    import os
+    import subprocess
+
+    out = subprocess.run(
+        ["fc-list", "--format", "%{file}\\n"],
+        env={**os.environ, "FONTCONFIG_FILE": str(conf)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sorted(line for line in out.splitlines() if line)
+
+
+#: The self-test's page: a 400 px column holding a visible element too wide for it (must be reported), the same
+#: width inside a box that scrolls (fine), inside MathJax's visually hidden MathML copy (fine: no reader sees it) and
+#: inside an invisible element (fine).
+SELF_TEST_PAGE = """<!DOCTYPE html><html><body style="margin:0"><article style="width:400px;position:relative">
+<div id="visible" style="width:600px">too wide, seen</div>
+<div style="overflow-x:auto"><div style="width:600px">scrolls</div></div>
+<mjx-container style="display:block;position:relative"><mjx-assistive-mml style="position:absolute;top:0;left:0;
+clip:rect(1px,1px,1px,1px);padding:1px 0 0 0;border:0;display:block;overflow:hidden"><div style="width:600px">
+hidden copy</div></mjx-assistive-mml></mjx-container>
+<div style="visibility:hidden"><div style="width:600px">invisible</div></div>
+</article></body></html>"""
+
+
+def self_test(browser: object, folder: Path) -> list[str]:
+    """The width measurement on :data:`SELF_TEST_PAGE`: the problems found (an empty list when it reports the visible
+    element and nothing else)."""
+    page = folder / "self-test.html"
+    page.write_text(SELF_TEST_PAGE)
+    tab = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    tab.goto(page.resolve().as_uri(), wait_until="load")
+    found = tab.evaluate(WIDTH_JS)
+    tab.close()
+    want = ["div.: 200 px too wide"]
+    return [] if found == want else [f"the width check found {found}, expected {want}"]
+
+
+def launch(pw: object, chromium: str, folder: Path) -> object:
+    """Debian's Chromium, headless, offline, seeing only the base fonts (:func:`base_fontconfig`)."""
+    import os
+
+    return pw.chromium.launch(  # type: ignore[attr-defined]
+        executable_path=chromium,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+        ],
+        env={**os.environ, "FONTCONFIG_FILE": str(base_fontconfig(folder))},
+    )
+
 
 def check(html_root: Path, chromium: str) -> dict:
+    import tempfile
+
     from playwright.sync_api import sync_playwright
 
     pages = sorted(
@@ -129,18 +245,20 @@ def check(html_root: Path, chromium: str) -> dict:
         and 'http-equiv="Refresh"' not in p.read_text(errors="ignore")[:2000]
     )  # redirects: their target is checked
     report: dict = {"pages": {}, "failed": []}
+    folder = Path(tempfile.mkdtemp(prefix="flatrob-browser-"))
+    conf = base_fontconfig(folder)
+    files = font_files(conf)
+    outside_base = [f for f in files if not f.startswith(BASE_FONT_DIRS)]
+    report["fonts"] = {"fontconfig": str(conf), "files": len(files), "outside the base folders": outside_base}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
+        browser = launch(pw, chromium, folder)
+        report["self-test"] = (
+            self_test(browser, folder)
+            + ([f"fonts outside the base folders: {outside_base[:3]}"] if outside_base else [])
+            + ([] if files else ["no base fonts found: apt-get install fonts-dejavu-core fonts-liberation"])
         )
+        if report["self-test"]:
+            report["failed"].append("self-test")
         for width in WIDTHS:
             page = browser.new_page(viewport={"width": width, "height": 1000})
             outside: list[str] = []
@@ -213,11 +331,17 @@ def main() -> int:
         return 2
     report = check(args.html, args.chromium)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"Laid out with {report['fonts']['files']} base font files only ({report['fonts']['fontconfig']})")
+    if report["self-test"]:
+        print(f"FAILED self-test: {report['self-test']}")
     for name in report["failed"]:
+        if name == "self-test":
+            continue
         print(f"FAILED {name}:")
         for kind, items in report["pages"][name].items():
             print(f"  {kind}: {items}")
-    print(f"{len(report['pages']) - len(report['failed'])} of {len(report['pages'])} pages pass; report: {args.out}")
+    failed = [name for name in report["failed"] if name != "self-test"]
+    print(f"{len(report['pages']) - len(failed)} of {len(report['pages'])} pages pass; report: {args.out}")
     return 1 if report["failed"] else 0
 
 
