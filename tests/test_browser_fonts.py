@@ -30,4 +30,3 @@ def test_the_browser_check_sees_only_the_base_fonts(tmp_path):
     # a font folder elsewhere (as TeX adds through /etc/fonts/conf.d) is not seen
     text = conf.read_text()
     assert "conf.d" not in text and "/usr/share/texmf" not in text and "<include" not in text
-

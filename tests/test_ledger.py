@@ -108,6 +108,37 @@ def test_verdicts_per_setting_with_the_papers_setting_first():
     assert ledger.setting_label(check().setting) == "PGD-linf 8/255, clean, wrn-10-1 (4 epochs), fashion-mnist"
 
 
+def test_a_row_outside_the_regime_does_not_weaken_the_headline():
+    """The adversarially trained row whose attack flips too few inputs reads "not reached in this regime"; the
+    claim's headline and the report's row verdict come from the rows that reach it."""
+    from flatrob.evidence import report
+
+    rows = [
+        check(30.0, source="sweep s"),
+        check(30.0, source="sweep s", part="peak"),
+        check(1.0, source="sweep s", training="adversarial", verdict="not reached in this regime"),
+        check(1.0, source="sweep s", training="adversarial", part="peak", verdict="not reached in this regime"),
+    ]
+    doc = {
+        "uncanny-valley": {
+            "chapter": "uncanny-valley",
+            "entries": [ledger.entry(c, "uncanny-valley", PROV) for c in rows],
+        }
+    }
+    claim6 = next(c for c in ledger.build(doc) if c["claim"] == 6)
+    at_paper = {s["setting"]["training"]: s["verdict"] for s in claim6["settings"] if s["paper_setting"]}
+    assert at_paper == {"clean": "reproduced", "adversarial": "not reached in this regime"}
+    assert claim6["verdict"] == "reproduced"
+    head = report.headline(ledger.build(doc)).set_index("claim")
+    assert head.loc["6 · clean", "at the paper's setting"].startswith("reproduced")
+    assert head.loc["6 · AT", "at the paper's setting"].startswith("not reached in this regime")
+    assert report.rows(ledger.build(doc)).set_index("row").loc["E", "verdict"] == "reproduced"
+    # the old rule would have read "partly": a refuting clean row still refutes
+    refuted = [check(0.5, source="sweep s"), *rows[2:]]
+    doc["uncanny-valley"]["entries"] = [ledger.entry(c, "uncanny-valley", PROV) for c in refuted]
+    assert next(c for c in ledger.build(doc) if c["claim"] == 6)["verdict"] == "not reproduced"
+
+
 def test_the_papers_setting_is_the_whole_setting():
     paper = check().setting
     assert claims.at_paper_setting(6, paper)

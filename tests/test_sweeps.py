@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from flatrob.evidence import ledger
-from flatrob.evidence.seeds import SUMMARY_FORMAT, over_seeds, sweep_checks
+from flatrob.evidence.seeds import SUMMARY_FORMAT, over_seeds, summarize, sweep_checks
 from flatrob.evidence.verdicts import Rule
 from flatrob.jobs.params import ParameterError
 from flatrob.jobs.run import partial_runs
 from flatrob.jobs.sweep import job_id, plan, split_values
-from flatrob.util.paths import PROMOTED
+from flatrob.util.paths import PROMOTED, SUMMARY
 from helpers import interruptible, write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,3 +295,36 @@ def test_a_sequential_sweep_needs_no_snakemake_and_resumes(tmp_path, env):
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob("runs/uncanny-valley/*/provenance.json")}
     again = sweep(tmp_path, *args, env=env)
     assert again.returncode == 0 and stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+
+def _same(a, b, path="", tol=1e-9):
+    """Where two JSON documents differ (numbers to a relative ``tol``): a list of paths, empty when they agree."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _same(a.get(k), b.get(k), f"{path}/{k}", tol)]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} items against {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _same(x, y, f"{path}[{i}]", tol)]
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return [] if a == pytest.approx(b, rel=tol, abs=1e-300) else [f"{path}: {a} against {b}"]
+    return [] if a == b else [f"{path}: {a!r} against {b!r}"]
+
+
+def test_every_committed_summary_is_what_the_code_derives_from_its_runs():
+    """A committed ``summary.json`` is a derived file: the sweep's runs judged again by this code. One that disagrees
+    (made by older rules, or edited) fails here; ``python -m flatrob aggregate data/sweeps/<name>`` mends it."""
+    sweeps = sorted(p.parent for p in (ROOT / "data" / "sweeps").glob(f"*/{SUMMARY}"))
+    assert sweeps
+    stale = {}
+    for sweep in sweeps:
+        derived = json.loads(json.dumps(summarize(sweep), default=str))
+        found = _same(derived, json.loads((sweep / SUMMARY).read_text()))
+        if found:
+            stale[sweep.name] = found[:3]
+    assert not stale, f"committed summaries that differ from their runs (re-aggregate them): {stale}"
+
+
+def test_the_summary_comparison_can_fail():
+    assert _same({"a": [1.0, {"v": "x"}]}, {"a": [1.0, {"v": "x"}]}) == []
+    assert _same({"a": [1.0]}, {"a": [1.0001]}) == ["/a[0]: 1.0 against 1.0001"]
+    assert _same({"verdict": "reproduced"}, {"verdict": "partly"}) == ["/verdict: 'reproduced' against 'partly'"]

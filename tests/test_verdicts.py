@@ -231,3 +231,51 @@ def test_checks_are_data_with_ids_made_from_their_setting():
         Check(claim=1, part="", statement="s", verdict="maybe", evidence="e")
     with pytest.raises(TypeError):
         Check(6, "rise", "s", "reproduced", "e")  # keyword arguments only
+
+
+def test_shares_over_seeds_pool_as_counts_and_three_zeros_decide():
+    from flatrob.evidence.checks import STILL_FOOLS
+    from flatrob.evidence.seeds import over_seeds
+    from flatrob.evidence.verdicts import judged, pooled_share, share_of
+
+    def seed(count, n=1000):
+        c = judged(9, "transfer", "s", share_of(count, n), STILL_FOOLS, name="share", evidence="", paper="", setting={})
+        return [c.as_dict()]
+
+    # each seed 0 of 1,000: a t-interval over three zeros has no width; as counts, 0 of 3,000 decides
+    [entry] = over_seeds({0: seed(0), 1: seed(0), 2: seed(0)})
+    assert entry["measure"]["pooled"] == "counts" and (entry["measure"]["count"], entry["measure"]["n"]) == (0, 3000)
+    assert entry["measure"]["ci95"][0] == 0.0 and 0.001 < entry["measure"]["ci95"][1] < 0.0014
+    assert entry["resolved"] and entry["verdict"] == "reproduced" and not entry["fragile"]
+    # counts, not a mean of shares: 1 of 10 and 90 of 1,000 pool to 91 of 1,010
+    assert pooled_share([1, 90], [10, 1000]).value == pytest.approx(91 / 1010)
+    with pytest.raises(ValueError):
+        share_of(3, 2)
+    assert share_of(0, 1000).count == 0 and share_of(0, 1000).as_dict()["count"] == 0
+    assert "count" not in Estimate(1.0, 0.5, 2.0, 10).as_dict()  # only shares carry a count
+
+
+def test_combine_settings_leaves_out_a_row_outside_the_regime():
+    from flatrob.evidence.verdicts import NOT_REACHED, combine_settings
+
+    assert combine_settings(["reproduced", NOT_REACHED]) == "reproduced"
+    assert combine_settings(["not reproduced", NOT_REACHED]) == "not reproduced"
+    assert combine_settings([NOT_REACHED, NOT_REACHED]) == NOT_REACHED
+    assert combine(["reproduced", NOT_REACHED]) == "partly"  # within one setting a part not reached still counts
+
+
+def test_a_decisive_measure_of_zero_width_cannot_decide():
+    # the loss-growth check: the median increase at the largest s is exactly 0 (0 [0, 0]); it is shown, the tail decides
+    import torch
+
+    from flatrob.evidence import checks
+
+    rng = np.random.default_rng(1)
+    first = torch.tensor(rng.lognormal(0, 0.5, 300))
+    last = torch.tensor(np.r_[np.zeros(200), rng.lognormal(0, 0.5, 100) * 10])  # median 0, the tail grows
+    found = checks.check_loss_growth(
+        torch.stack([first, first, last]), torch.ones(3, 300, dtype=torch.bool), [1, 2, 3], {}
+    )
+    assert found.measure["name"].startswith("ratio of the 0.9 quantiles") and found.verdict == "not reproduced"
+    assert found.values["median_ratio"]["ci95"] == [0.0, 0.0] and "exactly 0" in found.evidence
+    assert Rule("below", 1.0, refute=1.1).judge(Estimate(0.0, 0.0, 0.0, 300)) == "partly"  # never decisive

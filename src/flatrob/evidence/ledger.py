@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from flatrob.evidence.claims import CLAIMS, PAPER_EPS, at_paper_attack, at_paper_setting
-from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, VERDICTS, Check, combine
+from flatrob.evidence.verdicts import (
+    EVIDENCE_VERDICTS,
+    VERDICTS,
+    Check,
+    combine,
+    combine_settings,
+    counted_settings,
+)
 from flatrob.util.io import atomic_write_text, json_text, strict_json
 from flatrob.util.paths import build_ledger_dir
 
@@ -171,7 +178,9 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     the verdict at the paper's setting (:func:`at_paper_setting`) from the strongest evidence there (a committed
     larger run, else a sweep over seeds, else a live run). Where nothing at the paper's setting is evidence, the
     headline keeps the reason (not testable here, not reached in this regime, cannot decide here) and names the best
-    further setting (``further``: its label and verdict). A claim without a paper setting (the mathematical ones)
+    further setting (``further``: its label and verdict). The settings combine by
+    :func:`flatrob.evidence.verdicts.combine_settings`: a setting whose attack did not reach the claim's regime does
+    not weaken those that did. A claim without a paper setting (the mathematical ones)
     combines all its checks."""
     by_claim: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
     for e in _entries(ledger):
@@ -204,18 +213,20 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
             [g for g in settings if g["paper_setting"] and g["strength"] > 0] if claim["paper_settings"] else settings
         )
         head = strongest_groups(paper)
-        verdict = combine([g["verdict"] for g in head]) if head else NOT_TESTED
+        verdict = combine_settings([g["verdict"] for g in head]) if head else NOT_TESTED
         further = None
         if claim["paper_settings"] and verdict not in EVIDENCE_VERDICTS:
             others = strongest_groups([g for g in settings if not g["paper_setting"] and g["strength"] > 0])
             if others:
-                further = {"label": others[0]["label"], "verdict": combine([g["verdict"] for g in others])}
+                further = {"label": others[0]["label"], "verdict": combine_settings([g["verdict"] for g in others])}
         out.append(
             {
                 "claim": c,
                 **claim,
                 "verdict": verdict,
-                "fragile": any(g["fragile"] for g in head),
+                "fragile": any(
+                    g["fragile"] for g, n in zip(head, counted_settings([g["verdict"] for g in head]), strict=True) if n
+                ),
                 "further": further,
                 "settings": settings,
                 "checks": found,

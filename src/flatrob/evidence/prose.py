@@ -81,6 +81,12 @@ def valley(found: Sequence[Check], radii: Sequence[float]) -> str:
         if rise.verdict == "not testable here":
             out.append(text + ": too few to judge the valley.")
             continue
+        if rise.verdict == NOT_REACHED:
+            out.append(
+                text + ": fewer than a quarter of the clean model's inputs flip, so its attack does not reach the "
+                "regime of the valley and nothing at this radius counts for or against it."
+            )
+            continue
         drop = _value(collapse, "final_over_peak")
         text += (
             f". For the clean model the median sharpness rises {_f(_value(rise, 'median peak/start'))}-fold "

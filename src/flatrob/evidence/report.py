@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from flatrob.evidence.claims import ROWS, at_paper_setting
-from flatrob.evidence.ledger import source_kind, strongest_groups
-from flatrob.evidence.verdicts import combine
+from flatrob.evidence.ledger import setting_group, source_kind, strongest_groups
+from flatrob.evidence.verdicts import combine, combine_settings, counted_settings
 
 __all__ = [
     "CATEGORIES",
@@ -154,8 +154,9 @@ def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> str:
     if not groups:
         return "not tested yet"
     entries = _setting_entries(claim, groups)
-    verdict = combine([g["verdict"] for g in groups])
-    fragile = any(g["fragile"] for g in groups)
+    verdict = combine_settings([g["verdict"] for g in groups])
+    counted = counted_settings([g["verdict"] for g in groups])
+    fragile = any(g["fragile"] for g, n in zip(groups, counted, strict=True) if n)
     main = _main(claim["claim"], entries)
     s = entries[0]["setting"] if entries else {}
     seeds = s.get("seeds")
@@ -196,7 +197,7 @@ def headline(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             head = strongest_groups(paper)
             if head:
                 ours = _cell(claim, head)
-                verdict = combine([g["verdict"] for g in head])
+                verdict = combine_settings([g["verdict"] for g in head])
                 if verdict not in ("reproduced", "partly", "not reproduced") and claim.get("further"):
                     ours += f"; best further setting: {claim['further']['label']}: {claim['further']['verdict']}"
             else:
@@ -327,16 +328,24 @@ def rows(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         ]
         strongest = max((_strength(e) for e in found), default=0)
         found = [e for e in found if _strength(e) == strongest]
-        fragile = any(e.get("fragile") for e in found)
+        by_setting: dict[Any, list[Mapping[str, Any]]] = {}
+        for e in found:  # each setting's parts combined, then the settings (a row outside the regime left out)
+            by_setting.setdefault(setting_group(e["setting"]), []).append(e)
+        each = [combine([e["verdict"] for e in group]) for group in by_setting.values()]
+        verdict = combine_settings(each)
+        fragile = any(
+            e.get("fragile")
+            for group, n in zip(by_setting.values(), counted_settings(each), strict=True)
+            if n
+            for e in group
+        )
         out.append(
             {
                 "row": row,
                 "question": question,
                 "paper": paper,
                 "chapter": chapter,
-                "verdict": (combine([e["verdict"] for e in found]) + (" (fragile)" if fragile else ""))
-                if found
-                else "not tested yet",
+                "verdict": (verdict + (" (fragile)" if fragile else "")) if found else "not tested yet",
             }
         )
     return pd.DataFrame(out)

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from flatrob.evidence.checks.replay import CALLS_FILE
-from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, Check, Rule, is_ratio, over_seeds_verdict, pooled_mean
+from flatrob.evidence.verdicts import (
+    EVIDENCE_VERDICTS,
+    Check,
+    Rule,
+    is_ratio,
+    over_seeds_verdict,
+    pooled_mean,
+    pooled_share,
+)
 from flatrob.util.io import atomic_write_text
 from flatrob.util.paths import GRID, PROVENANCE, SUMMARY, SUMMARY_CSV, is_partial, sweep_job_dir, sweeps_root
 from flatrob.util.provenance import committed
@@ -33,8 +41,11 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
     ``measure``, its values over the seeds that could test give a mean and a 95% t-interval (a ratio: the geometric
     mean, the interval on the log scale, :func:`flatrob.evidence.verdicts.pooled_mean`; each seed attacks its
     own inputs, so the interval covers inputs and training); an interval of zero width (identical values) is
-    unresolved. The verdict is :func:`flatrob.evidence.verdicts.over_seeds_verdict`: a majority of the seeds that
-    could test, at least half of all seeds, and the pooled interval on the same side, else "partly" (fragile).
+    unresolved. A share (a measure with a ``count``: flip rate, transfer success, detector accuracy) pools the
+    seeds' counts instead, with the Wilson interval of the sum (:func:`flatrob.evidence.verdicts.pooled_share`), so
+    three seeds of 0 of 1,000 decide as 0 of 3,000. The verdict is
+    :func:`flatrob.evidence.verdicts.over_seeds_verdict`: a majority of the seeds that could test, at least half of
+    all seeds, and the pooled interval on the same side, else "partly" (fragile).
     Each seed's limits (``values["limits"]``: caps, censored counts, the largest value a measure can show) travel
     with the entry.
     """
@@ -72,10 +83,15 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
         rule: Rule | None = None
         if len(measured) >= 2:
             values = [float(m["value"]) for m in measured]
-            mean, lo, hi, geometric = pooled_mean(values, is_ratio(measured[0]["name"]))
-            pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
-            if geometric:
-                pooled["pooled"] = "geometric"
+            if all(m.get("count") is not None for m in measured):  # a share: the seeds' counts pooled as counts
+                counted = pooled_share([int(m["count"]) for m in measured], [int(m["n"]) for m in measured])
+                mean, lo, hi = counted.value, counted.lo, counted.hi
+                pooled = counted.as_dict() | {"pooled": "counts", "seeds": len(values)}
+            else:
+                mean, lo, hi, geometric = pooled_mean(values, is_ratio(measured[0]["name"]))
+                pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
+                if geometric:
+                    pooled["pooled"] = "geometric"
             rule = Rule.from_dict(measured[0]["rule"])
             entry |= {
                 "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
@@ -223,13 +239,20 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                         else "(unresolved: the seeds' values are identical)"
                     )
                     geometric = m.get("pooled") == "geometric"
-                    evidence = (
-                        f"{m['name']} over {m['n']} seeds: {'geometric mean' if geometric else 'mean'} "
-                        f"{_fmt(m['value'])} {interval} (95% t-interval over seeds"
-                        f"{' on the log scale' if geometric else ''}, each attacking its own inputs; spread "
-                        f"{_fmt(c['min'])} to "
-                        f"{_fmt(c['max'])}); the seeds' verdicts: {seeds}"
-                    )
+                    if m.get("pooled") == "counts":
+                        evidence = (
+                            f"{m['name']} over {m['seeds']} seeds, pooled as counts: {m['count']} of {m['n']}, "
+                            f"{_fmt(m['value'])} {interval} (95% Wilson interval of the pooled count; the seeds "
+                            f"spread from {_fmt(c['min'])} to {_fmt(c['max'])}); the seeds' verdicts: {seeds}"
+                        )
+                    else:
+                        evidence = (
+                            f"{m['name']} over {m['n']} seeds: {'geometric mean' if geometric else 'mean'} "
+                            f"{_fmt(m['value'])} {interval} (95% t-interval over seeds"
+                            f"{' on the log scale' if geometric else ''}, each attacking its own inputs; spread "
+                            f"{_fmt(c['min'])} to "
+                            f"{_fmt(c['max'])}); the seeds' verdicts: {seeds}"
+                        )
                 else:
                     evidence = f"the seeds' verdicts: {seeds}"
                 evidence += "".join(f"; seed {s}: {_limits(v)}" for s, v in c.get("limits", {}).items())

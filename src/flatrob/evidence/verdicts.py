@@ -17,10 +17,14 @@ A verdict is computed, never written by hand, and never inside a chapter:
   said); like "not testable here", neither counts as evidence;
 * the parts of a claim combine by one rule (:func:`combine`): a refuted part makes it "not reproduced", all parts
   reproduced make it "reproduced", anything else "partly";
+* the settings (rows) of one claim combine by :func:`combine_settings`: a row whose attack did not reach the claim's
+  regime reads "not reached in this regime" in every part and does not weaken the rows that did;
 * over several training seeds (:func:`over_seeds_verdict`) "reproduced" or "not reproduced" needs a majority of
   the seeds that could test, at least half of all seeds, and the pooled interval over the seeds on the same side;
-  otherwise "partly" (fragile). An interval of zero width, within a run (a median of a few discrete steps) or over
-  seeds (identical values), is *unresolved*: never decisive, always fragile.
+  otherwise "partly" (fragile). A share pools the seeds' counts (:func:`pooled_share`, a Wilson interval of the
+  sum); a continuous measure, the seeds' values (:func:`pooled_mean`, a t-interval). An interval of zero width,
+  within a run (a median of a few discrete steps) or over seeds (identical values), is *unresolved*: never
+  decisive, always fragile.
 
 Every threshold is fixed, with its reason, in :mod:`flatrob.evidence.checks`, which holds one function per claim.
 """
@@ -50,6 +54,8 @@ __all__ = [
     "bootstrap",
     "check_id",
     "combine",
+    "combine_settings",
+    "counted_settings",
     "is_ratio",
     "judged",
     "majority",
@@ -57,8 +63,10 @@ __all__ = [
     "over_seeds_verdict",
     "Pooled",
     "pooled_mean",
+    "pooled_share",
     "rule_of_three",
     "share",
+    "share_of",
     "t_interval",
 ]
 
@@ -102,6 +110,8 @@ class Estimate:
     lo: float
     hi: float
     n: int
+    #: For a share (:func:`share_of`): how many of the ``n`` inputs count; shares over seeds pool these counts.
+    count: int | None = None
 
     def __str__(self) -> str:
         return f"{_fmt(self.value)} [{_fmt(self.lo)}, {_fmt(self.hi)}]"
@@ -112,7 +122,9 @@ class Estimate:
         return all(math.isfinite(v) for v in (self.value, self.lo, self.hi)) and self.hi > self.lo
 
     def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "ci95": [self.lo, self.hi], "n": self.n}
+        return {"value": self.value, "ci95": [self.lo, self.hi], "n": self.n} | (
+            {"count": self.count} if self.count is not None else {}
+        )
 
     def measure(self, name: str, rule: Rule) -> dict[str, Any]:
         """This estimate as the decisive measure of a check, with the rule that turns it into the verdict."""
@@ -156,18 +168,52 @@ def median(a: np.ndarray) -> float:
 
 
 def share(mask: Any) -> Estimate:
-    """The share of true entries of a 0/1 sample with its 95% Wilson score interval (never of zero width)."""
+    """The share of true entries of a 0/1 sample with its 95% Wilson score interval (never of zero width):
+    :func:`share_of` its count."""
     m = np.asarray(mask, dtype=bool)
-    n = int(m.size)
+    return share_of(int(m.sum()), int(m.size))
+
+
+def share_of(count: int, n: int) -> Estimate:
+    """``count`` of ``n`` as a share with its 95% Wilson score interval, which never has zero width (0 of n has the
+    interval [0, about 3.8/n]); the estimate keeps the count, so that shares over seeds pool as counts
+    (:func:`pooled_share`). NaN for n = 0.
+
+    Args:
+        count: how many of the inputs count (0 <= count <= n).
+        n: how many inputs there are.
+
+    Returns:
+        :class:`Estimate` with ``value`` count/n, its Wilson interval, ``n`` and ``count``.
+    """
+    if not 0 <= count <= n:
+        raise ValueError(f"a share needs 0 <= count <= n; got {count} of {n}")
     if n == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    p = float(m.mean())
+        return Estimate(math.nan, math.nan, math.nan, 0, 0)
+    p = count / n
     z2 = Z95**2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     lo = 0.0 if p == 0.0 else max(0.0, centre - half)
     hi = 1.0 if p == 1.0 else min(1.0, centre + half)
-    return Estimate(p, lo, hi, n)
+    return Estimate(p, lo, hi, n, count)
+
+
+def pooled_share(counts: Sequence[int], ns: Sequence[int]) -> Estimate:
+    """A share over several seeds pooled as counts: the seeds' counts and sizes added, with the Wilson interval of the
+    sum (:func:`share_of`). Three seeds of 0 of 1,000 give 0 of 3,000, [0, 0.0013]: decided, where a t-interval over
+    the three zeros would have no width at all.
+
+    Args:
+        counts: each seed's count, shape (seeds,).
+        ns: each seed's number of inputs, shape (seeds,).
+
+    Returns:
+        :class:`Estimate` of the pooled share.
+    """
+    if len(counts) != len(ns):
+        raise ValueError(f"one count per size; got {len(counts)} counts and {len(ns)} sizes")
+    return share_of(int(sum(counts)), int(sum(ns)))
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
@@ -462,6 +508,25 @@ def combine(verdicts: Sequence[str]) -> str:
     if all(v == "reproduced" for v in tested) and not silent:
         return "reproduced"
     return "partly"
+
+
+def combine_settings(verdicts: Sequence[str]) -> str:
+    """One verdict from the verdicts of several settings (rows) of one claim, e.g. the clean and the adversarially
+    trained model at the paper's setting: a row whose attack did not reach the regime the claim is about
+    (:data:`NOT_REACHED`) is neither for nor against it and does not weaken the rows that did, so it is left out
+    whenever some row gives evidence; then :func:`combine`. Within one setting, :func:`combine` alone joins a claim's
+    parts.
+    """
+    if any(v in EVIDENCE_VERDICTS for v in verdicts):
+        return combine([v for v in verdicts if v != NOT_REACHED])
+    return combine(list(verdicts))
+
+
+def counted_settings(verdicts: Sequence[str]) -> list[bool]:
+    """Which of several settings' verdicts :func:`combine_settings` counts (for their fragility too): all but those
+    :data:`NOT_REACHED` whenever some setting gives evidence."""
+    evidence = any(v in EVIDENCE_VERDICTS for v in verdicts)
+    return [not (evidence and v == NOT_REACHED) for v in verdicts]
 
 
 def over_seeds_verdict(

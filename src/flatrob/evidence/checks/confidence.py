@@ -13,12 +13,11 @@ from flatrob.evidence.checks.rules import (
     CONFIDENT,
     DETECTS,
     MIN_POINTS,
-    any_fragile,
     as_array,
     fmt,
     mean_difference,
 )
-from flatrob.evidence.verdicts import BY_CONSTRUCTION, NOT_TESTABLE, Check, Setting, bootstrap, combine, share
+from flatrob.evidence.verdicts import BY_CONSTRUCTION, NOT_TESTABLE, Check, Setting, bootstrap, judged, share
 
 # ---------------------------------------------------------------------------
 # confidence and detection (claims 10, 11)
@@ -99,45 +98,66 @@ def check_confidence_band(outside: int, n_points: int, setting: Setting) -> Chec
     )
 
 
-def check_detector(held_out_sharpness: np.ndarray, held_out_confidence: np.ndarray, setting: Setting) -> Check:
+def check_detector(held_out_sharpness: np.ndarray, held_out_confidence: np.ndarray, setting: Setting) -> list[Check]:
     """Claim 11 (row F): a one-threshold stump on sharpness separates clean from adversarial inputs.
 
     Held-out correctness (0/1 per input, from k-fold cross-validation, the same inputs for both) of the sharpness
-    stump and of a stump on confidence alone, the baseline it must beat. Reproduced when the held-out accuracy
-    reaches :data:`DETECTOR_REPRODUCED` (interval) and beats the confidence stump (paired difference above 0);
-    not reproduced when its accuracy lies below :data:`DETECTOR_REFUTED` or it is worse than the confidence stump
-    (:func:`flatrob.evidence.verdicts.combine` of the two).
+    stump and of a stump on confidence alone. Two checks: the accuracy (part ""), reproduced when its interval
+    reaches :data:`DETECTOR_REPRODUCED`, not reproduced below :data:`DETECTOR_REFUTED`, judged and flagged fragile on
+    the accuracy alone; and whether the sharpness stump beats the confidence stump (part "beats-confidence", the
+    paired difference, by :data:`BEATS_CONFIDENCE`), its own check, so that a tie with confidence neither flags nor
+    moves the accuracy's verdict (the claim combines the two, :func:`flatrob.evidence.verdicts.combine`).
+
+    Args:
+        held_out_sharpness: 1 where the sharpness stump classifies an input correctly on its held-out fold, shape (n,).
+        held_out_confidence: the same for the confidence stump, shape (n,).
+        setting: what made the data (:data:`flatrob.evidence.verdicts.Setting`).
+
+    Returns:
+        [accuracy check, beats-confidence check], or one "not testable here" check for fewer than
+        :data:`MIN_POINTS` inputs.
     """
     stmt = "A sharpness stump separates clean from adversarial inputs."
     paper = "accuracy 0.92-0.93"
     if len(held_out_sharpness) < MIN_POINTS:
-        return Check(
-            claim=11,
-            part="",
-            statement=stmt,
-            verdict=NOT_TESTABLE,
-            paper=paper,
-            setting=setting,
-            evidence=f"{len(held_out_sharpness)} held-out inputs (need {MIN_POINTS})",
-        )
+        return [
+            Check(
+                claim=11,
+                part="",
+                statement=stmt,
+                verdict=NOT_TESTABLE,
+                paper=paper,
+                setting=setting,
+                evidence=f"{len(held_out_sharpness)} held-out inputs (need {MIN_POINTS})",
+            )
+        ]
     acc = share(np.asarray(held_out_sharpness) > 0)
     base = share(np.asarray(held_out_confidence) > 0)
     gain = bootstrap(mean_difference, np.asarray(held_out_confidence, float), np.asarray(held_out_sharpness, float))
-    verdict = combine([DETECTS.judge(acc), BEATS_CONFIDENCE.judge(gain)])
-    return Check(
-        claim=11,
-        part="",
-        statement=stmt,
-        verdict=verdict,
-        paper=paper,
+    accuracy = judged(
+        11,
+        "",
+        stmt,
+        acc,
+        DETECTS,
+        name="held-out accuracy",
         setting=setting,
-        fragile=any_fragile((acc, DETECTS), (gain, BEATS_CONFIDENCE)),
-        evidence=f"held-out accuracy {acc} over {len(held_out_sharpness)} inputs ({DETECTS.describe()}); a stump on "
-        f"confidence alone: {base}; sharpness minus confidence {gain} ({BEATS_CONFIDENCE.describe()})",
-        values={
-            "accuracy": acc.as_dict(),
-            "confidence_baseline": base.as_dict(),
-            "gain_over_confidence": gain.as_dict(),
-        },
-        measure=acc.measure("held-out accuracy", DETECTS),
+        paper=paper,
+        evidence=f"held-out accuracy {acc.count} of {acc.n}, {acc} ({DETECTS.describe()}); a stump on confidence "
+        f"alone: {base}",
+        values={"confidence_baseline": base.as_dict()},
     )
+    beats = judged(
+        11,
+        "beats-confidence",
+        "The sharpness stump separates better than a stump on confidence alone.",
+        gain,
+        BEATS_CONFIDENCE,
+        name="held-out accuracy, sharpness minus confidence",
+        setting=setting,
+        paper="not reported (a confidence baseline is ours)",
+        evidence=f"held-out accuracy of the sharpness stump {acc} against the confidence stump {base} on the same "
+        f"{acc.n} inputs: difference {gain} ({BEATS_CONFIDENCE.describe()})",
+        values={"accuracy": acc.as_dict(), "confidence_baseline": base.as_dict()},
+    )
+    return [accuracy, beats]

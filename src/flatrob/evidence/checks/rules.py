@@ -69,6 +69,14 @@ RISES = Rule("above", RISE_FACTOR, refute=1.1)
 COLLAPSES = Rule("below", 1 / COLLAPSE_FACTOR, refute=0.8)
 #: A share that is a minority of a quarter or less is refuted; between a quarter and a half, partly.
 MOSTLY = Rule("above", MAJORITY, strict=True, refute=0.25, margin=0.05)
+#: Claims 6, 12: the valley is a statement about the inputs that the attack carries across the decision boundary. A
+#: model's attack reaches that regime unless the share of its inputs that start correct and flip is refuted as a
+#: majority, by :data:`MOSTLY`'s own refutation (the whole Wilson interval below a quarter): then the few that flip are
+#: a selected minority, those that start nearest the boundary and so already near the peak, and a rise, a peak and a
+#: collapse cannot be formed on typical inputs; every part of such a row reads "not reached in this regime" and none
+#: refutes. Between a quarter and a half the row is judged (its data can be "partly"). The paper's attack flips
+#: nearly every input (robust accuracy 0.01%). Fixed 2026-12-06, before the rows were judged by it.
+REACHES = Rule("above", MAJORITY, strict=True, refute=0.25, margin=0.05)
 #: An attack that ends with a median confidence of at most 0.7 ends near the boundary (k = 10 classes), not in a
 #: confidently wrong region.
 CONFIDENT_AT_END = Rule("above", FINAL_CONFIDENCE, strict=True, refute=0.7, margin=0.02)

@@ -20,6 +20,7 @@ from flatrob.evidence.checks.rules import (
     MOSTLY,
     NORM_MOVES,
     PEAK_FRACTION,
+    REACHES,
     RISE_FACTOR,
     RISES,
     WIDENS,
@@ -42,17 +43,41 @@ from flatrob.evidence.verdicts import (
     judged,
     median,
     share,
+    share_of,
 )
 
 # ---------------------------------------------------------------------------
 # the uncanny valley (claims 6, 7, 12)
 
 
+def reaches_regime(samples: dict[str, Any]) -> tuple[Estimate, str]:
+    """Whether a model's attack reaches the regime of the valley (:data:`REACHES`): the share of the inputs that start
+    correct and flip, with its Wilson interval, and "" when the regime is reached (or the share cannot say), else the
+    reason in words, for the evidence of every part of the row.
+
+    Args:
+        samples: :func:`flatrob.valley.valley_samples` of one model (``n_flipped``, ``n_start_correct``, ``steps``).
+
+    Returns:
+        (flip share, reason): the reason is empty when the row is judged.
+    """
+    flips = share_of(int(samples["n_flipped"]), int(samples["n_start_correct"]))
+    if REACHES.judge(flips) != "not reproduced":
+        return flips, ""
+    return flips, (
+        f"the attack does not reach the regime of the valley: {samples['n_flipped']} of {samples['n_start_correct']} "
+        f"inputs that start correct flip within {samples['steps']} steps, a share of {flips} (the regime needs "
+        f"{REACHES.describe()}); the few that flip start nearest the boundary, so no rise, peak or collapse is "
+        "formed on typical inputs and nothing here counts for or against the claim"
+    )
+
+
 def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]:
     """Claim 6: relative sharpness rises from the clean point, peaks near the label flip, then collapses.
 
     ``samples`` is :func:`flatrob.valley.valley_samples` of one model's PGD trajectories. Over the inputs that
-    start correct and flip: the median peak/start (rise); among those that rise by :data:`RISE_FACTOR`, the share
+    start correct and flip (when the attack reaches the regime, :func:`reaches_regime`; else every part reads "not
+    reached in this regime"): the median peak/start (rise); among those that rise by :data:`RISE_FACTOR`, the share
     whose peak lies within a tolerance tied to their flip step (:data:`PEAK_FRACTION`); the median final/peak,
     the share wrong at the end and the median final confidence (collapse, in a confidently wrong region).
     """
@@ -71,6 +96,28 @@ def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]
         f"{samples['n_flipped']} of {samples['n_start_correct']} inputs that start correct flip within "
         f"{samples['steps']} steps"
     )
+    flips, outside = reaches_regime(samples)
+    if outside:  # the measured numbers stay in the evidence, the verdict says the row is outside the regime
+        measured = (
+            f"; measured on the {samples['n_flipped']} that flip: median peak/start "
+            f"{bootstrap(median, samples['peak_over_start'])}, median final/peak "
+            f"{bootstrap(median, samples['final_over_peak'])}"
+            if samples["n_flipped"] >= MIN_POINTS
+            else ""
+        )
+        return [
+            Check(
+                claim=6,
+                part=p,
+                statement=s,
+                verdict=NOT_REACHED,
+                evidence=outside + measured,
+                paper=paper[p],
+                setting=setting,
+                values=counts | {"flip_share": flips.as_dict()},
+            )
+            for p, s in parts.items()
+        ]
     if samples["n_flipped"] < MIN_POINTS:
         return [
             Check(
@@ -243,7 +290,8 @@ def check_feature_norm(samples: dict[str, Any], setting: Setting) -> Check:
     """Claim 12, the paper's reading against a reviewer's alternative: the feature norm ||phi|| moves along the
     path, so the sharpness curve is more than the confidence curve 1 - ||p||^2 (the alternative: ||phi|| constant).
 
-    Reproduced when the median per-input max/min of ||phi|| lies above :data:`NORM_CONSTANT_RATIO`; the evidence
+    Not reached in this regime when the attack flips too few inputs (:func:`reaches_regime`). Reproduced when the
+    median per-input max/min of ||phi|| lies above :data:`NORM_CONSTANT_RATIO`; the evidence
     also says whether the probability factor dominates the curve's range (:data:`DOMINANCE`).
     """
     stmt = (
@@ -251,6 +299,18 @@ def check_feature_norm(samples: dict[str, Any], setting: Setting) -> Check:
         r"\(1 - \|p\|^2\) (against a reviewer's alternative)."
     )
     paper = "open question (a reviewer's alternative: ||phi|| constant)"
+    flips, outside = reaches_regime(samples)
+    if outside:
+        return Check(
+            claim=12,
+            part="",
+            statement=stmt,
+            verdict=NOT_REACHED,
+            paper=paper,
+            setting=setting,
+            evidence=outside,
+            values={"flip_share": flips.as_dict()},
+        )
     if samples["n_flipped"] < MIN_POINTS:
         return Check(
             claim=12,
