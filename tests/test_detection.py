@@ -47,3 +47,56 @@ def test_stump_separates_and_cross_validation_is_held_out():
 def test_log_score_keeps_zeros_finite():
     out = log_score(torch.tensor([0.0, 1e-5, 1.0]))
     assert np.isfinite(out).all() and out[0] == pytest.approx(-300) and out[2] == 0
+
+
+def valley_trajectory(n=60, steps=20, flip=6, seed=0):
+    """A hand-made attack record: every input flips at ``flip``; its sharpness rises from about 1 to a peak of about
+    100 at the flip and falls back to about 1 by the end; its confidence is lowest at the flip and back near 1
+    (confidently wrong) at the end: the uncanny valley in miniature."""
+    from flatrob.attacks import Trajectory
+
+    rng = np.random.default_rng(seed)
+    t = torch.arange(steps + 1, dtype=torch.float64)[:, None]
+    height = torch.exp(-((t - flip) ** 2) / 2.0) * 99 + 1  # 1 -> 100 at the flip -> 1
+    kappa = height * torch.tensor(np.exp(rng.normal(0, 0.3, (steps + 1, n))))
+    jitter = torch.tensor(rng.uniform(0.99, 0.999, (steps + 1, n)))  # clean and final confidence alike
+    top = (1 - 0.45 * torch.exp(-((t - flip) ** 2) / 2.0)) * jitter
+    labels = torch.zeros(n, dtype=torch.long)
+    pred = torch.where(t.expand(steps + 1, n) >= flip, 1, 0).long()
+    probs = torch.zeros(steps + 1, n, 10, dtype=torch.float64)
+    probs[..., 2:] = ((1 - top) / 9)[..., None]
+    probs[..., 0] = torch.where(pred == 0, top, (1 - top) / 9)
+    probs[..., 1] = torch.where(pred == 1, top, (1 - top) / 9)
+    return Trajectory(labels, probs.float(), pred, {"kappa_layer": kappa.float()}, torch.zeros(n, 1))
+
+
+def test_detector_along_the_path_separates_at_the_flip_and_not_in_the_valley():
+    from flatrob.detection import detector_along_path, path_steps_of
+
+    traj = valley_trajectory()
+    assert path_steps_of(traj, "first flip").tolist() == [6] * 60
+    assert path_steps_of(traj, 50).tolist() == [-1] * 60  # beyond the path
+    with pytest.raises(ValueError, match="position"):
+        path_steps_of(traj, "somewhere")
+    table = detector_along_path(traj, ("first flip", "sharpness peak", 1, 2, 10, 20), folds=5, seed=0).set_index(
+        "position"
+    )
+    assert "1" not in table.index and "2" not in table.index  # not yet fooled: no pairs
+    assert table.loc["20", "confidence accuracy"] < 0.75  # confidently wrong at the end: as confident as clean
+    assert table.loc["first flip", "pairs"] == 60 and table.loc["first flip", "points"] == 120
+    assert table.loc["first flip", "sharpness accuracy"] > 0.95  # at the flip the sharpness is 100x the clean one
+    assert table.loc["20", "sharpness accuracy"] < 0.75  # in the valley it is back where it started
+    assert table.loc["20", "log10 kappa, adversarial"] == pytest.approx(table.loc["20", "log10 kappa, clean"], abs=0.2)
+    assert table.loc["first flip", "sharpness correct"] == round(120 * table.loc["first flip", "sharpness accuracy"])
+
+
+def test_paired_folds_keep_a_pair_together():
+    from flatrob.detection import _cross_validate
+
+    scores = np.r_[np.arange(50.0), np.arange(50.0) + 0.5]
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    groups = np.r_[np.arange(50), np.arange(50)]
+    _, fold = _cross_validate(scores, labels, 5, 0, groups)
+    assert (fold[:50] == fold[50:]).all()  # each clean input and its adversarial version share a fold
+    _, unpaired = _cross_validate(scores, labels, 5, 0)
+    assert not (unpaired[:50] == unpaired[50:]).all()

@@ -91,6 +91,14 @@ def test_list_rules_run_before_any_compute():
         validate("closed-form", {"symbolic_sizes": [2, 9]})
     with pytest.raises(ParameterError, match="'folds' of chapter 'detector' must be <= 20"):
         validate("detector", {"folds": 21})
+    # a list of words: every item one of the choices, none repeated, never a number
+    assert validate("detector", {"trainings": ["clean"]})["trainings"] == ["clean"]
+    with pytest.raises(ParameterError, match="'trainings'.*every item must be one of"):
+        validate("detector", {"trainings": ["clean", "robust"]})
+    with pytest.raises(ParameterError, match="'trainings'.*must be a list of words; got 1"):
+        validate("detector", {"trainings": [1]})
+    with pytest.raises(ParameterError, match="'trainings'.*must not repeat"):
+        validate("detector", {"trainings": ["clean", "clean"]})
 
 
 def test_impossible_settings_fail_before_the_kernel(tmp_path, monkeypatch):

@@ -18,7 +18,17 @@ from torch import Tensor
 
 from flatrob.attacks import Trajectory
 
-__all__ = ["Stump", "cross_validate_stump", "fit_stump", "held_out_correct", "log_score"]
+__all__ = [
+    "PATH_POSITIONS",
+    "Stump",
+    "adversarial_pairs",
+    "cross_validate_stump",
+    "detector_along_path",
+    "fit_stump",
+    "held_out_correct",
+    "log_score",
+    "path_steps_of",
+]
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,12 @@ def fit_stump(scores: np.ndarray, labels: np.ndarray) -> Stump:
     return Stump(float(thresholds[i_down]), -1)
 
 
-def _cross_validate(scores: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(held-out correctness (n,), fold of each input (n,)) of stumps under stratified k-fold cross-validation."""
-    from sklearn.model_selection import StratifiedKFold
+def _cross_validate(
+    scores: np.ndarray, labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out correctness (n,), fold of each input (n,)) of stumps under stratified k-fold cross-validation;
+    with ``groups`` (n,), the points of one group (a clean input and its adversarial version) share a fold."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if folds < 2:
         raise ValueError(f"folds must be >= 2; got {folds}")
@@ -79,16 +92,23 @@ def _cross_validate(scores: np.ndarray, labels: np.ndarray, folds: int, seed: in
     if min(int((labels == 0).sum()), int((labels == 1).sum())) < folds:
         return np.array([]), np.array([], dtype=int)
     correct, fold_of = np.zeros(len(labels)), np.zeros(len(labels), dtype=int)
-    for f, (train, test) in enumerate(
+    splitter = (
         StratifiedKFold(folds, shuffle=True, random_state=seed).split(scores.reshape(-1, 1), labels)
-    ):
+        if groups is None
+        else StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(
+            scores.reshape(-1, 1), labels, np.asarray(groups)
+        )
+    )
+    for f, (train, test) in enumerate(splitter):
         stump = fit_stump(scores[train], labels[train])
         correct[test] = stump.predict(scores[test]) == labels[test]
         fold_of[test] = f
     return correct, fold_of
 
 
-def held_out_correct(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+def held_out_correct(
+    scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Whether the stump fitted on the other folds classifies each input correctly (stratified k-fold).
 
     Its mean is the pooled held-out accuracy; bootstrapping it over inputs gives an interval.
@@ -98,12 +118,14 @@ def held_out_correct(scores: np.ndarray, labels: np.ndarray, folds: int = 5, see
         labels: 0 (clean) or 1 (adversarial), shape (n,).
         folds: the number of folds.
         seed: seeds the folds.
+        groups: the pair each point belongs to, shape (n,): a clean input and its adversarial version are held out
+            together, so the stump is never scored on a point whose twin it was fitted on (None: folds split rows).
 
     Returns:
         1 where the held-out stump is right, else 0, shape (n,); empty when a class has fewer than ``folds``
         inputs.
     """
-    return _cross_validate(scores, labels, folds, seed)[0]
+    return _cross_validate(scores, labels, folds, seed, groups)[0]
 
 
 def cross_validate_stump(scores: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -131,7 +153,8 @@ def adversarial_pairs(traj: Trajectory) -> tuple[pd.DataFrame, dict[str, float]]
         traj: the instrumented attack's record (:func:`flatrob.attacks.pgd` with ``track=True``).
 
     Returns:
-        The scores, one row per point (columns input, label, "log10 kappa", "log10 (1 - confidence)"), and the
+        The scores, one row per point (columns input, label, pair: the number of the input's pair, "log10 kappa",
+        "log10 (1 - confidence)"), and the
         counts: inputs correct at the start, the attack's success among them, and the number of pairs.
     """
     correct = traj.pred[0] == traj.labels
@@ -142,6 +165,7 @@ def adversarial_pairs(traj: Trajectory) -> tuple[pd.DataFrame, dict[str, float]]
             {
                 "input": ["clean", "adversarial"][label],
                 "label": label,
+                "pair": np.arange(int(fooled.sum())),
                 "log10 kappa": log_score(traj.stats["kappa_layer"][end, fooled]),
                 "log10 (1 - confidence)": log_score(others[end, fooled]),
             }
@@ -154,3 +178,83 @@ def adversarial_pairs(traj: Trajectory) -> tuple[pd.DataFrame, dict[str, float]]
         "pairs": int(fooled.sum()),
     }
     return pd.concat(rows, ignore_index=True), counts
+
+
+#: Where along an attack's path the adversarial point of each pair is taken (row F along the path): at the input's
+#: first wrong iterate, at its sharpness peak, and after a fixed number of steps (those the path has).
+PATH_POSITIONS: tuple[str | int, ...] = ("first flip", "sharpness peak", 1, 2, 5, 10, 20)
+
+
+def path_steps_of(traj: Trajectory, position: str | int) -> Tensor:
+    """The iterate of each input's path at ``position`` (:data:`PATH_POSITIONS`), shape (n,): the first wrong
+    iterate, the iterate of largest relative sharpness (first of ties), or the fixed step ``position``; -1 where the
+    input has no such iterate (it never flips; the path is shorter)."""
+    n = traj.labels.shape[0]
+    if position == "first flip":
+        return traj.flip_step()
+    if position == "sharpness peak":
+        return traj.stats["kappa_layer"].double().argmax(0)
+    if isinstance(position, int) and 0 < position <= traj.steps:
+        return torch.full((n,), position, dtype=torch.long)
+    if isinstance(position, int):
+        return torch.full((n,), -1, dtype=torch.long)
+    raise ValueError(f"a position is 'first flip', 'sharpness peak' or a step above 0; got {position!r}")
+
+
+def detector_along_path(
+    traj: Trajectory, positions: tuple[str | int, ...] = PATH_POSITIONS, folds: int = 5, seed: int = 0
+) -> pd.DataFrame:
+    """Row F along the attack's path: the held-out accuracy of the sharpness stump and of the confidence stump when
+    the adversarial point of each pair is taken at ``positions`` (:func:`path_steps_of`).
+
+    At each position the pairs are the inputs that start correct and are wrong at that iterate (an input not yet
+    fooled is no adversarial example), each paired with its clean original; the folds keep a pair together
+    (:func:`held_out_correct` with ``groups``). Accuracies are counts of correct held-out predictions over the
+    ``2 x pairs`` points (their intervals: :func:`flatrob.evidence.verdicts.share_of`).
+
+    Args:
+        traj: one model's instrumented attack (:func:`flatrob.attacks.pgd` with ``track=True``; the path may be
+            longer than the paper's attack: its first steps are the paper's attack without a random start).
+        positions: where to take the adversarial point.
+        folds: cross-validation folds.
+        seed: seeds the folds.
+
+    Returns:
+        One row per position: position, median step, pairs, points (2 x pairs), and per stump (sharpness,
+        confidence) the held-out accuracy and the count of correct held-out predictions; the median log10 sharpness
+        of the clean and of the adversarial points. Positions with fewer pairs than ``folds`` are left out.
+    """
+    kappa = traj.stats["kappa_layer"].double()
+    others = traj.uncertainty()
+    correct0 = traj.pred[0] == traj.labels
+    idx = torch.arange(traj.labels.shape[0])
+    rows = []
+    for position in positions:
+        step = path_steps_of(traj, position)
+        ok = correct0 & (step > 0)
+        wrong = torch.zeros_like(ok)
+        wrong[ok] = traj.pred[step[ok], idx[ok]] != traj.labels[ok]
+        chosen = idx[wrong]
+        n = int(chosen.numel())
+        if n < folds:
+            continue
+        at = step[chosen]
+        sharp = np.r_[log_score(kappa[0, chosen]), log_score(kappa[at, chosen])]
+        conf = np.r_[log_score(others[0, chosen]), log_score(others[at, chosen])]
+        labels = np.r_[np.zeros(n, int), np.ones(n, int)]
+        groups = np.r_[np.arange(n), np.arange(n)]
+        row: dict[str, object] = {
+            "position": str(position),
+            "median step": float(at.double().median()),
+            "pairs": n,
+            "points": 2 * n,
+        }
+        for name, score in (("sharpness", sharp), ("confidence", conf)):
+            held = held_out_correct(score, labels, folds=folds, seed=seed, groups=groups)
+            row |= {f"{name} accuracy": float(held.mean()), f"{name} correct": int(held.sum())}
+        row |= {
+            "log10 kappa, clean": float(np.median(sharp[:n])),
+            "log10 kappa, adversarial": float(np.median(sharp[n:])),
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -27,6 +27,7 @@ __all__ = [
     "survival_curves",
     "valley_curves",
     "confidence_band",
+    "detector_path",
     "valley_band",
     "verdict_grid",
 ]
@@ -137,6 +138,39 @@ def valley_band(data: pd.DataFrame, title: str, note: str) -> None:
     ax.set_title(title, fontsize=10, loc="left")
     ax.legend(title="median, quartiles; thin: each seed", fontsize=8, title_fontsize=8, loc="best")
     fig.tight_layout()
+    stamp(fig, note)
+    plt.show()
+
+
+def detector_path(data: pd.DataFrame, paper: tuple[float, float], note: str) -> None:
+    """Row F along the path (:func:`flatrob.detection.detector_along_path`, with Wilson interval columns
+    ``<stump> lo`` and ``<stump> hi``): per model, the held-out accuracy of the sharpness and the confidence stump at
+    each position on the path, with error bars; the dashed line is chance, the band the paper's accuracy."""
+    models = list(dict.fromkeys(data["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(COLUMN_IN, 3.0), sharey=True, squeeze=False)
+    colours = dict(zip(("sharpness", "confidence"), sns.color_palette("colorblind")[2:4], strict=True))
+    for ax, model in zip(axes[0], models, strict=True):
+        part = data[data.model == model].reset_index(drop=True)
+        where = np.arange(len(part))
+        for offset, stump in ((-0.1, "sharpness"), (0.1, "confidence")):
+            y = part[f"{stump} accuracy"].to_numpy()
+            err = np.vstack([y - part[f"{stump} lo"].to_numpy(), part[f"{stump} hi"].to_numpy() - y])
+            ax.errorbar(where + offset, y, yerr=err, fmt="o", ms=4, capsize=2, color=colours[stump], label=stump)
+        ax.axhline(0.5, color="0.4", ls="--", lw=1)
+        ax.axhspan(*paper, color="0.85", zorder=0)
+        ax.set_xticks(where, [p.replace("sharpness ", "") for p in part["position"]], rotation=35, ha="right")
+        ax.set(title=f"{model} model", xlabel="where the adversarial point is taken", ylim=(0.3, 1.02))
+    axes[0][0].set_ylabel("held-out accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        [f"{lab} stump" for lab in labels],
+        loc="upper center",
+        ncol=2,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.02),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     stamp(fig, note)
     plt.show()
 

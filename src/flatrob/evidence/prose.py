@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from flatrob.evidence.verdicts import NOT_REACHED, Check
 
 __all__ = [
@@ -352,3 +354,54 @@ def contradictions(book: Path, committed: Mapping[str, Mapping[str, Any]]) -> li
                 )
         found += direction_contradictions(path, committed.get(path.stem, {}).get("entries", []))
     return found
+
+
+def detector_path(along: pd.DataFrame, paper_step: int) -> str:
+    """Row F along the path in words, per model: the sharpness stump's held-out accuracy at the first wrong iterate
+    and at the paper's endpoint (step ``paper_step``), each with its interval, beside the confidence stump's, and
+    which of the two readings the numbers support, by the detector's own thresholds: it separates near the boundary
+    (first flip: interval at or above :data:`~flatrob.evidence.checks.rules.DETECTOR_REPRODUCED`) and fails in the
+    valley (endpoint: interval below :data:`~flatrob.evidence.checks.rules.DETECTOR_REFUTED`).
+
+    Args:
+        along: :func:`flatrob.detection.detector_along_path` with a ``model`` column and Wilson columns
+            ``<stump> lo``, ``<stump> hi``.
+        paper_step: the last step of the paper's attack.
+
+    Returns:
+        One paragraph per model.
+    """
+    from flatrob.evidence.checks.rules import DETECTOR_REFUTED, DETECTOR_REPRODUCED
+
+    def acc(row: pd.Series, stump: str) -> str:
+        return f"{_f(row[f'{stump} accuracy'])} [{_f(row[f'{stump} lo'])}, {_f(row[f'{stump} hi'])}]"
+
+    out = []
+    for model, part in along.groupby("model", sort=False):
+        rows = part.set_index("position")
+        if "first flip" not in rows.index or str(paper_step) not in rows.index:
+            out.append(f"For the {model} model too few inputs are fooled to score the stump along the path.")
+            continue
+        flip, end = rows.loc["first flip"], rows.loc[str(paper_step)]
+        near = flip["sharpness lo"] >= DETECTOR_REPRODUCED
+        valley = end["sharpness hi"] < DETECTOR_REFUTED
+        reading = (
+            "the stump separates near the decision boundary and fails in the valley the paper's attack ends in, "
+            "which would explain a difference from the paper's 0.92-0.93 if its attack ended nearer the boundary"
+            if near and valley
+            else "the stump separates near the boundary and still at the paper's endpoint"
+            if near
+            else "the stump does not separate even at the first wrong iterate, so where the attack ends does not "
+            "explain the difference from the paper"
+            if not valley
+            else "the stump fails at the paper's endpoint, and at the first wrong iterate it does not reach "
+            f"{DETECTOR_REPRODUCED:g} either"
+        )
+        out.append(
+            f"For the {model} model ({int(flip['pairs'])} pairs at the first wrong iterate, median step "
+            f"{_f(flip['median step'])}; {int(end['pairs'])} at step {paper_step}), the sharpness stump's held-out "
+            f"accuracy is {acc(flip, 'sharpness')} at the first wrong iterate and {acc(end, 'sharpness')} at the "
+            f"paper's endpoint; the confidence stump's {acc(flip, 'confidence')} and {acc(end, 'confidence')}. By "
+            f"the detector's thresholds ({DETECTOR_REPRODUCED:g} and {DETECTOR_REFUTED:g}), {reading}."
+        )
+    return "\n\n".join(out)

@@ -86,12 +86,19 @@ class ChapterContext:
 
     def train_pair(self, split: Split) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
         """The clean and the adversarially trained model of :func:`flatrob.training.train_clean_and_adversarial`:
-        ({"clean": model, "adversarial": model}, {name: record})."""
+        ({"clean": model, "adversarial": model}, {name: record}); only those the chapter's ``trainings`` parameter
+        names, where it has one (the clean model alone trains no adversarial one: the same recipe and cache entry as
+        :meth:`train`)."""
         from flatrob.training import train_clean_and_adversarial
 
-        return train_clean_and_adversarial(
+        wanted = list(self.params.get("trainings", ["clean", "adversarial"]))
+        if wanted == ["clean"]:
+            model, record = self.train(split)
+            return {"clean": model}, {"clean": record}
+        models, records = train_clean_and_adversarial(
             self.params["architecture"], split, self.train_config(adversarial=True), device=self.device
         )
+        return {k: models[k] for k in wanted}, {k: records[k] for k in wanted}
 
     # -- attacks and settings ---------------------------------------------------------------------------------
 

@@ -267,10 +267,18 @@ class Parameter:
                 raise ParameterError(f"{where} must be {what}; got {value!r}")
             if not value and not self.may_be_empty:
                 raise ParameterError(f"{where} must be a non-empty list; got []")
-            want_int = bool(default) and all(isinstance(v, int) and not isinstance(v, bool) for v in default)
-            value = [
-                _check_number(where, v, want_int, "a list of " + ("integers" if want_int else "numbers")) for v in value
-            ]
+            if default and all(isinstance(v, str) for v in default):  # a list of words (its rules name the choices)
+                bad = [v for v in value if not isinstance(v, str)]
+                if bad:
+                    raise ParameterError(f"{where} must be a list of words; got {bad[0]!r}")
+                if len(set(value)) != len(value):
+                    raise ParameterError(f"{where} must not repeat an item; got {value!r}")
+            else:
+                want_int = bool(default) and all(isinstance(v, int) and not isinstance(v, bool) for v in default)
+                value = [
+                    _check_number(where, v, want_int, "a list of " + ("integers" if want_int else "numbers"))
+                    for v in value
+                ]
         elif not isinstance(value, type(default)):
             raise ParameterError(f"{where} must be {what}; got {value!r}")
         for rule in self.rules:
