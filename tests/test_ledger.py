@@ -161,6 +161,14 @@ def test_the_papers_setting_is_the_whole_setting():
     claim10 = next(c for c in ledger.build(doc) if c["claim"] == 10)
     assert claim10["verdict"] == "not testable here"
     assert claim10["further"]["verdict"] == "reproduced" and "small-cnn" in claim10["further"]["label"]
+    # the further setting is named with its own verdict, not one combined with other settings: a small CNN that
+    # could not test beside a toy that reproduces is named as the toy, reproduced
+    doc["uv"]["entries"][1] = ledger.entry(
+        check(verdict="not testable here", claim=10, part="attack", architecture="small-cnn"), "uv", PROV
+    )
+    doc["uv"]["entries"].append(ledger.entry(check(claim=10, part="toy", data="circle manifold"), "uv", PROV))
+    further = next(c for c in ledger.build(doc) if c["claim"] == 10)["further"]
+    assert further["verdict"] == "reproduced" and "circle manifold" in further["label"], further
 
 
 def git(root, *args):

@@ -218,7 +218,8 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         if claim["paper_settings"] and verdict not in EVIDENCE_VERDICTS:
             others = strongest_groups([g for g in settings if not g["paper_setting"] and g["strength"] > 0])
             if others:
-                further = {"label": others[0]["label"], "verdict": combine_settings([g["verdict"] for g in others])}
+                best = next((g for g in others if g["verdict"] in EVIDENCE_VERDICTS), others[0])
+                further = {"label": best["label"], "verdict": best["verdict"]}  # a setting named by its own verdict
         out.append(
             {
                 "claim": c,

@@ -251,8 +251,8 @@ def differences(claims: Sequence[Mapping[str, Any]]) -> str:
             if steps
             else ""
         )
-        + f"; {one('seeds')} training seeds and {one('inputs')} test inputs per seed (the paper: one model, the first "
-        "1,000 test images)."
+        + f"; {one('seeds')} training seeds and {one('inputs')} test inputs per seed (the paper's number of seeds "
+        "and inputs per experiment is not in what we could read of it; its curves average over test samples)."
     )
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "Estimate",
     "NOT_REACHED",
     "NOT_TESTABLE",
+    "OVER_SEEDS_RULE",
     "Rule",
     "SILENT_VERDICTS",
     "Setting",
@@ -527,6 +528,19 @@ def counted_settings(verdicts: Sequence[str]) -> list[bool]:
     :data:`NOT_REACHED` whenever some setting gives evidence."""
     evidence = any(v in EVIDENCE_VERDICTS for v in verdicts)
     return [not (evidence and v == NOT_REACHED) for v in verdicts]
+
+
+#: The rule over seeds in words, for every page that shows verdicts over seeds (:func:`over_seeds_verdict`, with
+#: :func:`pooled_mean` and :func:`pooled_share`): written once, here, beside the code that applies it.
+OVER_SEEDS_RULE = (
+    'Over the seeds, a check is "reproduced" (or "not reproduced") only when (1) more than half of the seeds that '
+    "could make it say so, each by the check's whole rule, (2) at least half of all seeds say so, and (3) its "
+    'measure pooled over the seeds lies on the same side of the rule; otherwise it is "partly" (fragile). A share '
+    "(flip rate, transfer success, detector accuracy) is pooled as the seeds' counts added up, with a 95% Wilson "
+    "interval; any other measure as the mean of the seeds' values (a ratio: the geometric mean) with a 95% "
+    "t-interval over the seeds, each seed attacking its own draw of inputs. An interval of zero width decides "
+    "nothing. Every seed's checks are judged again, by this book's rules, from the measurements its run recorded."
+)
 
 
 def over_seeds_verdict(

@@ -167,6 +167,9 @@ class ChapterContext:
         found = sweep_checks(self.name, kind=source)
         if not show:
             return found
+        from flatrob.evidence.verdicts import OVER_SEEDS_RULE
+
+        display(Markdown(OVER_SEEDS_RULE))
         if not found:
             display(Markdown("No sweep over seeds of this chapter is committed yet (see {ref}`sweeps`)."))
             return []
