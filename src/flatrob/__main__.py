@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--unchecked-data", action="store_true", help="as for run")
     aggregate = sub.add_parser("aggregate", help="merge a sweep's finished runs into its summary.json")
     aggregate.add_argument("sweep", type=Path, help="the sweep folder, data/sweeps/<name>")
+    models = sub.add_parser("models", help="the committed trained models (data/models)")
+    models.add_argument("action", choices=["add", "list"], help="add: commit a finished sweep's models; list")
+    models.add_argument("sweep", type=Path, nargs="?", help="the sweep folder, data/sweeps/<name> (for add)")
     sub.add_parser("list", help="the chapters that can be run")
     params = sub.add_parser("params", help="a chapter's parameters, defaults, what they accept and its typical time")
     params.add_argument("chapter")
@@ -158,6 +161,21 @@ def _run(args: argparse.Namespace) -> int:
             extra=args.snakemake_args,
             out_root=args.out,
         )
+    if args.command == "models":
+        from flatrob import store
+
+        if args.action == "add":
+            if args.sweep is None:
+                print("error: models add needs the sweep folder (data/sweeps/<name>)", file=sys.stderr)
+                return 2
+            for path in store.add_from_sweep(args.sweep):
+                print(f"committed {path}")
+        for name, entry in store.manifest()["models"].items():
+            print(
+                f"{name}: test accuracy {entry['test_accuracy']:.4f}, sha256 {entry['sha256'][:12]}..., "
+                f"{entry['provenance'].get('sweep')} at {entry['provenance'].get('commit')}"
+            )
+        return 0
     if args.command == "aggregate":
         from flatrob.evidence.seeds import aggregate
         from flatrob.util.paths import GRID

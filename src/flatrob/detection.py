@@ -257,4 +257,6 @@ def detector_along_path(
             "log10 kappa, adversarial": float(np.median(sharp[n:])),
         }
         rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["position", "median step", "pairs", "points", "sharpness accuracy", "sharpness correct"]
+    columns += ["confidence accuracy", "confidence correct", "log10 kappa, clean", "log10 kappa, adversarial"]
+    return pd.DataFrame(rows, columns=columns)

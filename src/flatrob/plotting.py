@@ -147,6 +147,13 @@ def detector_path(data: pd.DataFrame, paper: tuple[float, float], note: str) -> 
     ``<stump> lo`` and ``<stump> hi``): per model, the held-out accuracy of the sharpness and the confidence stump at
     each position on the path, with error bars; the dashed line is chance, the band the paper's accuracy."""
     models = list(dict.fromkeys(data["model"]))
+    if not len(data):  # no input fooled anywhere on the path: say so where the figure would be
+        fig, ax = plt.subplots(figsize=(COLUMN_IN, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no input was fooled on the path: no pair to score", ha="center", va="center")
+        stamp(fig, note)
+        plt.show()
+        return
     fig, axes = plt.subplots(1, len(models), figsize=(COLUMN_IN, 3.0), sharey=True, squeeze=False)
     colours = dict(zip(("sharpness", "confidence"), sns.color_palette("colorblind")[2:4], strict=True))
     for ax, model in zip(axes[0], models, strict=True):

@@ -376,6 +376,8 @@ def detector_path(along: pd.DataFrame, paper_step: int) -> str:
     def acc(row: pd.Series, stump: str) -> str:
         return f"{_f(row[f'{stump} accuracy'])} [{_f(row[f'{stump} lo'])}, {_f(row[f'{stump} hi'])}]"
 
+    if not len(along):
+        return "No input was fooled on the path, so no pair can be scored along it."
     out = []
     for model, part in along.groupby("model", sort=False):
         rows = part.set_index("position")

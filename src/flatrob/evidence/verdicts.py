@@ -33,11 +33,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
-import numpy as np
+from flatrob.evidence.estimates import (
+    Estimate,
+    Pooled,
+    bootstrap,
+    is_ratio,
+    median,
+    pooled_mean,
+    pooled_share,
+    rule_of_three,
+    share,
+    share_of,
+    t_interval,
+)
 
 __all__ = [
     "BY_CONSTRUCTION",
@@ -87,196 +99,10 @@ CANNOT_DECIDE = "cannot decide here"
 SILENT_VERDICTS = (NOT_REACHED, CANNOT_DECIDE, NOT_TESTABLE)
 VERDICTS = (*EVIDENCE_VERDICTS, BY_CONSTRUCTION, *SILENT_VERDICTS)
 
-#: Bootstrap resamples for every interval (seeded: a run's intervals are reproducible); 2000 resamples put the
-#: Monte Carlo error of a 95% percentile interval's ends well below the sampling error of a few hundred inputs.
-N_BOOT, BOOT_SEED = 2000, 0
-#: The normal quantile of a two-sided 95% interval (Wilson intervals of shares).
-Z95 = 1.959963984540054
-
 #: What made a check, as data: data set, model, training, the attack's norm, radius, steps and step size, the
 #: number of inputs, the seed(s), the source of the evidence ("live", a sweep, a committed run) and the variant;
 #: for a sweep over more than seeds, ``varied`` names the parameters it varies (their values are in the setting).
 Setting = dict[str, Any]
-
-
-# ---------------------------------------------------------------------------
-# estimates
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A statistic of per-input values with its 95% interval over the inputs (``n`` of them)."""
-
-    value: float
-    lo: float
-    hi: float
-    n: int
-    #: For a share (:func:`share_of`): how many of the ``n`` inputs count; shares over seeds pool these counts.
-    count: int | None = None
-
-    def __str__(self) -> str:
-        return f"{_fmt(self.value)} [{_fmt(self.lo)}, {_fmt(self.hi)}]"
-
-    @property
-    def resolved(self) -> bool:
-        """False for an empty sample or an interval of zero width (a median of a few discrete values)."""
-        return all(math.isfinite(v) for v in (self.value, self.lo, self.hi)) and self.hi > self.lo
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "ci95": [self.lo, self.hi], "n": self.n} | (
-            {"count": self.count} if self.count is not None else {}
-        )
-
-    def measure(self, name: str, rule: Rule) -> dict[str, Any]:
-        """This estimate as the decisive measure of a check, with the rule that turns it into the verdict."""
-        return {"name": name, **self.as_dict(), "rule": rule.as_dict()}
-
-
-def bootstrap(
-    stat: Callable[..., float], *samples: Any, paired: bool = True, n_boot: int = N_BOOT, seed: int = BOOT_SEED
-) -> Estimate:
-    """``stat(*samples)`` and its 95% percentile-bootstrap interval over the inputs.
-
-    ``paired``: the samples are measurements of the same inputs (same length), resampled with the same indices;
-    otherwise each is resampled on its own. Seeded, so the interval of a run is reproducible. NaN when a sample
-    is empty.
-    """
-    arrays = [np.asarray(s, dtype=np.float64) for s in samples]
-    if any(len(a) == 0 for a in arrays):
-        return Estimate(math.nan, math.nan, math.nan, 0)
-    if paired and len({len(a) for a in arrays}) != 1:
-        raise ValueError(f"paired samples must have equal lengths; got {[len(a) for a in arrays]}")
-    rng = np.random.default_rng(seed)
-    value = float(stat(*arrays))
-    if len(arrays) == 1 and stat is median:  # the common case, all resamples at once
-        idx = rng.integers(0, len(arrays[0]), (n_boot, len(arrays[0])))
-        lo, hi = np.nanquantile(np.median(arrays[0][idx], axis=1), [0.025, 0.975])
-        return Estimate(value, float(lo), float(hi), len(arrays[0]))
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        if paired:
-            idx = rng.integers(0, len(arrays[0]), len(arrays[0]))
-            boots[b] = stat(*(a[idx] for a in arrays))
-        else:
-            boots[b] = stat(*(a[rng.integers(0, len(a), len(a))] for a in arrays))
-    lo, hi = np.nanquantile(boots, [0.025, 0.975])
-    return Estimate(value, float(lo), float(hi), len(arrays[0]))
-
-
-def median(a: np.ndarray) -> float:
-    """The median of a sample (a named statistic: :func:`bootstrap` evaluates it on all resamples at once)."""
-    return float(np.median(a))
-
-
-def share(mask: Any) -> Estimate:
-    """The share of true entries of a 0/1 sample with its 95% Wilson score interval (never of zero width):
-    :func:`share_of` its count."""
-    m = np.asarray(mask, dtype=bool)
-    return share_of(int(m.sum()), int(m.size))
-
-
-def share_of(count: int, n: int) -> Estimate:
-    """``count`` of ``n`` as a share with its 95% Wilson score interval, which never has zero width (0 of n has the
-    interval [0, about 3.8/n]); the estimate keeps the count, so that shares over seeds pool as counts
-    (:func:`pooled_share`). NaN for n = 0.
-
-    Args:
-        count: how many of the inputs count (0 <= count <= n).
-        n: how many inputs there are.
-
-    Returns:
-        :class:`Estimate` with ``value`` count/n, its Wilson interval, ``n`` and ``count``.
-    """
-    if not 0 <= count <= n:
-        raise ValueError(f"a share needs 0 <= count <= n; got {count} of {n}")
-    if n == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0, 0)
-    p = count / n
-    z2 = Z95**2
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    lo = 0.0 if p == 0.0 else max(0.0, centre - half)
-    hi = 1.0 if p == 1.0 else min(1.0, centre + half)
-    return Estimate(p, lo, hi, n, count)
-
-
-def pooled_share(counts: Sequence[int], ns: Sequence[int]) -> Estimate:
-    """A share over several seeds pooled as counts: the seeds' counts and sizes added, with the Wilson interval of the
-    sum (:func:`share_of`). Three seeds of 0 of 1,000 give 0 of 3,000, [0, 0.0013]: decided, where a t-interval over
-    the three zeros would have no width at all.
-
-    Args:
-        counts: each seed's count, shape (seeds,).
-        ns: each seed's number of inputs, shape (seeds,).
-
-    Returns:
-        :class:`Estimate` of the pooled share.
-    """
-    if len(counts) != len(ns):
-        raise ValueError(f"one count per size; got {len(counts)} counts and {len(ns)} sizes")
-    return share_of(int(sum(counts)), int(sum(ns)))
-
-
-def t_interval(values: Sequence[float]) -> tuple[float, float]:
-    """95% t-interval of the mean of a few values (NaN with fewer than two)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return math.nan, math.nan
-    from scipy.stats import t
-
-    half = float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return float(v.mean() - half), float(v.mean() + half)
-
-
-def is_ratio(name: str) -> bool:
-    """Whether a measure is a ratio of two positive quantities (peak/start, final/peak, max/min, "ratio of ..."),
-    by its name: such a measure is pooled over seeds on the log scale (:func:`pooled_mean`)."""
-    return "/" in name or "ratio" in name.lower()
-
-
-class Pooled(NamedTuple):
-    """A measure pooled over seeds (:func:`pooled_mean`): the mean, its 95% t-interval (low, high; NaN for fewer
-    than two values) and whether the mean is geometric (a ratio pooled on the log scale)."""
-
-    mean: float
-    low: float
-    high: float
-    geometric: bool
-
-
-def pooled_mean(values: Sequence[float], ratio: bool = False) -> Pooled:
-    """The mean of a measure over a few seeds with its 95% t-interval.
-
-    For a ratio of positive quantities (``ratio``, every value above 0) the geometric mean, with the t-interval
-    taken on the logarithms and mapped back, so that it stays positive and a factor of 10 weighs the same up or
-    down; otherwise (not a ratio, or a value at or below 0) the arithmetic mean and :func:`t_interval`.
-
-    Args:
-        values: the measure of each seed, shape (n,).
-        ratio: whether the measure is a ratio (:func:`is_ratio`).
-
-    Returns:
-        :class:`Pooled` (mean, low, high, geometric): ``geometric`` says which of the two means was taken.
-    """
-    v = np.asarray(values, dtype=float)
-    if ratio and len(v) and bool(np.all(v > 0)):
-        lo, hi = t_interval(np.log(v).tolist())
-        return Pooled(float(np.exp(np.log(v).mean())), math.exp(lo), math.exp(hi), True)
-    lo, hi = t_interval(v.tolist())
-    return Pooled(float(v.mean()), lo, hi, False)
-
-
-def rule_of_three(count: int, n: int) -> str:
-    """A count of violations with the 95% upper bound on their rate (3/n when none was seen)."""
-    if n == 0:
-        return "0 of 0"
-    if count == 0:
-        return f"0 of {n} (rate below {3 / n:.2g} at 95%)"
-    return f"{count} of {n}"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
 
 
 # ---------------------------------------------------------------------------
@@ -370,6 +196,10 @@ class Rule:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rule:
         return cls(**dict(d))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
 
 
 def _as_estimate(e: Estimate | Mapping[str, Any]) -> Estimate:

@@ -79,26 +79,35 @@ class ChapterContext:
         return TrainConfig(**{k: self.params[k] for k in keys if k in self.params})
 
     def train(self, split: Split) -> tuple[FeatureClassifier, dict[str, Any]]:
-        """The chapter's clean model on ``split``, trained or from the cache, on its device: (model, record)."""
+        """The chapter's clean model on ``split``, on its device: (model, record). A committed model of the same
+        recipe (:func:`flatrob.store.load`, hash checked) is used as it is; else it is trained, or taken from the
+        cache."""
+        from flatrob import store
         from flatrob.training import train_model
 
-        return train_model(self.params["architecture"], split, self.train_config(), device=self.device)
+        config = self.train_config()
+        found = store.load(self.params["architecture"], split, config, device=self.device)
+        if found is not None:
+            return found
+        return train_model(self.params["architecture"], split, config, device=self.device)
 
     def train_pair(self, split: Split) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
-        """The clean and the adversarially trained model of :func:`flatrob.training.train_clean_and_adversarial`:
-        ({"clean": model, "adversarial": model}, {name: record}); only those the chapter's ``trainings`` parameter
-        names, where it has one (the clean model alone trains no adversarial one: the same recipe and cache entry as
-        :meth:`train`)."""
-        from flatrob.training import train_clean_and_adversarial
+        """The clean and the adversarially trained model, the same recipe on clean inputs and adversarially (as
+        :func:`flatrob.training.train_clean_and_adversarial` makes them): ({"clean": model, "adversarial": model},
+        {name: record}); only those the chapter's ``trainings`` parameter names, where it has one. The clean model
+        comes from :meth:`train` (a committed model of its recipe when there is one)."""
+        from flatrob.training import train_model
 
-        wanted = list(self.params.get("trainings", ["clean", "adversarial"]))
-        if wanted == ["clean"]:
-            model, record = self.train(split)
-            return {"clean": model}, {"clean": record}
-        models, records = train_clean_and_adversarial(
-            self.params["architecture"], split, self.train_config(adversarial=True), device=self.device
-        )
-        return {k: models[k] for k in wanted}, {k: records[k] for k in wanted}
+        models: dict[str, FeatureClassifier] = {}
+        records: dict[str, dict[str, Any]] = {}
+        for name in self.params.get("trainings", ["clean", "adversarial"]):
+            if name == "clean":
+                models[name], records[name] = self.train(split)
+            else:
+                models[name], records[name] = train_model(
+                    self.params["architecture"], split, self.train_config(adversarial=True), device=self.device
+                )
+        return models, records
 
     # -- attacks and settings ---------------------------------------------------------------------------------
 

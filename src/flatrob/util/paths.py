@@ -12,6 +12,8 @@ is installed::
       data/runs/<chapter>/.<run>.partial/   a run in progress, interrupted or failed
       data/sweeps/<name>/               sweeps: grid.json, summary.json, runs/<chapter>/<job>/, logs/
       data/benchmarks/                  benchmark results, per machine
+      data/models/                      trained models behind committed verdicts, with manifest.json (their recipe,
+                                        hash and provenance)
       data/raw/                         the image data converted at set-up (ignored by git; $FLATROB_DATA)
       cache/                            trained models and checkpoints (ignored by git; $FLATROB_CACHE)
       _build/ledger/<chapter>.json      this build's ledger entries (compared with data/claims/, never copied there
@@ -46,6 +48,8 @@ __all__ = [
     "cache_dir",
     "claims_dir",
     "claims_file",
+    "models_dir",
+    "MODELS_MANIFEST",
     "is_partial",
     "partial_dir",
     "raw_dir",
@@ -139,6 +143,15 @@ def build_dir(root: Path | None = None) -> Path:
 def build_ledger_dir(root: Path | None = None) -> Path:
     """This build's ledger entries, one file per chapter: ``_build/ledger``."""
     return build_dir(root) / "ledger"
+
+
+#: The committed models' manifest, in :func:`models_dir`.
+MODELS_MANIFEST = "manifest.json"
+
+
+def models_dir(root: Path | None = None) -> Path:
+    """The committed trained models (``data/models``): the weights behind committed verdicts."""
+    return _root(root) / "data" / "models"
 
 
 def benchmarks_dir(root: Path | None = None) -> Path:
