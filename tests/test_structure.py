@@ -152,3 +152,14 @@ def test_the_librarys_reference_documents_arguments_and_returns():
         params = [p for p in inspect.signature(fn).parameters if p not in ("self", "cls")]
         assert "Returns:" in doc, f"{name} has no Returns section"
         assert not params or "Args:" in doc, f"{name} has no Args section"
+
+
+def test_one_version_everywhere():
+    import tomllib
+
+    import flatrob
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    citation = re.search(r'^version: "([^"]+)"', (ROOT / "CITATION.cff").read_text(), re.M).group(1)
+    released = re.search(r"^## (\d+\.\d+\.\d+) ", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
+    assert flatrob.__version__ == project == citation == released

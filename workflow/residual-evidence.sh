@@ -33,6 +33,10 @@ sweep last-layer-scaling-wrn-10-1 last-layer-scaling "${RECIPE[@]}" "${INPUTS[@]
 sweep basin-wrn-10-1 basin "${RECIPE[@]}" "${ADV[@]}" "${INPUTS[@]}"
 sweep confidence-flatness-wrn-10-1 confidence-flatness "${RECIPE[@]}" "${INPUTS[@]}"
 sweep detector-wrn-10-1 detector "${RECIPE[@]}" "${ADV[@]}" "${INPUTS[@]}"
+# The detector along the attack's path (claim 11: where on the path does the stump separate?), the clean model only,
+# 20 steps of 2/255 at 8/255 (the first 10 are the paper's attack); its models are then committed (data/models):
+#   python -m flatrob models add data/sweeps/detector-path-wrn-10-1
+sweep detector-path-wrn-10-1 detector "${RECIPE[@]}" "${INPUTS[@]}" -p trainings '[clean]'
 # valley-conditions: when does the collapse appear? Four sweeps of the clean model, on all training images, three
 # seeds, 500 inputs per seed, four PGD budgets at 8/255: batch norm x residual connections (and the small CNN) at 10
 # epochs; the same networks at 2 epochs (training length); WideResNet-16-1 (depth) and WideResNet-10-2 (width) at 10.

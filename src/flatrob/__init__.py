@@ -20,7 +20,7 @@ from flatrob.flatness import (  # noqa: E402  (after the pins)
     relative_sharpness_dataset,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"  # one version: pyproject.toml and CITATION.cff say the same (tests/test_structure.py)
 
 __all__ = [
     "autograd_last_layer_hessian",
