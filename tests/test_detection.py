@@ -100,3 +100,15 @@ def test_paired_folds_keep_a_pair_together():
     assert (fold[:50] == fold[50:]).all()  # each clean input and its adversarial version share a fold
     _, unpaired = _cross_validate(scores, labels, 5, 0)
     assert not (unpaired[:50] == unpaired[50:]).all()
+
+
+def test_seeds_along_the_path_pool_as_counts():
+    from flatrob.detection import detector_along_path, pool_along_path
+
+    tables = [detector_along_path(valley_trajectory(seed=s), ("first flip", 20)).assign(model="clean") for s in (0, 1)]
+    pooled = pool_along_path(tables).set_index("position")
+    first = [t.set_index("position").loc["first flip"] for t in tables]
+    assert pooled.loc["first flip", "points"] == sum(f["points"] for f in first) == 240
+    assert pooled.loc["first flip", "sharpness correct"] == sum(f["sharpness correct"] for f in first)
+    assert pooled.loc["first flip", "sharpness accuracy"] == pooled.loc["first flip", "sharpness correct"] / 240
+    assert pooled.loc["20", "seeds"] == 2

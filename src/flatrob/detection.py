@@ -28,6 +28,7 @@ __all__ = [
     "held_out_correct",
     "log_score",
     "path_steps_of",
+    "pool_along_path",
 ]
 
 
@@ -260,3 +261,28 @@ def detector_along_path(
     columns = ["position", "median step", "pairs", "points", "sharpness accuracy", "sharpness correct"]
     columns += ["confidence accuracy", "confidence correct", "log10 kappa, clean", "log10 kappa, adversarial"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def pool_along_path(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Row F along the path over seeds: per model and position, the seeds' pairs, points and correct held-out
+    predictions added up (shares pool as counts), the median step and the log10 sharpness as the median of the seeds'
+    medians, and ``seeds``, how many seeds had pairs there.
+
+    Args:
+        tables: :func:`detector_along_path` of each seed, with a ``model`` column.
+
+    Returns:
+        One row per model and position, in the order they first appear, as :func:`detector_along_path` gives it.
+    """
+    both = pd.concat([t.assign(seed=i) for i, t in enumerate(tables)], ignore_index=True)
+    if not len(both):
+        return both.drop(columns="seed")
+    counts = ["pairs", "points", "sharpness correct", "confidence correct"]
+    medians = ["median step", "log10 kappa, clean", "log10 kappa, adversarial"]
+    out = both.groupby(["model", "position"], sort=False).agg(
+        **{c: (c, "sum") for c in counts}, **{c: (c, "median") for c in medians}, seeds=("seed", "nunique")
+    )
+    out = out.reset_index()
+    for stump in ("sharpness", "confidence"):
+        out[f"{stump} accuracy"] = out[f"{stump} correct"] / out["points"]
+    return out

@@ -356,6 +356,19 @@ def contradictions(book: Path, committed: Mapping[str, Mapping[str, Any]]) -> li
     return found
 
 
+def path_intervals(along: pd.DataFrame) -> pd.DataFrame:
+    """``along`` (:func:`flatrob.detection.detector_along_path` or :func:`~flatrob.detection.pool_along_path`) with
+    the 95% Wilson interval of each stump's held-out count (columns ``<stump> lo`` and ``<stump> hi``)."""
+    from flatrob.evidence.estimates import share_of
+
+    out = along.copy()
+    for stump in ("sharpness", "confidence"):
+        found = [share_of(int(c), int(n)) for c, n in zip(out[f"{stump} correct"], out["points"], strict=True)]
+        out[f"{stump} lo"] = [e.lo for e in found]
+        out[f"{stump} hi"] = [e.hi for e in found]
+    return out
+
+
 def detector_path(along: pd.DataFrame, paper_step: int) -> str:
     """Row F along the path in words, per model: the sharpness stump's held-out accuracy at the first wrong iterate
     and at the paper's endpoint (step ``paper_step``), each with its interval, beside the confidence stump's, and
