@@ -105,7 +105,14 @@ def test_verdicts_per_setting_with_the_papers_setting_first():
     # the headline: the paper's setting, from the strongest evidence there (the sweep), not the blend of all
     assert claim6["verdict"] == "not reproduced"
     assert next(c for c in ledger.build(doc) if c["claim"] == 11)["verdict"] == ledger.NOT_TESTED
-    assert ledger.setting_label(check().setting) == "PGD-linf 8/255, clean, wrn-10-1 (4 epochs), fashion-mnist"
+    assert (
+        ledger.setting_label(check().setting) == "PGD-linf 8/255, 10 steps, clean, wrn-10-1 (4 epochs), fashion-mnist"
+    )
+    # two settings that differ only in their variant or steps never share a label
+    assert ledger.setting_label(check(steps=40).setting) != ledger.setting_label(check().setting)
+    assert ledger.setting_label({**check().setting, "variant": "40 steps of 0.003922"}) != ledger.setting_label(
+        check().setting
+    )
 
 
 def test_a_row_outside_the_regime_does_not_weaken_the_headline():
@@ -255,3 +262,12 @@ def test_committed_check_names_are_unique():
     for chapter, found in ledger.load(claims_dir()).items():
         names = [e["id"] for e in found["entries"]]
         assert len(names) == len(set(names)), (chapter, sorted({n for n in names if names.count(n) > 1})[:3])
+
+
+def test_every_row_label_of_a_chapter_is_unique():
+    """A page's checks table names each row by claim, part and setting in words; no two committed entries of a
+    chapter may read the same there (the 40-step variant and the 10-step attack once did)."""
+    for chapter, found in ledger.load(claims_dir()).items():
+        labels = [f"{e['claim']}-{e.get('part', '')} · {ledger.setting_label(e['setting'])}" for e in found["entries"]]
+        twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+        assert not twice, (chapter, twice[:3])

@@ -279,3 +279,13 @@ def test_a_decisive_measure_of_zero_width_cannot_decide():
     assert found.measure["name"].startswith("ratio of the 0.9 quantiles") and found.verdict == "not reproduced"
     assert found.values["median_ratio"]["ci95"] == [0.0, 0.0] and "exactly 0" in found.evidence
     assert Rule("below", 1.0, refute=1.1).judge(Estimate(0.0, 0.0, 0.0, 300)) == "partly"  # never decisive
+
+
+def test_every_verdict_word_is_defined_once_and_only_the_words_used_are_listed():
+    from flatrob.evidence.verdicts import VERDICT_WORDS, VERDICTS, define
+
+    assert set(VERDICTS) | {"fragile"} == set(VERDICT_WORDS)
+    text = define(["not reproduced", "partly (fragile)", "not reached in this regime"])
+    assert "**not reproduced**" in text and "**partly**" in text and "**fragile**" in text
+    assert "**reproduced**" not in text and "**holds by construction**" not in text
+    assert define(["reproduced"]).startswith("Verdict words: **reproduced**") and define([]) == ""

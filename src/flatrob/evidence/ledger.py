@@ -152,18 +152,26 @@ def setting_group(setting: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def setting_label(setting: Mapping[str, Any]) -> str:
-    """A setting in words: ``PGD-linf 8/255, clean, small-cnn (4 epochs), fashion-mnist; sweep X (seeds 0, 1, 2)``."""
+    """A setting in words, complete enough that two settings never share a label: ``PGD-linf 8/255, 10 steps, 40 steps
+    of 0.003922, clean, small-cnn (4 epochs), fashion-mnist; sweep X (seeds 0, 1, 2)`` (attack and its steps, the
+    variant, training, model, data, source and seeds)."""
     bits = []
     if setting.get("norm"):
         eps = float(setting["eps"])
         radius = "8/255" if math.isclose(eps, PAPER_EPS, rel_tol=1e-6) else f"{eps:.3g}"
-        bits.append(f"PGD-{setting['norm']} {radius}")
+        steps = f", {setting['steps']} steps" if setting.get("steps") else ""
+        bits.append(f"PGD-{setting['norm']} {radius}{steps}")
+    for key in ("variant", "definition"):
+        if setting.get(key):
+            bits.append(str(setting[key]))
     if setting.get("training"):
         bits.append(str(setting["training"]))
     if setting.get("architecture"):
         bits.append(f"{setting['architecture']}" + (f" ({setting['epochs']} epochs)" if setting.get("epochs") else ""))
     if setting.get("data"):
         bits.append(str(setting["data"]))
+    shown = {"norm", "eps", "steps", "variant", "definition", "training", "architecture", "epochs", "data"}
+    bits += [f"{k} {setting.get(k)}" for k in setting.get("varied", ()) if k not in shown]  # a sweep's other axes
     text = ", ".join(bits) or "no attack"
     source = str(setting.get("source", "live"))
     if source != "live":

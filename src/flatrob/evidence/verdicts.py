@@ -68,6 +68,8 @@ __all__ = [
     "check_id",
     "combine",
     "combine_settings",
+    "define",
+    "VERDICT_WORDS",
     "counted_settings",
     "is_ratio",
     "judged",
@@ -98,6 +100,32 @@ CANNOT_DECIDE = "cannot decide here"
 #: The verdicts that are not evidence for or against a claim, strongest reason first.
 SILENT_VERDICTS = (NOT_REACHED, CANNOT_DECIDE, NOT_TESTABLE)
 VERDICTS = (*EVIDENCE_VERDICTS, BY_CONSTRUCTION, *SILENT_VERDICTS)
+
+#: Every verdict word in one sentence, for the pages that show verdicts (:func:`define`): written once, here.
+VERDICT_WORDS = {
+    "reproduced": "the whole 95% interval of the decisive measure lies on the claim's side of its threshold",
+    "partly": "the interval lies between the claim's threshold and the refutation threshold, or straddles one: the "
+    "data neither confirm nor refute the claim",
+    "not reproduced": "the whole interval lies beyond the refutation threshold, on the other side of the claim",
+    BY_CONSTRUCTION: "an identity the code cannot help satisfying; its measured number is shown, never counted as "
+    "evidence",
+    NOT_TESTABLE: "the data cannot make the check (for example, too few inputs flipped); the evidence says why",
+    NOT_REACHED: "the attack on this network does not reach the regime the claim is about (too few inputs flip, or "
+    "the attack ends near the decision boundary); neither for nor against the claim",
+    CANNOT_DECIDE: "the measure cannot reach the claim's threshold in this setting (the largest value it could show "
+    "is given), so it cannot confirm the claim whatever the data",
+    "fragile": "an interval end lies within the rule's margin of a threshold, or the seeds disagree: another "
+    "machine, seed or sample could move the verdict",
+}
+
+
+def define(shown: Sequence[str]) -> str:
+    """The verdict words of the verdicts ``shown`` (as a page shows them: "partly (fragile)"), each defined in one
+    sentence (:data:`VERDICT_WORDS`), in that order, as Markdown; empty when none is known."""
+    used = {str(t).replace(" (fragile)", "").strip() for t in shown} | {"fragile" for t in shown if "fragile" in str(t)}
+    found = [f"**{w}**: {VERDICT_WORDS[w]}" for w in VERDICT_WORDS if w in used]
+    return ("Verdict words: " + "; ".join(found) + ".") if found else ""
+
 
 #: What made a check, as data: data set, model, training, the attack's norm, radius, steps and step size, the
 #: number of inputs, the seed(s), the source of the evidence ("live", a sweep, a committed run) and the variant;

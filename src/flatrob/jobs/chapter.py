@@ -293,6 +293,13 @@ def show_checks(checks: Sequence[Check]) -> None:
         ),
         widths={"check": 0.2, "verdict": 0.12, "paper": 0.18, "ours": 0.5},
     )
+    from IPython.display import Markdown, display
+
+    from flatrob.evidence.verdicts import define
+
+    words = define([c.verdict + (" (fragile)" if c.fragile else "") for c in checks])
+    if words:
+        display(Markdown(words))
 
 
 def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Run | None:
