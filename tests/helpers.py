@@ -76,6 +76,7 @@ FAST = {
         "epochs": 1,
         "adv_steps": 1,
         "attack_steps": 3,
+        "path_steps": 6,
         "folds": 3,
         "n_samples": 30,
         "radii": [0.2],

@@ -25,6 +25,7 @@ __all__ = [
     "checks_frame",
     "comparison_line",
     "differences",
+    "findings",
     "grid",
     "headline",
     "mathematical",
@@ -381,3 +382,42 @@ def comparison_line(result: Mapping[str, Any], has_build: bool) -> str:
     if firm:
         text += f"; **{len(firm)} verdicts that are not fragile differ** ({', '.join(f'`{c}`' for c in firm[:3])})"
     return text + " ({ref}`build-vs-committed`)."
+
+
+#: The empirical claims as a reader meets them on the landing page: a short name and the chapter that checks each.
+FINDINGS = {
+    6: ("The uncanny valley", "uncanny-valley"),
+    7: ("Adversarial training and the basin", "basin"),
+    8: ("Flatness by scaling the last layer", "last-layer-scaling"),
+    9: ("Gradient masking", "gradient-masking"),
+    10: ("Confidently wrong points are flat", "confidence-flatness"),
+    11: ("Sharpness as a detector", "detector"),
+    12: ("The feature norm along the path", "uncanny-valley"),
+}
+
+
+def findings(claims: Sequence[Mapping[str, Any]]) -> str:
+    """What the book finds, one Markdown bullet per empirical claim, from the committed ledger: the short name linked
+    to its chapter, the verdict at the paper's setting (from the rows that reach its regime), the decisive measure
+    named with its value and interval, where it comes from, and the paper's number."""
+    out = []
+    for claim in claims:
+        if claim["claim"] not in FINDINGS:
+            continue
+        name, chapter = FINDINGS[claim["claim"]]
+        paper = [s for s in claim["settings"] if s["paper_setting"] and s["strength"] > 0]
+        head = strongest_groups(paper)
+        counted = [g for g, n in zip(head, counted_settings([g["verdict"] for g in head]), strict=True) if n]
+        entries = _setting_entries(claim, counted)
+        main = _main(claim["claim"], entries)
+        verdict = claim["verdict"] + (" (fragile)" if claim["fragile"] else "")
+        text = f"- **{name}** ({{ref}}`{chapter}`): {verdict} at the paper's setting"
+        if main and main.get("measure"):
+            m = main["measure"]
+            s = main["setting"]
+            seeds = s.get("seeds")
+            where = f"{s.get('architecture', '?')}" + (f", {len(seeds)} seeds" if seeds else ", one run")
+            text += f": {m['name']} {_value(main)} ({where})"
+        text += f"; the paper: {claim['paper']}."
+        out.append(text)
+    return "\n".join(out)

@@ -189,20 +189,21 @@ class ChapterContext:
                 display(Markdown(_twin_story(twin, live, self.provenance, sweep["summary"]["name"])))
         return found
 
-    def sweep_results(self, fname: str) -> list[dict[str, Any]]:
+    def sweep_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
         """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
         parameters but the seed), "seed", "run" (the run's record in the sweep), "data"}], where ``data`` is the file
         read (a ``.npz`` as a dict of arrays, a ``.json`` as its content, a ``.csv`` as a DataFrame); runs without
-        the file are left out."""
+        the file are left out. ``chapter``: another chapter's sweeps (the landing page draws the valley's)."""
 
         from flatrob.evidence.seeds import committed_sweeps
         from flatrob.util.paths import sweep_job_dir
 
+        name = chapter or self.name
         out = []
-        for sweep in committed_sweeps(self.name):
+        for sweep in committed_sweeps(name):
             for combo in sweep["summary"]["combinations"]:
                 for run in combo["runs"]:  # the runs that count (summarize: those that recorded their measurements)
-                    folder = Run(sweep_job_dir(sweep["dir"], self.name, run["job"]))
+                    folder = Run(sweep_job_dir(sweep["dir"], name, run["job"]))
                     if not folder.path(fname).is_file():
                         continue
                     data = folder.read(fname)
