@@ -112,3 +112,20 @@ def test_cpu_pins_are_set_before_torch_and_can_be_turned_off():
         [sys.executable, "-c", code], env=env | {"FLATROB_CPU_PINS": "0"}, capture_output=True, text=True, check=True
     )
     assert off.stdout.split()[0] == "None"
+
+
+def test_a_claim_that_is_not_reproduced_says_why():
+    from flatrob.evidence import ledger, report
+    from flatrob.evidence.verdicts import Check, Estimate, Rule
+
+    rule = Rule("above", 0.9, refute=0.75, margin=0.02)
+    e = Estimate(0.55, 0.52, 0.58, 2000)
+    setting = {"data": "fashion-mnist", "architecture": "wrn-10-1", "epochs": 10, "training": "clean", "norm": "linf"}
+    setting |= {"eps": 8 / 255, "steps": 10, "step_size": 2 / 255, "source": "sweep s", "seeds": [0, 1, 2]}
+    c = Check(claim=11, part="", statement="s", verdict=rule.judge(e), evidence="", setting=setting)
+    c.measure = e.measure("held-out accuracy", rule)
+    doc = {"detector": {"chapter": "detector", "entries": [ledger.entry(c, "detector", {"commit": "a"})]}}
+    text = report.reasons(ledger.build(doc), {11: "The stump separates near the boundary."})
+    assert "**Claim 11** (not reproduced)" in text and "held-out accuracy 0.55 [0.52, 0.58]" in text
+    assert "at least 0.9; not reproduced below 0.75" in text and text.endswith("The stump separates near the boundary.")
+    assert "Claim 6" not in text  # nothing tested there: no reason to give

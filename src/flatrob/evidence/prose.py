@@ -369,6 +369,15 @@ def path_intervals(along: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def pooled_path(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The detector along the path over the seeds of committed sweeps (``ChapterContext.sweep_results("path.json")``:
+    each run's :func:`flatrob.detection.detector_along_path` table as records): the seeds' counts added
+    (:func:`flatrob.detection.pool_along_path`), with Wilson intervals (:func:`path_intervals`)."""
+    from flatrob.detection import pool_along_path
+
+    return path_intervals(pool_along_path([pd.DataFrame(r["data"]) for r in results if r["data"]]))
+
+
 def detector_path(along: pd.DataFrame, paper_step: int) -> str:
     """Row F along the path in words, per model: the sharpness stump's held-out accuracy at the first wrong iterate
     and at the paper's endpoint (step ``paper_step``), each with its interval, beside the confidence stump's, and

@@ -26,6 +26,7 @@ __all__ = [
     "comparison_line",
     "differences",
     "findings",
+    "reasons",
     "grid",
     "headline",
     "mathematical",
@@ -420,4 +421,38 @@ def findings(claims: Sequence[Mapping[str, Any]]) -> str:
             text += f": {m['name']} {_value(main)} ({where})"
         text += f"; the paper: {claim['paper']}."
         out.append(text)
+    return "\n".join(out)
+
+
+def reasons(claims: Sequence[Mapping[str, Any]], extra: Mapping[int, str] | None = None) -> str:
+    """Why each empirical claim that is not reproduced at the paper's setting is not, as Markdown bullets: the checks
+    that made the verdict (the refuted ones of a claim that is not reproduced, the undecided ones of a "partly"), each
+    with its decisive measure against its rule; the rows that did not reach the regime; and ``extra`` (claim -> a
+    computed sentence of its own, e.g. where on the attack's path the detector separates)."""
+    from flatrob.evidence.verdicts import NOT_REACHED, SILENT_VERDICTS, Rule
+
+    out = []
+    for claim in claims:
+        if claim["kind"] != "empirical" or claim["verdict"] not in ("not reproduced", "partly", *SILENT_VERDICTS):
+            continue
+        paper = [s for s in claim["settings"] if s["paper_setting"] and s["strength"] > 0]
+        head = strongest_groups(paper)
+        counted = [g for g, n in zip(head, counted_settings([g["verdict"] for g in head]), strict=True) if n]
+        want = {"not reproduced"} if claim["verdict"] == "not reproduced" else {"partly", "cannot decide here"}
+        made = [e for e in _setting_entries(claim, counted) if e["verdict"] in want]
+        parts = []
+        for e in made[:3]:
+            m = e.get("measure") or {}
+            what = f"{e['claim']}-{e['part']}" if e.get("part") else str(e["claim"])
+            rule = f" (the rule: {Rule.from_dict(m['rule']).describe()})" if m.get("rule") else ""
+            value = f"{m['name']} {_value(e)}{rule}" if m else e["evidence"][:160]
+            model = " ".join(str(e["setting"][k]) for k in ("training", "architecture") if e["setting"].get(k))
+            parts.append(f"`{what}` ({model}): {value}")
+        text = f"- **Claim {claim['claim']}** ({claim['verdict']}): " + ("; ".join(parts) or "no check decided it")
+        outside = [g["label"] for g in head if g["verdict"] == NOT_REACHED]
+        if outside:
+            text += f"; not reached in this regime, and so left out: {'; '.join(outside)}"
+        if extra and claim["claim"] in extra:
+            text += f". {extra[claim['claim']]}"
+        out.append(text + ("" if text.endswith(".") else "."))
     return "\n".join(out)
