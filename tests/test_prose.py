@@ -138,3 +138,26 @@ def test_directions_are_computed_from_the_ledger(tmp_path):
     assert len(prose.contradictions(tmp_path, {"gradient-masking": growth(3.4)})) == 1
     fake_chapter(tmp_path, "gradient-masking", "The paper reports that the loss increase falls with s.")
     assert prose.contradictions(tmp_path, {"gradient-masking": growth(3.4)}) == []  # the paper's claim, reported
+
+
+def test_the_detector_path_paragraph_follows_the_detectors_thresholds():
+    import pandas as pd
+
+    from flatrob.evidence import prose
+
+    def table(near, end):
+        rows = [
+            {"model": "clean", "position": p, "median step": s, "pairs": 500, "points": 1000,
+             "sharpness accuracy": a, "sharpness correct": round(1000 * a), "confidence accuracy": a,
+             "confidence correct": round(1000 * a), "log10 kappa, clean": 1.0, "log10 kappa, adversarial": 2.0}
+            for p, s, a in (("first flip", 2, near), ("sharpness peak", 2, near), ("10", 10, end))
+        ]  # fmt: skip
+        return prose.path_intervals(pd.DataFrame(rows))
+
+    text = prose.detector_path(table(0.96, 0.55), paper_step=10)
+    assert "separates near the decision boundary and fails where the paper's attack ends" in text
+    assert "confidence stump does as well" in text and "0.96 [0.946, 0.97]" in text
+    assert "separates near the boundary and still at the paper's endpoint" in prose.detector_path(table(0.96, 0.95), 10)
+    assert "does not reach 0.9 near the boundary either" in prose.detector_path(table(0.8, 0.55), 10)
+    assert "does not explain" in prose.detector_path(table(0.8, 0.8), 10)
+    assert prose.detector_path(table(0.9, 0.5).iloc[:0], 10).startswith("No input was fooled")
