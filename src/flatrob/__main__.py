@@ -308,7 +308,7 @@ def _promote(folder: Path, undo: bool) -> int:
 
 def _ledger(update: bool, check: bool = False) -> int:
     from flatrob.evidence import compare, ledger
-    from flatrob.util.paths import build_dir, build_ledger_dir, claims_dir
+    from flatrob.util.paths import build_ledger_dir, claims_dir, html_page
     from flatrob.util.provenance import is_dirty
 
     if update:
@@ -334,7 +334,7 @@ def _ledger(update: bool, check: bool = False) -> int:
         problems.append(f"the build changed tracked files: {', '.join(is_dirty()[:5])}")
     if not ledger.load(build_ledger_dir()):
         problems.append("this build wrote no ledger (_build/ledger/ is empty)")
-    page = build_dir() / "html" / "reproduction.html"
+    page = html_page("reproduction.html")
     if not page.is_file() or "build-vs-committed" not in page.read_text():
         problems.append(f"{page} lacks the comparison with the committed evidence")
     firm = [r for r in result["rows"] if not r["agrees"] and not r["fragile"]]

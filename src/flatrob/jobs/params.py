@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flatrob.util.paths import repo_root
+from flatrob.util.paths import book_dir, chapter_file, repo_root, toc_file
 
 __all__ = [
     "Parameter",
@@ -62,16 +62,16 @@ def chapters() -> dict[str, Path]:
     import yaml
 
     root = repo_root()
-    if not (root / "_toc.yml").is_file():
+    if not toc_file(root).is_file():
         raise ParameterError(
             f"no book found at {root}: run inside the repository (a folder with _config.yml, "
             "_toc.yml and book/) or set FLATROB_ROOT"
         )
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    toc = yaml.safe_load(toc_file(root).read_text())
     files = [toc["root"]] + [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
     out = {}
     for f in files:
-        path = root / "book" / f"{f}.md"
+        path = chapter_file(f, root)
         if path.is_file() and path.read_text().startswith("---\njupytext:"):
             out[Path(f).name] = Path(f"{f}.md")
     return out
@@ -82,7 +82,7 @@ def chapter_path(name: str) -> Path:
     known = chapters()
     if name not in known:
         raise ParameterError(f"unknown chapter {name!r}; chapters: {', '.join(known)}")
-    return repo_root() / "book" / known[name]
+    return book_dir() / known[name]
 
 
 # ---------------------------------------------------------------------------

@@ -34,7 +34,18 @@ from typing import Any
 from flatrob.evidence.seeds import aggregate
 from flatrob.jobs.params import ParameterError, parse_value, validate
 from flatrob.util.io import atomic_write_text
-from flatrob.util.paths import GRID, PROVENANCE, repo_root, sweep_job_dir, sweep_log, sweeps_root
+from flatrob.util.paths import (
+    GRID,
+    PROVENANCE,
+    repo_root,
+    snakefile,
+    snakemake_dir,
+    snakemake_locks,
+    snakemake_pid,
+    sweep_job_dir,
+    sweep_log,
+    sweeps_root,
+)
 from flatrob.util.provenance import provenance
 
 __all__ = [
@@ -45,8 +56,9 @@ __all__ = [
     "split_values",
 ]
 
-#: The workflow whose jobs are ``flatrob run``: local cores by default, a cluster through a profile.
-SNAKEFILE = Path("workflow") / "Snakefile"
+#: The workflow whose jobs are ``flatrob run`` (local cores by default, a cluster through a profile), relative to
+#: the repository: :func:`flatrob.util.paths.snakefile`.
+SNAKEFILE = snakefile(Path(".")).relative_to(".")
 #: Seconds Snakemake is given after Ctrl-C to stop its jobs and release its lock before it is terminated.
 GRACE_S = 60
 
@@ -143,10 +155,10 @@ def _stop(snake: subprocess.Popen[bytes]) -> None:
 def _release_stale_lock(sweep: Path, cmd: list[str], whose: str = "an earlier sweep that did not finish") -> None:
     """Remove Snakemake's lock of a sweep whose Snakemake is no longer alive (killed, not interrupted); refuse to
     start a second Snakemake beside a live one."""
-    locks = list((sweep / ".snakemake" / "locks").glob("*.lock"))
+    locks = snakemake_locks(sweep)
     if not locks:
         return
-    pidfile = sweep / ".snakemake" / "flatrob.pid"
+    pidfile = snakemake_pid(sweep)
     pid = int(pidfile.read_text()) if pidfile.is_file() and pidfile.read_text().strip().isdigit() else None
     if pid is not None and _alive(pid):
         raise ParameterError(f"sweep {sweep.name} is running (Snakemake, process {pid}); wait for it or stop it first")
@@ -275,8 +287,8 @@ def run_sweep(
     cmd += extra or []
     print(f"sweep {spec['name']}: {len(spec['jobs'])} jobs of chapter {chapter!r} in {sweep}", flush=True)
     snake = subprocess.Popen(cmd, cwd=sweep, start_new_session=True)
-    (sweep / ".snakemake").mkdir(exist_ok=True)
-    atomic_write_text(sweep / ".snakemake" / "flatrob.pid", str(snake.pid))
+    snakemake_dir(sweep).mkdir(exist_ok=True)
+    atomic_write_text(snakemake_pid(sweep), str(snake.pid))
     interrupted = False
     try:
         snake.wait()

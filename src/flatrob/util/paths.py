@@ -48,6 +48,14 @@ __all__ = [
     "cache_dir",
     "claims_dir",
     "claims_file",
+    "book_dir",
+    "chapter_file",
+    "html_page",
+    "snakefile",
+    "snakemake_dir",
+    "snakemake_locks",
+    "snakemake_pid",
+    "toc_file",
     "models_dir",
     "MODELS_MANIFEST",
     "is_partial",
@@ -143,6 +151,46 @@ def build_dir(root: Path | None = None) -> Path:
 def build_ledger_dir(root: Path | None = None) -> Path:
     """This build's ledger entries, one file per chapter: ``_build/ledger``."""
     return build_dir(root) / "ledger"
+
+
+def book_dir(root: Path | None = None) -> Path:
+    """The book's sources, ``book/``."""
+    return _root(root) / "book"
+
+
+def toc_file(root: Path | None = None) -> Path:
+    """The table of contents, ``_toc.yml`` at the root (``book/_toc.yml`` links to it)."""
+    return _root(root) / "_toc.yml"
+
+
+def chapter_file(entry: str, root: Path | None = None) -> Path:
+    """The MyST file of a table-of-contents entry (``theory/closed-form``): ``book/<entry>.md``."""
+    return book_dir(root) / f"{entry}.md"
+
+
+def html_page(name: str, root: Path | None = None) -> Path:
+    """A page of the built book, ``_build/html/<name>`` (``reproduction.html``)."""
+    return build_dir(root) / "html" / name
+
+
+def snakefile(root: Path | None = None) -> Path:
+    """The workflow whose jobs are ``flatrob run``: ``workflow/Snakefile``."""
+    return _root(root) / "workflow" / "Snakefile"
+
+
+def snakemake_dir(sweep: Path) -> Path:
+    """Snakemake's own folder in a sweep (its locks, logs and the pid file of the sweep's Snakemake)."""
+    return sweep / ".snakemake"
+
+
+def snakemake_locks(sweep: Path) -> list[Path]:
+    """The locks Snakemake holds (or left behind) in a sweep."""
+    return sorted((snakemake_dir(sweep) / "locks").glob("*.lock"))
+
+
+def snakemake_pid(sweep: Path) -> Path:
+    """The file with the process id of the Snakemake running a sweep (written when it starts)."""
+    return snakemake_dir(sweep) / "flatrob.pid"
 
 
 #: The committed models' manifest, in :func:`models_dir`.
