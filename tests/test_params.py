@@ -141,3 +141,15 @@ def test_the_shared_parameters_read_the_same_in_every_experiment_chapter():
     adversarial = [s for s in specs.values() if "adv_steps" in s]
     for key in ("adv_eps", "adv_steps", "adv_step_size"):
         assert len({(s[key].default, s[key].doc) for s in adversarial}) == 1, key
+
+
+def test_the_checked_values_replace_the_injected_ones_in_the_kernel(monkeypatch):
+    """Under plain papermill `-p epochs 1e3` puts the float 1000.0 in the kernel; the chapter's one set-up call puts
+    the checked integer back, so every cell after it reads the typed value."""
+    from flatrob.jobs.chapter import setup_chapter
+
+    namespace = {"epochs": 1e3, "n_check": 8.0, "symbolic_sizes": [2, 3]}
+    ctx = setup_chapter("closed-form", namespace)
+    assert namespace["epochs"] == 1000 and isinstance(namespace["epochs"], int)
+    assert isinstance(namespace["n_check"], int) and ctx.params["epochs"] == 1000
+    assert "device" in namespace  # the defaults the cell would have set are there too

@@ -11,7 +11,7 @@ parameters and makes its record itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -399,11 +399,13 @@ def _current_run(name: str, namespace: Mapping[str, Any]) -> Run | None:
     return run
 
 
-def setup_chapter(name: str, namespace: Mapping[str, Any]) -> ChapterContext:
+def setup_chapter(name: str, namespace: MutableMapping[str, Any]) -> ChapterContext:
     """The one call after a chapter's parameters cell: its parameters checked, its thread count fixed, the figure
     style set, its device resolved and its provenance record made (or, under ``flatrob run``, read).
 
-    ``namespace`` is the chapter's ``globals()``.
+    ``namespace`` is the chapter's ``globals()``: the checked, typed values replace the ones the parameters cell or
+    papermill put there (``-p epochs 1e3`` leaves the integer 1000, not the float, for the cells that follow), through
+    this one channel.
     """
     from flatrob.plotting import setup
 
@@ -412,7 +414,9 @@ def setup_chapter(name: str, namespace: Mapping[str, Any]) -> ChapterContext:
     run = _current_run(name, namespace)
     if run is not None:
         set_progress_default(run.record.get("progress", False))
+        namespace.update({k: v for k, v in run.params.items() if k in parameter_spec(name)})
         return ChapterContext(name, run.params, torch.device(run.record["device_type"]), run.record, run)
     params = validate(name, {k: namespace[k] for k in parameter_spec(name) if k in namespace})
+    namespace.update(params)
     device = resolve_device(params["device"]) if "device" in params else torch.device("cpu")
     return ChapterContext(name, params, device, provenance(params, device))
