@@ -16,7 +16,7 @@ and never NaN or an infinity. Lists are never empty unless their rules say ``may
 words, not ``>=``: papermill's own reader of parameters cells cannot parse a line with a second ``=``.)
 
 :func:`parameter_spec` reads a chapter's cell without executing anything, into :class:`Parameter` objects whose
-rules are parsed once (:class:`Rule` subclasses); :func:`validate` checks a set of values against them and against
+rules are parsed once (:class:`ParameterRule` subclasses); :func:`validate` checks a set of values against them and against
 the machine (``device cuda`` needs CUDA; the data set must be on disk and fit the architecture) before anything
 is computed.
 """
@@ -37,7 +37,7 @@ from flatrob.util.paths import book_dir, chapter_file, repo_root, toc_file
 __all__ = [
     "Parameter",
     "ParameterError",
-    "Rule",
+    "ParameterRule",
     "chapter_path",
     "chapters",
     "parameter_spec",
@@ -113,7 +113,7 @@ def _number(text: str) -> float | None:
 
 
 @dataclass(frozen=True)
-class Rule:
+class ParameterRule:
     """One rule of a parameter, as written in its comment (``text``); :meth:`apply` raises on a value it refuses."""
 
     text: str
@@ -126,7 +126,7 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Bound(Rule):
+class Bound(ParameterRule):
     """``at least x``, ``above x``, ``at most x``, ``below x``: for a list, every item."""
 
     op: str
@@ -149,7 +149,7 @@ class Bound(Rule):
 
 
 @dataclass(frozen=True)
-class OneOf(Rule):
+class OneOf(ParameterRule):
     """``one of: a, b, c`` or a named set (``DATASETS``, ``ARCHITECTURES``, ``DEVICES``): for a list, every item."""
 
     choices: tuple[Any, ...]
@@ -166,7 +166,7 @@ class OneOf(Rule):
 
 
 @dataclass(frozen=True)
-class Ascending(Rule):
+class Ascending(ParameterRule):
     """``ascending``: a strictly ascending list."""
 
     def apply(self, where: str, value: Any) -> None:
@@ -175,7 +175,7 @@ class Ascending(Rule):
 
 
 @dataclass(frozen=True)
-class Contains(Rule):
+class Contains(ParameterRule):
     """``contains x``: a list holding x."""
 
     item: float
@@ -186,7 +186,7 @@ class Contains(Rule):
 
 
 @dataclass(frozen=True)
-class StartsAt(Rule):
+class StartsAt(ParameterRule):
     """``starts at x``: a list whose first item is x."""
 
     item: float
@@ -197,7 +197,7 @@ class StartsAt(Rule):
 
 
 @dataclass(frozen=True)
-class MayBeEmpty(Rule):
+class MayBeEmpty(ParameterRule):
     """``may be empty``: a list that may be empty (lists are not, by default)."""
 
     def apply(self, where: str, value: Any) -> None:
@@ -207,7 +207,7 @@ class MayBeEmpty(Rule):
 _BOUND = re.compile(r"^(at least|above|at most|below)\s+(\S+)$")
 
 
-def parse_rule(text: str) -> Rule:
+def parse_rule(text: str) -> ParameterRule:
     """One rule from its words; raises ValueError for words no rule understands."""
     if (m := _BOUND.match(text)) and (bound := _number(m.group(2))) is not None:
         return Bound(text, m.group(1), bound)
@@ -240,7 +240,7 @@ class Parameter:
     name: str
     default: Any
     doc: str
-    rules: tuple[Rule, ...]
+    rules: tuple[ParameterRule, ...]
 
     @property
     def may_be_empty(self) -> bool:
