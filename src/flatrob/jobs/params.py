@@ -16,8 +16,8 @@ and never NaN or an infinity. Lists are never empty unless their rules say ``may
 words, not ``>=``: papermill's own reader of parameters cells cannot parse a line with a second ``=``.)
 
 :func:`parameter_spec` reads a chapter's cell without executing anything, into :class:`Parameter` objects whose
-rules are parsed once (:class:`ParameterRule` subclasses); :func:`validate` checks a set of values against them and against
-the machine (``device cuda`` needs CUDA; the data set must be on disk and fit the architecture) before anything
+rules are parsed once (:class:`ParameterRule` subclasses); :func:`validate` checks a set of values against them and
+against the machine (``device cuda`` needs CUDA; the data set must be on disk and fit the architecture) before anything
 is computed.
 """
 
