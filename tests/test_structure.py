@@ -163,3 +163,18 @@ def test_one_version_everywhere():
     citation = re.search(r'^version: "([^"]+)"', (ROOT / "CITATION.cff").read_text(), re.M).group(1)
     released = re.search(r"^## (\d+\.\d+\.\d+) ", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
     assert flatrob.__version__ == project == citation == released
+
+
+def test_every_experiment_chapters_code_is_folded():
+    """An experiment chapter shows prose and figures first: each code cell's source is folded (hide-input, one
+    click away) or removed, the parameters cell included."""
+    import jupytext
+
+    for path in sorted((ROOT / "book" / "experiments").glob("*.md")):
+        shown = [
+            c.source.splitlines()[0] if c.source else ""
+            for c in jupytext.read(path).cells
+            if c.cell_type == "code"
+            and not {"hide-input", "hide-cell", "remove-input", "remove-cell"} & set(c.metadata.get("tags", []))
+        ]
+        assert not shown, (path.name, shown[:2])
