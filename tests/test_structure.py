@@ -178,3 +178,12 @@ def test_every_experiment_chapters_code_is_folded():
             and not {"hide-input", "hide-cell", "remove-input", "remove-cell"} & set(c.metadata.get("tags", []))
         ]
         assert not shown, (path.name, shown[:2])
+
+
+def test_one_colour_per_model_in_every_figure():
+    from flatrob.plotting import colours_for
+
+    assert colours_for(["adversarial", "clean"])["clean"] == colours_for(["clean"])["clean"]
+    assert colours_for(["clean", "adversarial"])["adversarial"] == colours_for(["adversarial"])["adversarial"]
+    other = colours_for(["wrn-10-1", "small-cnn"])
+    assert len(set(map(tuple, other.values()))) == 2 and colours_for(["clean"])["clean"] not in other.values()

@@ -20,6 +20,8 @@ from matplotlib.patches import Rectangle
 
 __all__ = [
     "COLUMN_IN",
+    "MODEL_COLOURS",
+    "colours_for",
     "VALLEY_STATS",
     "log_scalable",
     "setup",
@@ -34,6 +36,27 @@ __all__ = [
 
 #: The width of a figure that fills the book's column, in inches (at 110 dpi: about 700 px).
 COLUMN_IN = 6.4
+
+
+#: One colour per model across the whole book (seaborn's colour-blind palette): the clean model is always blue, the
+#: adversarially trained one always orange, in every figure; other names take the palette's next colours.
+MODEL_COLOURS = {"clean": 0, "adversarial": 1}
+
+
+def colours_for(names: Sequence[str]) -> dict[str, Any]:
+    """The colour of each model name (:data:`MODEL_COLOURS`; other names in their order, after the reserved ones).
+
+    Args:
+        names: the models a figure shows.
+
+    Returns:
+        {name: RGB colour}.
+    """
+    palette = sns.color_palette("colorblind", 10)
+    out, free = {}, iter(i for i in range(10) if i not in MODEL_COLOURS.values())
+    for name in dict.fromkeys(names):
+        out[name] = palette[MODEL_COLOURS[name] if name in MODEL_COLOURS else next(free) % 10]
+    return out
 
 
 def setup() -> None:
@@ -86,7 +109,7 @@ def valley_curves(data: pd.DataFrame, path: str, title: str, note: str) -> None:
     marks the step at which half of the inputs that started correct have flipped. Shows the figure once.
     """
     fig, axes = plt.subplots(2, 2, figsize=(COLUMN_IN, 5.2), sharex=True)
-    colours = dict(zip(data["model"].unique(), sns.color_palette()))
+    colours = colours_for(list(data["model"].unique()))
     for ax, (stat, label) in zip(axes.flat, VALLEY_STATS.items()):
         for name, part in data[(data.stat == stat) & (data.path == path)].groupby("model", sort=False):
             ax.plot(part.step, part["median"], color=colours[name], label=name)
@@ -121,7 +144,7 @@ def valley_band(data: pd.DataFrame, title: str, note: str) -> None:
     the median over all inputs of all seeds (line), their quartiles (band) and each seed's median (thin lines);
     the dashed line marks the step at which half of the inputs have flipped."""
     fig, ax = plt.subplots(figsize=(COLUMN_IN * 0.8, 3.2))
-    colours = dict(zip(sorted(data["model"].unique()), sns.color_palette()))
+    colours = colours_for(sorted(data["model"].unique()))
     for model, part in data.groupby("model", sort=True):
         pooled = part[part.run == "pooled"]
         n = int(pooled["n"].iloc[0]) if len(pooled) else 0
@@ -197,6 +220,7 @@ def survival_curves(times: Mapping[str, Sequence[float] | np.ndarray], cap: int,
     """The share of inputs not yet flipped (or risen) at each step, one line per model: the survival curve of
     censored times, ``cap`` marking "never within the path". ``times``: model -> times (n,), NaN left out."""
     steps = np.arange(cap + 1)
+    colours = colours_for(list(times))
     for name, t in times.items():
         v = np.asarray(t, dtype=float)
         v = v[np.isfinite(v)]
@@ -205,6 +229,7 @@ def survival_curves(times: Mapping[str, Sequence[float] | np.ndarray], cap: int,
                 steps,
                 [(v > s).mean() for s in steps],
                 where="post",
+                color=colours[name],
                 label=f"{name} ({int((v >= cap).sum())} of {len(v)} never)",
             )
     ax.set(xlabel=xlabel, ylabel="share of inputs not yet", ylim=(-0.02, 1.02))
