@@ -16,6 +16,8 @@ def test_provenance_is_json():
     json.dumps(record)
     assert record["params"] == {"epochs": 3} and record["device"].startswith("cpu")
     assert "commit" in provenance_line(record) and "epochs=3" in provenance_line(record)
+    radii = provenance_line(provenance.provenance({"eps": 8 / 255, "lr": 0.05, "radii": [2 / 255, 0.2]}, "cpu"))
+    assert "eps=8/255" in radii and "lr=0.05" in radii and "radii=[2/255, 0.2]" in radii and "0.0313" not in radii
 
 
 def test_git_commit_dirty_ignores_data(tmp_path):

@@ -323,13 +323,16 @@ def sweep_caption(results: Sequence[Mapping[str, Any]], drawn_at: str) -> str:
             least one.
         drawn_at: the commit of the build that draws the figure.
     """
+    from flatrob.util.provenance import short_value
+
     if not results:
         raise ValueError("sweep_caption needs at least one sweep result")
     names = sorted({str(r["sweep"]) for r in results})
     shared = {k: v for k, v in results[0]["setting"].items() if all(r["setting"].get(k) == v for r in results)}
     return (
         f"committed sweep{'s' if len(names) > 1 else ''} {', '.join(names)}: "
-        f"{', '.join(f'{k}={v}' for k, v in shared.items())}; seeds {sorted({r['seed'] for r in results})}; "
+        f"{', '.join(f'{k}={short_value(v)}' for k, v in shared.items())}; "
+        f"seeds {sorted({r['seed'] for r in results})}; "
         f"made at commit {', '.join(sorted({str(r['run']['commit']) for r in results}))} on "
         f"{', '.join(sorted({str(r['run']['device']) for r in results}))}; drawn at commit {drawn_at}"
     )

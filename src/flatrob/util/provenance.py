@@ -32,6 +32,7 @@ __all__ = [
     "machine_slug",
     "provenance",
     "provenance_line",
+    "short_value",
 ]
 
 #: The commit to record where the repository's history is absent (a copy of the working tree on another machine).
@@ -134,9 +135,22 @@ def provenance(params: dict[str, Any] | None = None, device: torch.device | str 
     }
 
 
+def short_value(value: Any) -> str:
+    """A parameter's value as a footer shows it: a radius or step size that is a whole number of 255ths below 16/255
+    as such (``8/255``, not 0.03137254901960784), other numbers to four digits, words unquoted, lists item by item."""
+    if isinstance(value, float):
+        k = value * 255
+        if 0 < value < 16 / 255 and abs(k - round(k)) < 1e-9:
+            return f"{round(k)}/255"
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(short_value(v) for v in value) + "]"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def provenance_line(record: dict[str, Any]) -> str:
-    """One line for a figure caption: parameters, device, commit."""
-    params = ", ".join(f"{k}={json.dumps(v)}" for k, v in record["params"].items())
+    """One line for a figure caption: parameters (radii in 255ths, numbers to four digits), device, commit."""
+    params = ", ".join(f"{k}={short_value(v)}" for k, v in record["params"].items())
     return f"parameters: {params} | device: {record['device']} | commit: {record['commit']}"
 
 
