@@ -53,10 +53,19 @@ __all__ = [
 def haar_orthogonal(
     n: int, m: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
 ) -> Tensor:
-    """n Haar-distributed matrices of the orthogonal group O(m): (n, m, m); their second moment is eq-haar-moment.
+    """n Haar-distributed matrices of the orthogonal group O(m); their second moment is eq-haar-moment.
 
-    QR of a standard Gaussian matrix with the signs of R's diagonal moved into
-    Q (Mezzadri, 2007); without that correction the distribution is not Haar.
+    QR of a standard Gaussian matrix with the signs of R's diagonal moved into Q (Mezzadri, 2007); without that
+    correction the distribution is not Haar.
+
+    Args:
+        n: how many matrices.
+        m: their size.
+        generator: the random generator (None: torch's global one).
+        dtype: their dtype.
+
+    Returns:
+        The matrices, shape (n, m, m).
     """
     if n < 1 or m < 1:
         raise ValueError(f"n and m must be >= 1; got n={n}, m={m}")
@@ -79,22 +88,29 @@ def expected_change_mc(
 ) -> dict[str, Tensor]:
     """Monte Carlo of E_A[l((W + delta W A) phi + b) - l(W phi + b)], A Haar on O(m) (thm-expected-change).
 
-    With ``antithetic``, pairs (A, -A): both have the Haar law, and averaging them
-    cancels every odd-order term of the expansion exactly, draw by draw (a variance
-    reduction for the leading term; but a check that the odd orders vanish *in
-    expectation* cannot use it, since they cancel by construction). Without it,
-    plain draws: the odd orders stay in every draw and vanish only on average, if
-    the theorem is right. Uses W (phi + delta A phi) = (W + delta W A) phi
-    (eq-feature-weight). Shapes: weight (k, m), features (n, m), labels (n,),
-    deltas (d,). Returns (n, d) tensors:
+    With ``antithetic``, pairs (A, -A): both have the Haar law, and averaging them cancels every odd-order term of
+    the expansion exactly, draw by draw (a variance reduction for the leading term; but a check that the odd orders
+    vanish *in expectation* cannot use it, since they cancel by construction). Without it, plain draws: the odd orders
+    stay in every draw and vanish only on average, if the theorem is right. Uses W (phi + delta A phi) =
+    (W + delta W A) phi (eq-feature-weight).
 
-    * ``mean``, ``se``: the Monte Carlo mean of the loss change and its standard error;
-    * ``quartic``, ``quartic_se``: the mean of the loss change minus its own linear and
-      quadratic terms, delta g^T (W A phi) + delta^2/2 (W A phi)^T Sigma (W A phi) with
-      g = p - e_y, draw by draw. Their expectations are exactly 0 (E[A] = 0) and
-      delta^2 kappa_n / (2m), so ``quartic`` estimates E[change] - delta^2 kappa_n / (2m),
-      the part beyond the quadratic term, with far less noise (two control variates):
-      O(delta^4) if the cubic term's expectation vanishes, as the theorem says.
+    Args:
+        weight: the last layer W, shape (k, m).
+        bias: its bias, shape (k,), or None.
+        features: phi, shape (n, m).
+        labels: shape (n,).
+        deltas: the perturbation sizes delta, shape (d,).
+        n_haar: Haar draws per sample.
+        generator: the random generator.
+        antithetic: draw (A, -A) pairs.
+
+    Returns:
+        (n, d) tensors: ``mean`` and ``se``, the Monte Carlo mean of the loss change and its standard error;
+        ``quartic`` and ``quartic_se``, the mean of the loss change minus its own linear and quadratic terms,
+        delta g^T (W A phi) + delta^2/2 (W A phi)^T Sigma (W A phi) with g = p - e_y, draw by draw. Their expectations
+        are exactly 0 (E[A] = 0) and delta^2 kappa_n / (2m), so ``quartic`` estimates E[change] - delta^2 kappa_n /
+        (2m), the part beyond the quadratic term, with far less noise (two control variates): O(delta^4) if the cubic
+        term's expectation vanishes, as the theorem says.
     """
     m = weight.shape[1]
     A = haar_orthogonal(n_haar, m, generator=generator, dtype=features.dtype)  # (N, m, m)
@@ -123,11 +139,17 @@ def expected_change_mc(
 
 
 def householder(u: Tensor, w: Tensor) -> Tensor:
-    """Orthogonal A with A u = w for ||u|| = ||w||: (n, m), (n, m) -> (n, m, m) (lem-bridging).
+    """Orthogonal A with A u = w for ||u|| = ||w|| (lem-bridging).
 
-    A = I - 2 v v^T / ||v||^2 with v = u - w (A = I where u = w). A u - w =
-    v (||w||^2 - ||u||^2) / ||v||^2, so equal norms are required; they are
-    checked to a relative tolerance of 1e-5.
+    A = I - 2 v v^T / ||v||^2 with v = u - w (A = I where u = w). A u - w = v (||w||^2 - ||u||^2) / ||v||^2, so
+    equal norms are required; they are checked to a relative tolerance of 1e-5.
+
+    Args:
+        u: shape (n, m).
+        w: shape (n, m), each row of the norm of u's.
+
+    Returns:
+        A, shape (n, m, m).
     """
     if u.shape != w.shape or u.dim() != 2:
         raise ValueError(f"u and w must both have shape (n, m); got {tuple(u.shape)} and {tuple(w.shape)}")
@@ -144,10 +166,17 @@ def householder(u: Tensor, w: Tensor) -> Tensor:
 
 
 def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tensor]:
-    """(Delta (n,), A (n, m, m)) with phi_xi = phi_x + Delta A phi_x, A orthogonal (lem-bridging).
+    """phi_xi = phi_x + Delta A phi_x with A orthogonal (lem-bridging).
 
-    Delta = ||phi_xi - phi_x|| / ||phi_x||; A maps phi_x to
-    (phi_xi - phi_x) / Delta, a vector of the same norm as phi_x. Needs phi_x != 0.
+    Delta = ||phi_xi - phi_x|| / ||phi_x||; A maps phi_x to (phi_xi - phi_x) / Delta, a vector of the same norm as
+    phi_x. Needs phi_x != 0.
+
+    Args:
+        phi_x: the features at x, shape (n, m).
+        phi_xi: the features at the perturbed input, shape (n, m).
+
+    Returns:
+        (Delta, A): shapes (n,) and (n, m, m).
     """
     norm_x = phi_x.norm(dim=1)
     if (norm_x == 0).any():
@@ -164,13 +193,20 @@ def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tenso
 def lipschitz_local(
     features: nn.Module | Callable[[Tensor], Tensor], x: Tensor, iters: int = 30, seed: int = 0
 ) -> Tensor:
-    """Spectral norm of the Jacobian of phi at each input, by power iteration: (n, ...) -> (n,).
+    """Spectral norm of the Jacobian of phi at each input, by power iteration: a lower bound of the Lipschitz
+    constant near x (lem-bridging's L).
 
-    Per-sample Jacobians, batched: phi acts on each sample independently
-    (eval mode), so one jvp and one vjp of the batch apply J_i and J_i^T to
-    every sample's own vector. A lower bound of the Lipschitz constant near x.
-    ``features`` is a module or a bound method such as ``model.features``; x on any
-    device (moved to the model's); the result on the CPU.
+    Per-sample Jacobians, batched: phi acts on each sample independently (eval mode), so one jvp and one vjp of the
+    batch apply J_i and J_i^T to every sample's own vector.
+
+    Args:
+        features: phi, a module or a bound method such as ``model.features``.
+        x: inputs, shape (n, ...), on any device (moved to the model's).
+        iters: power iterations.
+        seed: seeds the starting vectors.
+
+    Returns:
+        The norms, shape (n,), on the CPU.
     """
     (x,) = on_model(features, x)
     fn: Any = features
@@ -191,8 +227,16 @@ def lipschitz_local(
 
 @torch.no_grad()
 def lipschitz_pairs(features: nn.Module | Callable[[Tensor], Tensor], x: Tensor, x2: Tensor) -> Tensor:
-    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: (n, ...), (n, ...) on any device -> (n,) on the
-    CPU."""
+    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: empirical lower bounds of L (lem-bridging).
+
+    Args:
+        features: phi, a module or a bound method such as ``model.features``.
+        x: inputs, shape (n, ...), on any device.
+        x2: their partners, shape (n, ...), each different from its x.
+
+    Returns:
+        The ratios, shape (n,), on the CPU.
+    """
     x, x2 = on_model(features, x, x2)
     fn: Any = features
     num = (fn(x) - fn(x2)).flatten(1).norm(dim=1)
@@ -230,10 +274,18 @@ def _operator_norm(layer: nn.Module, shape: tuple[int, ...], iters: int, gen: to
 def lipschitz_upper(body: nn.Sequential, input_shape: tuple[int, ...], iters: int = 100, seed: int = 0) -> float:
     """A global Lipschitz constant (l2) of a sequential ReLU body: the product of its layers' norms.
 
-    Linear / Conv1d / Conv2d contribute their operator norm (power iteration on
-    the convolution as a linear map of inputs of the right shape), ReLU,
-    Flatten and non-overlapping max-pooling contribute 1 (each is 1-Lipschitz
-    in l2). Other modules raise ``TypeError``: the bound would be unproven.
+    Linear / Conv1d / Conv2d contribute their operator norm (power iteration on the convolution as a linear map of
+    inputs of the right shape), ReLU, Flatten and non-overlapping max-pooling contribute 1 (each is 1-Lipschitz in
+    l2). Other modules raise ``TypeError``: the bound would be unproven.
+
+    Args:
+        body: the feature map, an ``nn.Sequential``.
+        input_shape: one input's shape, without the batch axis.
+        iters: power iterations per layer.
+        seed: seeds the starting vectors.
+
+    Returns:
+        The upper bound of L, a float.
     """
     gen = torch.Generator().manual_seed(seed)
     shape = tuple(input_shape)
@@ -254,8 +306,15 @@ def lipschitz_upper(body: nn.Sequential, input_shape: tuple[int, ...], iters: in
 
 
 def weight_diameter(weight: Tensor) -> Tensor:
-    """D_W = max_{s,s'} ||w_s - w_s'||: (k, m) -> scalar. Bounds the range of the logit change W d over classes by
-    D_W ||d||."""
+    """D_W = max_{s,s'} ||w_s - w_s'||, which bounds the range of the logit change W d over classes by
+    D_W ||d|| (thm-local-bound's cubic term).
+
+    Args:
+        weight: W, shape (k, m).
+
+    Returns:
+        D_W, a scalar tensor.
+    """
     return flatness.pairwise_sq_distances(weight).max().sqrt()
 
 
@@ -284,7 +343,17 @@ class BoundTerms:
 
 
 def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor) -> BoundTerms:
-    """The coefficients of thm-local-bound at each sample: weight (k, m), features (n, m), labels (n,)."""
+    """The coefficients of thm-local-bound at each sample.
+
+    Args:
+        weight: W, shape (k, m).
+        features: phi, shape (n, m).
+        bias: b, shape (k,), or None.
+        labels: shape (n,).
+
+    Returns:
+        :class:`BoundTerms`, each coefficient of shape (n,).
+    """
     phi_sq = flatness.squared_norms(features)
     stats = flatness.last_layer_statistics(weight, flatness.logits_of(weight, features, bias), phi_sq)
     p = stats["p"]
@@ -305,7 +374,18 @@ def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: T
 def loss_change_along(
     weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, new_features: Tensor
 ) -> Tensor:
-    """l(W phi' + b, y) - l(W phi + b, y) per sample: the exact left-hand side of thm-local-bound. (n,)."""
+    """l(W phi' + b, y) - l(W phi + b, y) per sample: the exact left-hand side of thm-local-bound.
+
+    Args:
+        weight: W, shape (k, m).
+        features: phi, shape (n, m).
+        bias: b, shape (k,), or None.
+        labels: shape (n,).
+        new_features: phi', shape (n, m).
+
+    Returns:
+        The loss changes, shape (n,).
+    """
     ce = nn.functional.cross_entropy
     z0 = flatness.logits_of(weight, features, bias)
     z1 = flatness.logits_of(weight, new_features, bias)
@@ -321,10 +401,20 @@ def certified_radius(
     first_order: bool = True,
     iters: int = 200,
 ) -> Tensor:
-    """Largest input radius delta with bound(L delta) <= budget, per sample (n,) (eq-certified-radius).
+    """Largest input radius delta with bound(L delta) <= budget, per sample (eq-certified-radius).
 
-    The bound is increasing in delta, so bisection finds the root of
-    bound(L delta) = budget to machine precision.
+    The bound is increasing in delta, so bisection finds the root of bound(L delta) = budget to machine precision.
+
+    Args:
+        terms: the bound's coefficients (:func:`bound_terms`).
+        lipschitz: L of the feature map.
+        budget: the loss change allowed.
+        use_kappa: the flatness form of the second coefficient (kappa_neuron / (2 ||phi||^2)).
+        first_order: keep the first-order term (it vanishes only at a minimum).
+        iters: bisection steps.
+
+    Returns:
+        The radii, shape (n,), float64.
     """
     if lipschitz <= 0 or budget <= 0:
         raise ValueError(f"lipschitz and budget must be positive; got {lipschitz}, {budget}")
@@ -352,8 +442,16 @@ VIOLATION_RTOL = VIOLATION_ATOL = 1e-12
 
 
 def violates(observed: Tensor, bound: Tensor) -> Tensor:
-    """Where an observed loss change exceeds its bound beyond float64 rounding (the one tolerance the book, the
-    checks and the tests use): (n,) bool."""
+    """Where an observed loss change exceeds its bound beyond float64 rounding (the one tolerance the book,
+    the checks and the tests use; thm-local-bound).
+
+    Args:
+        observed: the loss changes, shape (n,).
+        bound: their bounds, shape (n,).
+
+    Returns:
+        A boolean mask, shape (n,).
+    """
     return observed > bound + VIOLATION_RTOL * bound.abs() + VIOLATION_ATOL
 
 
@@ -361,8 +459,20 @@ def digest_bound(
     delta: float, lipschitz: float | Tensor, kappa: Tensor, r: Tensor, k: int, m: int, *, cubic: bool = True
 ) -> Tensor:
     """The local bound as the paper digest states it (second-hand, constants not derived):
-    ``delta^2 L^2 kappa / (2 r^2) + delta^3 k m L^6 / (24 r^3)`` (without its cubic term when not ``cubic``), per
-    sample (n,) for kappa and r (n,)."""
+    ``delta^2 L^2 kappa / (2 r^2) + delta^3 k m L^6 / (24 r^3)`` (thm-local-bound as reported).
+
+    Args:
+        delta: the input radius.
+        lipschitz: L, a float or shape (n,).
+        kappa: the relative sharpness, shape (n,).
+        r: the feature-norm lower bound, shape (n,).
+        k: classes.
+        m: features.
+        cubic: keep the cubic term.
+
+    Returns:
+        The bound per sample, shape (n,).
+    """
     quadratic = delta**2 * lipschitz**2 * kappa / (2 * r**2)
     return quadratic + (k * m * lipschitz**6 * delta**3 / (24 * r**3) if cubic else 0.0)
 
@@ -370,9 +480,20 @@ def digest_bound(
 def worst_case_directions(
     weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, generator: torch.Generator
 ) -> dict[str, Tensor]:
-    """Unit feature perturbations (n, m) in three kinds of direction for testing thm-local-bound: random, along the
+    """Unit feature perturbations in three kinds of direction for testing thm-local-bound: random, along the
     feature gradient ``W^T (p - e_y)`` (the worst case of the first-order term) and along the top eigenvector of
-    ``W^T Sigma(p) W`` (the worst case of the second)."""
+    ``W^T Sigma(p) W`` (the worst case of the second).
+
+    Args:
+        weight: W, shape (k, m).
+        features: phi, shape (n, m).
+        bias: b, shape (k,), or None.
+        labels: shape (n,).
+        generator: for the random directions.
+
+    Returns:
+        {"random", "gradient", "top eigenvector"}: unit directions, each of shape (n, m).
+    """
     z = flatness.logits_of(weight, features, bias)
     grad = (torch.softmax(z, -1) - nn.functional.one_hot(labels, weight.shape[0]).to(z)) @ weight
     top = torch.linalg.eigh(weight.T @ flatness.softmax_covariance(z) @ weight).eigenvectors[:, :, -1]
@@ -384,10 +505,18 @@ def worst_case_directions(
 
 
 def random_bound_check(instances: int, seed: int = 0, batch: int = 100) -> tuple[int, int, Tensor]:
-    """thm-local-bound on random instances in float64: random last layers (k in 2..10, m in 2..32, scales 0.1 to
-    10), features, biases and labels, and feature perturbations of random size (1e-2.5 to 1e0.5) in the three
-    directions of :func:`worst_case_directions`. Returns (violations, instances checked, observed / bound (n,)).
-    ``instances`` is rounded down to whole batches of ``batch`` points (three directions each)."""
+    """thm-local-bound on random instances in float64: random last layers (k in 2..10, m in 2..32, scales 0.1
+    to 10), features, biases and labels, and feature perturbations of random size (1e-2.5 to 1e0.5) in the three
+    directions of :func:`worst_case_directions`.
+
+    Args:
+        instances: how many points, rounded down to whole batches (three directions each).
+        seed: seeds everything.
+        batch: points per random last layer.
+
+    Returns:
+        (violations, instances checked, observed / bound of every instance, shape (n,)).
+    """
     gen = torch.Generator().manual_seed(seed)
     viol, total, tight = 0, 0, []
     for _ in range(max(1, instances // batch)):
