@@ -56,6 +56,7 @@ from flatrob.evidence.checks.rules import (
     STILL_FOOLS,
     TAIL_QUANTILE,
     WIDENS,
+    too_few,
 )
 from flatrob.evidence.checks.scale import (
     check_gradient_masking,
@@ -127,4 +128,5 @@ __all__ = [
     "check_scaling",
     "check_scaling_median",
     "check_valley_shape",
+    "too_few",
 ]

@@ -12,12 +12,12 @@ from flatrob.evidence.checks.rules import (
     COLLAPSES,
     CONFIDENT,
     DETECTS,
-    MIN_POINTS,
     as_array,
     fmt,
     mean_difference,
+    too_few,
 )
-from flatrob.evidence.verdicts import BY_CONSTRUCTION, NOT_TESTABLE, Check, Setting, bootstrap, judged, share
+from flatrob.evidence.verdicts import BY_CONSTRUCTION, Check, Setting, bootstrap, judged, share
 
 # ---------------------------------------------------------------------------
 # confidence and detection (claims 10, 11)
@@ -44,18 +44,18 @@ def check_confidently_wrong_flat(
     """
     stmt = "Confidently wrong points are flat."
     sel = (wrong["adversarial"] & (confidence["adversarial"] > CONFIDENT)).numpy()
-    if int(sel.sum()) < MIN_POINTS:
-        return Check(
-            claim=10,
-            part="attack",
-            statement=stmt,
-            verdict=NOT_TESTABLE,
-            paper="shape",
-            setting=setting,
-            evidence=f"only {int(sel.sum())} of {len(sel)} adversarial points are confidently wrong "
-            f"(> {CONFIDENT:g}; need {MIN_POINTS})",
-            values={"n_confidently_wrong": int(sel.sum())},
-        )
+    few = too_few(
+        int(sel.sum()),
+        f"only {int(sel.sum())} of {len(sel)} adversarial points are confidently wrong (> {CONFIDENT:g})",
+        claim=10,
+        part="attack",
+        statement=stmt,
+        paper="shape",
+        setting=setting,
+        values={"n_confidently_wrong": int(sel.sum())},
+    )
+    if few is not None:
+        return few
     k_adv, k_b = as_array(kappa["adversarial"]), as_array(kappa["boundary"])
 
     def ratio(mask: np.ndarray, adv: np.ndarray, boundary: np.ndarray) -> float:
@@ -119,18 +119,10 @@ def check_detector(held_out_sharpness: np.ndarray, held_out_confidence: np.ndarr
     """
     stmt = "A sharpness stump separates clean from adversarial inputs."
     paper = "accuracy 0.92-0.93"
-    if len(held_out_sharpness) < MIN_POINTS:
-        return [
-            Check(
-                claim=11,
-                part="",
-                statement=stmt,
-                verdict=NOT_TESTABLE,
-                paper=paper,
-                setting=setting,
-                evidence=f"{len(held_out_sharpness)} held-out inputs (need {MIN_POINTS})",
-            )
-        ]
+    n = len(held_out_sharpness)
+    few = too_few(n, f"{n} held-out inputs", claim=11, part="", statement=stmt, paper=paper, setting=setting)
+    if few is not None:
+        return [few]
     acc = share(np.asarray(held_out_sharpness) > 0)
     base = share(np.asarray(held_out_confidence) > 0)
     gain = bootstrap(mean_difference, np.asarray(held_out_confidence, float), np.asarray(held_out_sharpness, float))

@@ -4,11 +4,12 @@ the checks share."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from flatrob.evidence.verdicts import Estimate, Rule
+from flatrob.evidence.verdicts import NOT_TESTABLE, Check, Estimate, Rule, Setting
 
 # ---------------------------------------------------------------------------
 # thresholds, each with its reason
@@ -136,3 +137,40 @@ def any_fragile(*parts: tuple[Estimate, Rule]) -> bool:
 def ascending(scales: list[float]) -> None:
     if list(scales) != sorted(scales):
         raise ValueError(f"scales must be ascending; got {scales}")
+
+
+def too_few(
+    count: int,
+    what: str,
+    *,
+    claim: int,
+    part: str,
+    statement: str,
+    paper: str,
+    setting: Setting,
+    values: dict[str, Any] | None = None,
+) -> Check | None:
+    """The one "not testable here" check of every claim: None when ``count`` reaches :data:`MIN_POINTS`, else the
+    check that says so, its evidence ``what`` followed by "(need MIN_POINTS)".
+
+    Args:
+        count: how many points the check would be made from.
+        what: those points in words ("12 inputs flipped").
+        claim, part, statement, paper, setting: the check's own (:class:`~flatrob.evidence.verdicts.Check`).
+        values: numbers to keep with the check.
+
+    Returns:
+        The "not testable here" check, or None when there are enough points.
+    """
+    if count >= MIN_POINTS:
+        return None
+    return Check(
+        claim=claim,
+        part=part,
+        statement=statement,
+        verdict=NOT_TESTABLE,
+        paper=paper,
+        setting=setting,
+        evidence=f"{what} (need {MIN_POINTS})",
+        values=dict(values or {}),
+    )

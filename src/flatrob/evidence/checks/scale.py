@@ -11,15 +11,15 @@ from torch import Tensor
 from flatrob.evidence.checks.rules import (
     FALLS,
     MASKS,
-    MIN_POINTS,
     MONOTONE,
     STILL_FOOLS,
     TAIL_QUANTILE,
     ascending,
     fmt,
     median_ratio,
+    too_few,
 )
-from flatrob.evidence.verdicts import BY_CONSTRUCTION, NOT_TESTABLE, Check, Setting, bootstrap, judged, share
+from flatrob.evidence.verdicts import BY_CONSTRUCTION, Check, Setting, bootstrap, judged, share
 
 # ---------------------------------------------------------------------------
 # the last-layer scale (claims 8, 9; rows A, C, D)
@@ -102,16 +102,17 @@ def check_loss_growth(increase: Tensor, movable: Tensor, scales: list[float], se
     inc, mov = increase.double().numpy(), movable.numpy().astype(bool)
     first, last = inc[0][mov[0]], inc[-1][mov[-1]]
     excluded = f"{int((~mov[-1]).sum())} of {inc.shape[1]} points have a zero input gradient at s = {scales[-1]:g}"
-    if min(len(first), len(last)) < MIN_POINTS:
-        return Check(
-            claim=8,
-            part="loss-growth",
-            statement=stmt,
-            verdict=NOT_TESTABLE,
-            paper=paper,
-            setting=setting,
-            evidence=f"{excluded}: too few left to compare (need {MIN_POINTS})",
-        )
+    few = too_few(
+        min(len(first), len(last)),
+        f"{excluded}: too few left to compare",
+        claim=8,
+        part="loss-growth",
+        statement=stmt,
+        paper=paper,
+        setting=setting,
+    )
+    if few is not None:
+        return few
     med = bootstrap(median_ratio, first, last, paired=False)
 
     def tail_ratio(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,14 +10,13 @@ from flatrob.evidence.checks.rules import (
     CONSTRUCTION_TOLERANCE,
     FINAL_CONFIDENCE,
     FLOAT64_AGREEMENT,
-    MIN_POINTS,
     MOSTLY,
     any_fragile,
+    too_few,
     yes,
 )
 from flatrob.evidence.verdicts import (
     BY_CONSTRUCTION,
-    NOT_TESTABLE,
     Check,
     Setting,
     bootstrap,
@@ -157,16 +156,17 @@ def check_not_global(
     its peak on the way. Per attacked point (n,): wrong at the end (0/1), confidence at the end, kappa at the end /
     its peak along the path. "Confidently wrong" uses :data:`FINAL_CONFIDENCE`, as the collapse of claim 6 does."""
     stmt = "Off the data manifold the attack ends where the model is confidently wrong, and flat."
-    if len(wrong_end) < MIN_POINTS:
-        return Check(
-            claim=10,
-            part="manifold",
-            statement=stmt,
-            verdict=NOT_TESTABLE,
-            setting=setting,
-            evidence=f"only {len(wrong_end)} attacked points (need {MIN_POINTS})",
-            paper="shape",
-        )
+    few = too_few(
+        len(wrong_end),
+        f"only {len(wrong_end)} attacked points",
+        claim=10,
+        part="manifold",
+        statement=stmt,
+        paper="shape",
+        setting=setting,
+    )
+    if few is not None:
+        return few
     confidently_wrong = share((np.asarray(wrong_end) > 0) & (np.asarray(confidence_end) > FINAL_CONFIDENCE))
     collapse = bootstrap(median, end_over_peak)
     verdict = combine([MOSTLY.judge(confidently_wrong), COLLAPSES.judge(collapse)])

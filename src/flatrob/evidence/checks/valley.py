@@ -30,6 +30,7 @@ from flatrob.evidence.checks.rules import (
     mean_difference,
     mean_ratio,
     median_ratio,
+    too_few,
 )
 from flatrob.evidence.verdicts import (
     CANNOT_DECIDE,
@@ -118,20 +119,12 @@ def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]
             )
             for p, s in parts.items()
         ]
-    if samples["n_flipped"] < MIN_POINTS:
-        return [
-            Check(
-                claim=6,
-                part=p,
-                statement=s,
-                verdict=NOT_TESTABLE,
-                evidence=f"{n} (need {MIN_POINTS})",
-                paper=paper[p],
-                setting=setting,
-                values=counts,
-            )
-            for p, s in parts.items()
-        ]
+    few = [
+        too_few(samples["n_flipped"], n, claim=6, part=p, statement=s, paper=paper[p], setting=setting, values=counts)
+        for p, s in parts.items()
+    ]
+    if all(c is not None for c in few):
+        return [c for c in few if c is not None]
     rise = bootstrap(median, samples["peak_over_start"])
     rose = samples["peak_over_start"] >= RISE_FACTOR
     found = [
@@ -148,20 +141,18 @@ def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]
             values=counts,
         )
     ]
-    if int(rose.sum()) < MIN_POINTS:
-        found.append(
-            Check(
-                claim=6,
-                part="peak",
-                statement=parts["peak"],
-                verdict=NOT_TESTABLE,
-                paper=paper["peak"],
-                evidence=f"{int(rose.sum())} flipped inputs rise by {RISE_FACTOR:g} (need {MIN_POINTS}): "
-                "a peak is judged only where there is a rise",
-                setting=setting,
-                values=counts,
-            )
-        )
+    unrisen = too_few(
+        int(rose.sum()),
+        f"{int(rose.sum())} flipped inputs rise by {RISE_FACTOR:g}, and a peak is judged only where there is a rise",
+        claim=6,
+        part="peak",
+        statement=parts["peak"],
+        paper=paper["peak"],
+        setting=setting,
+        values=counts,
+    )
+    if unrisen is not None:
+        found.append(unrisen)
     else:
         flip = samples["flip_step"][rose]
         tolerance = np.maximum(1.0, PEAK_FRACTION * flip)
@@ -230,16 +221,17 @@ def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any],
     both = clean["start_correct"] & adv["start_correct"]
     cap = clean["steps"] + 1
     paper = "the valley shifts but persists"
-    if int(both.sum()) < MIN_POINTS:
-        return Check(
-            claim=7,
-            part="shift",
-            statement=stmt,
-            verdict=NOT_TESTABLE,
-            paper=paper,
-            setting=setting,
-            evidence=f"{int(both.sum())} inputs start correct under both models (need {MIN_POINTS})",
-        )
+    few = too_few(
+        int(both.sum()),
+        f"{int(both.sum())} inputs start correct under both models",
+        claim=7,
+        part="shift",
+        statement=stmt,
+        paper=paper,
+        setting=setting,
+    )
+    if few is not None:
+        return few
     tc, ta = clean["time_to_flip"][both], adv["time_to_flip"][both]
     flip = bootstrap(mean_difference, tc, ta)
     later, earlier = share(ta > tc), share(ta < tc)
@@ -311,16 +303,17 @@ def check_feature_norm(samples: dict[str, Any], setting: Setting) -> Check:
             evidence=outside,
             values={"flip_share": flips.as_dict()},
         )
-    if samples["n_flipped"] < MIN_POINTS:
-        return Check(
-            claim=12,
-            part="",
-            statement=stmt,
-            verdict=NOT_TESTABLE,
-            paper=paper,
-            setting=setting,
-            evidence=f"{samples['n_flipped']} inputs flipped (need {MIN_POINTS})",
-        )
+    few = too_few(
+        samples["n_flipped"],
+        f"{samples['n_flipped']} inputs flipped",
+        claim=12,
+        part="",
+        statement=stmt,
+        paper=paper,
+        setting=setting,
+    )
+    if few is not None:
+        return few
     ratio = bootstrap(median, samples["feature_norm_max_over_min"])
     phi = float(np.median(samples["decades_phi_sq"]))
     prob = float(np.median(samples["decades_one_minus_p2"]))
