@@ -117,3 +117,30 @@ def test_scaled_losses_in_float64():
     with torch.no_grad():
         ref = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
     torch.testing.assert_close(losses[0].float(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_the_vision_transformer_meets_the_closed_forms_assumptions():
+    """The ViT's head is an nn.Linear on features(x), the class token's final output: the last-layer closed form
+    applies unchanged, and equals autograd's Hessian of the head in float64."""
+    from flatrob import relative_sharpness
+    from flatrob.flatness import autograd_relative_sharpness
+    from flatrob.models import last_layer_inputs
+
+    torch.manual_seed(0)
+    model = build_model("vit", 10, (1, 28, 28)).double().eval()
+    assert isinstance(model.classifier, torch.nn.Linear) and model.classifier.in_features == 64
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    logits, phi = model.forward_with_features(x)
+    torch.testing.assert_close(model.classifier(model.features(x)), logits, rtol=0, atol=0)
+    w, b, feats = last_layer_inputs(model, x)
+    torch.testing.assert_close(feats, phi)
+    for kind in ("layer", "neuron"):
+        torch.testing.assert_close(
+            relative_sharpness(w, feats, b, kind=kind), autograd_relative_sharpness(w, feats, b, kind=kind)
+        )
+    # attention mixes the tokens: an input patch changes the class token's features (the curvature below the head
+    # that the last-layer theory does not cover)
+    x2 = x.clone()
+    x2[:, :, :7, :7] += 0.5
+    assert (model.features(x2) - phi).abs().max() > 1e-3
+    assert fits("vit", (3, 32, 32)) == "" and "vit" in fits("vit", (1, 30, 30))

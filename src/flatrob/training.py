@@ -22,7 +22,7 @@ from flatrob.data import load_digits
 from flatrob.models import DigitsCNN, FeatureClassifier, on_model
 from flatrob.util.devices import default_device
 from flatrob.util.io import atomic_write
-from flatrob.util.paths import cache_dir
+from flatrob.util.paths import model_cache_dir
 from flatrob.util.progress import progress_bar, progress_enabled
 from flatrob.zoo import build_model
 
@@ -330,7 +330,7 @@ def fit_or_load(
         sort_keys=True,
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-    path = cache_dir() / "models" / f"{name}-{key}.pt"
+    path = model_cache_dir() / f"{name}-{key}.pt"
     partial = path.with_suffix(".partial.pt")
     device = device or default_device()
     blob = _load(path, "cached model", weights_only=True)
@@ -356,8 +356,11 @@ def fit_or_load(
 
 
 def describe(record: dict[str, Any]) -> str:
-    """Where a model of :func:`fit_or_load` came from, in words: "from the cache", "trained now" or
+    """Where a model of :func:`fit_or_load` (or :func:`flatrob.store.load`) came from, in words: "from the committed
+    models (file)", "from the cache", "trained now" or
     "resumed from epoch N, trained now"."""
+    if record.get("committed"):
+        return f"from the committed models ({record['committed']['file']})"
     if record.get("cached"):
         return "from the cache"
     n = record.get("resumed_from_epoch", 0)

@@ -26,6 +26,7 @@ __all__ = [
     "fits",
     "resnet18_cifar",
     "vgg11_bn_cifar",
+    "vit_small",
     "wide_resnet_cifar",
 ]
 
@@ -143,6 +144,65 @@ def wide_resnet_cifar(
     return _Wrapped(body, nn.Linear(c, n_classes))
 
 
+class _ViTBody(nn.Module):
+    """Patch embedding, a class token and learned positions, ``depth`` pre-norm transformer encoder layers
+    (multi-head self-attention and an MLP, each with a residual connection and LayerNorm), a final LayerNorm and the
+    class token's output: phi, shape (n, dim)."""
+
+    def __init__(self, in_channels: int, image: int, patch: int, dim: int, depth: int, heads: int) -> None:
+        super().__init__()
+        self.patches = nn.Conv2d(in_channels, dim, patch, patch)  # one token per non-overlapping patch
+        n_tokens = (image // patch) ** 2
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, n_tokens + 1, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)  # (n, tokens, dim)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
+        out: Tensor = self.norm(self.encoder(tokens))[:, 0]
+        return out
+
+
+def vit_small(
+    n_classes: int = 10,
+    in_channels: int = 1,
+    image: int = 28,
+    *,
+    patch: int = 7,
+    dim: int = 64,
+    depth: int = 4,
+    heads: int = 4,
+) -> FeatureClassifier:
+    """A small vision transformer (Dosovitskiy et al., 2021) for the CPU: 7x7 patches of a 28x28 image (16 tokens and
+    a class token), ``depth`` pre-norm encoder layers of ``heads``-head self-attention and a GELU MLP, LayerNorm,
+    and a linear head on the class token's output.
+
+    The head is an ``nn.Linear`` on ``features(x)``, so the last-layer closed forms apply unchanged; what they do not
+    cover is the curvature that attention adds below the head.
+
+    Args:
+        n_classes: the number of classes.
+        in_channels: 1 for grey images, 3 for colour.
+        image: the image side (a multiple of ``patch``).
+        patch: the patch side.
+        dim: the token width, and m, the number of features.
+        depth: encoder layers.
+        heads: attention heads (dividing ``dim``).
+
+    Returns:
+        A :class:`~flatrob.models.FeatureClassifier` whose ``features`` are the class token's final output, shape
+        (n, dim).
+    """
+    if image % patch or dim % heads:
+        raise ValueError(f"image must be a multiple of patch and dim of heads; got {image}, {patch}, {dim}, {heads}")
+    return _Wrapped(_ViTBody(in_channels, image, patch, dim, depth, heads), nn.Linear(dim, n_classes))
+
+
 #: The small residual networks with batch norm that train on the CPU (name -> depth, widen, batch norm, residual).
 #: WRN-10-1 is the CPU's network of the paper's kind; the others vary one axis of it (valley-conditions).
 RESIDUAL_FAMILY: dict[str, tuple[int, int, bool, bool]] = {
@@ -173,6 +233,9 @@ ARCHITECTURES: dict[str, str] = {
     "wrn-10-1-nobn": "WRN-10-1 without batch norm (residual connections kept), (c, h, w) with h, w >= 8",
     "wrn-10-1-plain": "WRN-10-1 without residual connections (batch norm kept), (c, h, w) with h, w >= 8",
     "wrn-10-1-plain-nobn": "WRN-10-1 without residual connections and batch norm, (c, h, w) with h, w >= 8",
+    "vit": "a small vision transformer (4 pre-norm encoder layers of 4-head self-attention, width 64, LayerNorm, a "
+    "linear head on the class token; 7x7 patches of 28x28 images or 4x4 of 32x32), (c, h, h) with h divisible by 7 or "
+    "4",
 }
 
 
@@ -215,6 +278,10 @@ def fits(name: str, input_shape: tuple[int, ...]) -> str:
         "digits-cnn": ("(1, 8, 8)", shape == (1, 8, 8)),
         "mnist1d-cnn": ("(1, L) with L divisible by 4", len(shape) == 2 and shape[0] == 1 and shape[1] % 4 == 0),
         "vgg11-bn": ("(1 or 3, 32, 32)", image and shape[1:] == (32, 32)),
+        "vit": (
+            "(1 or 3, h, h) with h divisible by 7 or 4",
+            image and shape[1] == shape[2] and (shape[1] % 7 == 0 or shape[1] % 4 == 0),
+        ),
     }.get(name, ("(1 or 3, h, w) with h, w >= 8", image and min(shape[1:], default=0) >= 8))
     return "" if ok else f"architecture {name!r} needs inputs of shape {wants}; the data have {shape}"
 
@@ -248,6 +315,8 @@ def build_model(name: str, n_classes: int, input_shape: tuple[int, ...]) -> Feat
     if name == "mnist1d-cnn":
         return MNIST1DCNN(n_classes, length=shape[1])
     c = shape[0]
+    if name == "vit":
+        return vit_small(n_classes, c, shape[1], patch=7 if shape[1] % 7 == 0 else 4)
     if name in RESIDUAL_FAMILY:
         depth, widen, bn, res = RESIDUAL_FAMILY[name]
         return wide_resnet_cifar(depth, widen, n_classes, c, batch_norm=bn, residual=res)

@@ -57,6 +57,7 @@ __all__ = [
     "snakemake_pid",
     "toc_file",
     "models_dir",
+    "model_cache_dir",
     "MODELS_MANIFEST",
     "is_partial",
     "partial_dir",
@@ -125,6 +126,11 @@ def cache_dir() -> Path:
     """Cached models and training checkpoints: ``$FLATROB_CACHE`` or ``<repo>/cache``."""
     env = os.environ.get(CACHE_ENV)
     return Path(env).expanduser() if env else repo_root() / "cache"
+
+
+def model_cache_dir() -> Path:
+    """Trained models and their checkpoints in the cache, keyed by recipe and code: ``<cache>/models``."""
+    return cache_dir() / "models"
 
 
 def raw_dir() -> Path:
