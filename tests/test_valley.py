@@ -46,3 +46,17 @@ def test_median_sides_lists_both_sides_with_traits_and_says_when_seeds_are_too_f
     assert "1 degree(s) of freedom" in text and "not a verdict" in text
     assert "degree" not in median_sides(_settings(3), 0.1)
     assert "for no setting" in median_sides(_settings(3), 1e-3) and median_sides(_settings(3).iloc[:0], 0.1) == ""
+
+
+def test_networks_outside_the_family_pair_only_with_themselves():
+    """The small CNN and the transformer have no traits: each pairs with itself on training length, never with the
+    other (they differ in far more than epochs)."""
+    rows = [("small-cnn", 10), ("small-cnn", 2), ("vit", 10)]
+    table = pd.DataFrame(
+        [
+            {"setting": f"{a}, {e} epochs", "architecture": a, "epochs": e, "final/peak": 0.3, "verdict": "partly"}
+            for a, e in rows
+        ]  # fmt: skip
+    )
+    effects = axis_effects(table)
+    assert list(effects.axis) == ["epochs"] and "small-cnn" in effects["from"][0] and "small-cnn" in effects["to"][0]

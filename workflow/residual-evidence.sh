@@ -47,6 +47,9 @@ sweep valley-conditions-residual valley-conditions "${ALL[@]}" -p epochs 10 -p a
 sweep valley-conditions-length valley-conditions "${ALL[@]}" -p epochs 2 -p architecture "$STUDY"
 sweep valley-conditions-depth valley-conditions "${ALL[@]}" -p epochs 10 -p architecture wrn-16-1
 sweep valley-conditions-width valley-conditions "${ALL[@]}" -p epochs 10 -p architecture wrn-10-2
+# A network with attention: the small vision transformer of the zoo, trained and attacked like the others; its models
+# are then committed (python -m flatrob models add data/sweeps/valley-conditions-vit).
+sweep valley-conditions-vit valley-conditions "${ALL[@]}" -p epochs 10 -p architecture vit
 # The book's small CNN over the same three seeds at each chapter's defaults (4 epochs on all images, 300 inputs): the
 # further setting the report shows beside the residual network.
 SMALL=(-p seed 0,1,2)

@@ -235,8 +235,9 @@ def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
     :data:`AXES`, with the verdict and the median final/peak on both sides.
 
     ``settings``: one row per setting with the columns of :data:`AXES` (missing traits as NaN: such settings pair
-    on "epochs" only), ``setting`` (a label), ``verdict`` and ``final/peak``. Returns one row per pair: axis, from,
-    to, verdict from -> to, final/peak from -> to, and whether the verdict changes.
+    on "epochs" only, and only with the same ``architecture``), ``setting`` (a label), ``verdict`` and
+    ``final/peak``. Returns one row per pair: axis, from, to, verdict from -> to, final/peak from -> to, and whether
+    the verdict changes.
     """
     rows = []
     records = settings.to_dict(orient="records")
@@ -250,6 +251,9 @@ def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
             differ = [x for x in AXES if value(a, x) != value(b, x)]
             if len(differ) != 1 or value(a, differ[0]) is None or value(b, differ[0]) is None:
                 continue
+            untraited = any(value(r, x) is None for r in (a, b) for x in AXES if x != "epochs")
+            if untraited and a.get("architecture") != b.get("architecture"):
+                continue  # two networks outside the family (the small CNN, the transformer) differ in more than epochs
             # from without to with (batch norm, residual), from less to more (depth, widen, epochs)
             lo, hi = (a, b) if value(a, differ[0]) < value(b, differ[0]) else (b, a)
 
