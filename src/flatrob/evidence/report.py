@@ -26,6 +26,7 @@ __all__ = [
     "comparison_line",
     "differences",
     "findings",
+    "markdown_math",
     "reasons",
     "grid",
     "headline",
@@ -397,6 +398,12 @@ FINDINGS = {
 }
 
 
+def markdown_math(text: str) -> str:
+    """Text written for MathJax (``\\( ... \\)``, as the claims are) made safe for a Markdown cell's output, where
+    ``\\(`` is an escaped parenthesis: ``$ ... $``."""
+    return text.replace("\\(", "$").replace("\\)", "$")
+
+
 def findings(claims: Sequence[Mapping[str, Any]]) -> str:
     """What the book finds, one Markdown bullet per empirical claim, from the committed ledger: the short name linked
     to its chapter, the verdict at the paper's setting (from the rows that reach its regime), the decisive measure
@@ -420,7 +427,7 @@ def findings(claims: Sequence[Mapping[str, Any]]) -> str:
             where = f"{s.get('architecture', '?')}" + (f", {len(seeds)} seeds" if seeds else ", one run")
             text += f": {m['name']} {_value(main)} ({where})"
         text += f"; the paper: {claim['paper']}."
-        out.append(text)
+        out.append(markdown_math(text))
     return "\n".join(out)
 
 
@@ -447,6 +454,7 @@ def reasons(claims: Sequence[Mapping[str, Any]], extra: Mapping[int, str] | None
             rule = f" (the rule: {Rule.from_dict(m['rule']).describe()})" if m.get("rule") else ""
             value = f"{m['name']} {_value(e)}{rule}" if m else e["evidence"][:160]
             model = " ".join(str(e["setting"][k]) for k in ("training", "architecture") if e["setting"].get(k))
+            model += f", {e['setting']['source']}" if source_kind(e["setting"]) != "live" else ""
             parts.append(f"`{what}` ({model}): {value}")
         text = f"- **Claim {claim['claim']}** ({claim['verdict']}): " + ("; ".join(parts) or "no check decided it")
         outside = [g["label"] for g in head if g["verdict"] == NOT_REACHED]
@@ -454,5 +462,5 @@ def reasons(claims: Sequence[Mapping[str, Any]], extra: Mapping[int, str] | None
             text += f"; not reached in this regime, and so left out: {'; '.join(outside)}"
         if extra and claim["claim"] in extra:
             text += f". {extra[claim['claim']]}"
-        out.append(text + ("" if text.endswith(".") else "."))
+        out.append(markdown_math(text + ("" if text.endswith(".") else ".")))
     return "\n".join(out)
