@@ -417,7 +417,8 @@ def findings(claims: Sequence[Mapping[str, Any]]) -> str:
         head = strongest_groups(paper)
         counted = [g for g, n in zip(head, counted_settings([g["verdict"] for g in head]), strict=True) if n]
         entries = _setting_entries(claim, counted)
-        main = _main(claim["claim"], entries)
+        deciding = [e for e in entries if e["verdict"] == claim["verdict"]]  # the part that made the verdict, if any
+        main = _main(claim["claim"], deciding) or _main(claim["claim"], entries)
         verdict = claim["verdict"] + (" (fragile)" if claim["fragile"] else "")
         text = f"- **{name}** ({{ref}}`{chapter}`): {verdict} at the paper's setting"
         if main and main.get("measure"):
