@@ -1,9 +1,12 @@
 """The valley-conditions study's tables: which single axis changes the verdict, and the medians on either side of
 the collapse threshold."""
 
+import numpy as np
 import pandas as pd
+import torch
 
-from flatrob.valley import axis_effects, median_sides
+from flatrob.attacks import STAT_NAMES, Trajectory
+from flatrob.valley import axis_effects, median_sides, per_input, valley_samples
 from flatrob.zoo import architecture_traits
 
 
@@ -60,3 +63,24 @@ def test_networks_outside_the_family_pair_only_with_themselves():
     )
     effects = axis_effects(table)
     assert list(effects.axis) == ["epochs"] and "small-cnn" in effects["from"][0] and "small-cnn" in effects["to"][0]
+
+
+def test_per_input_keeps_each_correct_input_with_its_own_valley():
+    t, n = 6, 5
+    kappa = torch.tensor([0.1, 1, 10, 1, 1e-3, 1e-4], dtype=torch.float64)[:, None].repeat(1, n)
+    kappa[:, 1] *= 3  # the second input's path, scaled: the same ratios
+    kappa[-1, 2] = 10.0  # the third input does not collapse
+    stats = {name: torch.ones(t, n, dtype=torch.float64) for name in STAT_NAMES}
+    stats |= {"kappa_layer": kappa, "trace": kappa / 10, "feature_norm": torch.full((t, n), 2.0, dtype=torch.float64)}
+    pred = torch.tensor([0, 0, 1, 1, 1, 1])[:, None].repeat(1, n)
+    pred[:, 3] = 0  # never flips
+    pred[:, 4] = 1  # starts wrong
+    s = valley_samples(Trajectory(torch.zeros(n, dtype=torch.long), torch.zeros(t, n, 3), pred, stats,
+                                  torch.zeros(n, 1)))
+    table = per_input({(0.1, "clean"): s, (0.2, "clean"): s})
+    assert len(table) == 8 and set(table.radius) == {0.1, 0.2}  # the four inputs that start correct, per radius
+    one = table[table.radius == 0.1].set_index("input")
+    assert one.index.tolist() == [0, 1, 2, 3]
+    assert one.flipped.tolist() == [True, True, True, False] and one.time_to_flip.tolist() == [2, 2, 2, 6]
+    assert np.allclose(one.final_over_peak[[0, 1]], 1e-5) and one.final_over_peak[2] == 1.0
+    assert np.isnan(one.final_over_peak[3]) and np.isnan(one.peak_over_start[3])

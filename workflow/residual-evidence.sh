@@ -37,6 +37,12 @@ sweep detector-wrn-10-1 detector "${RECIPE[@]}" "${ADV[@]}" "${INPUTS[@]}"
 # 20 steps of 2/255 at 8/255 (the first 10 are the paper's attack); its models are then committed (data/models):
 #   python -m flatrob models add data/sweeps/detector-path-wrn-10-1
 sweep detector-path-wrn-10-1 detector "${RECIPE[@]}" "${INPUTS[@]}" -p trainings '[clean]'
+# Where the adversarially trained valley lies (claim 7: "adversarial training shifts the valley"): both models along a
+# ladder of budgets, 8/255, 12/255, 16/255, 0.1 and 0.2, with paths of 20 steps (each a quarter of its radius: well past
+# the flip); the clean models come from data/models, the adversarially trained ones are then committed:
+#   python -m flatrob models add data/sweeps/uncanny-valley-at-ladder
+sweep uncanny-valley-at-ladder uncanny-valley "${RECIPE[@]}" "${ADV[@]}" "${INPUTS[@]}" -p attack_steps 20 \
+  -p radii '[0.047058823529411764, 0.06274509803921569, 0.1, 0.2]'
 # valley-conditions: when does the collapse appear? Four sweeps of the clean model, on all training images, three
 # seeds, 500 inputs per seed, four PGD budgets at 8/255: batch norm x residual connections (and the small CNN) at 10
 # epochs; the same networks at 2 epochs (training length); WideResNet-16-1 (depth) and WideResNet-10-2 (width) at 10.

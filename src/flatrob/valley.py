@@ -25,6 +25,7 @@ __all__ = [
     "budget_summary",
     "curves",
     "median_sides",
+    "per_input",
     "pooled_paths",
     "valley_samples",
     "valley_summary",
@@ -145,6 +146,34 @@ def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any
     }
     out |= {k: cols[k].numpy() for k in VALLEY_KEYS}
     return out
+
+
+PER_INPUT_KEYS = ("peak_over_start", "final_over_peak", "flip_step", "peak_step", "final_confidence")
+
+
+def per_input(samples: Mapping[tuple[float, str], Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per input that starts correct, per radius and model: when it flips and how its valley is shaped.
+
+    Args:
+        samples: (radius, model) -> :func:`valley_samples` of that model's attack at that radius.
+
+    Returns:
+        Columns radius, model, steps, input (its index in the attacked batch), time_to_flip (the first wrong
+        iterate, ``steps + 1`` when it never flips), flipped (bool) and, for the inputs that flip (NaN for the
+        others), every key of :data:`PER_INPUT_KEYS`. The uncanny-valley chapter saves it as ``ladder.csv``.
+    """
+    frames = []
+    for (radius, model), s in samples.items():
+        correct = np.flatnonzero(s["start_correct"])
+        frame = pd.DataFrame({"radius": float(radius), "model": model, "steps": int(s["steps"]), "input": correct,
+                              "time_to_flip": s["time_to_flip"][correct],
+                              "flipped": np.asarray(s["flipped"])[correct]})
+        for key in PER_INPUT_KEYS:
+            col = np.full(len(correct), math.nan)
+            col[np.asarray(s["flipped"])[correct]] = s[key]
+            frame[key] = col
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, float]:

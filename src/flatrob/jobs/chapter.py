@@ -78,14 +78,14 @@ class ChapterContext:
             keys += ["adv_eps", "adv_steps", "adv_step_size"]
         return TrainConfig(**{k: self.params[k] for k in keys if k in self.params})
 
-    def train(self, split: Split) -> tuple[FeatureClassifier, dict[str, Any]]:
-        """The chapter's clean model on ``split``, on its device: (model, record). A committed model of the same
-        recipe (:func:`flatrob.store.load`, hash checked) is used as it is; else it is trained, or taken from the
-        cache."""
+    def train(self, split: Split, adversarial: bool = False) -> tuple[FeatureClassifier, dict[str, Any]]:
+        """The chapter's model on ``split``, on its device: (model, record); the adversarially trained one where
+        ``adversarial``. A committed model of the same recipe (:func:`flatrob.store.load`, hash checked) is used as
+        it is; else it is trained, or taken from the cache."""
         from flatrob import store
         from flatrob.training import train_model
 
-        config = self.train_config()
+        config = self.train_config(adversarial=adversarial)
         found = store.load(self.params["architecture"], split, config, device=self.device)
         if found is not None:
             return found
@@ -94,19 +94,12 @@ class ChapterContext:
     def train_pair(self, split: Split) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
         """The clean and the adversarially trained model, the same recipe on clean inputs and adversarially (as
         :func:`flatrob.training.train_clean_and_adversarial` makes them): ({"clean": model, "adversarial": model},
-        {name: record}); only those the chapter's ``trainings`` parameter names, where it has one. The clean model
-        comes from :meth:`train` (a committed model of its recipe when there is one)."""
-        from flatrob.training import train_model
-
+        {name: record}); only those the chapter's ``trainings`` parameter names, where it has one. Each comes from
+        :meth:`train` (a committed model of its recipe when there is one)."""
         models: dict[str, FeatureClassifier] = {}
         records: dict[str, dict[str, Any]] = {}
         for name in self.params.get("trainings", ["clean", "adversarial"]):
-            if name == "clean":
-                models[name], records[name] = self.train(split)
-            else:
-                models[name], records[name] = train_model(
-                    self.params["architecture"], split, self.train_config(adversarial=True), device=self.device
-                )
+            models[name], records[name] = self.train(split, adversarial=name != "clean")
         return models, records
 
     # -- attacks and settings ---------------------------------------------------------------------------------
