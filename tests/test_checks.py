@@ -1,5 +1,7 @@
 """Every claim check driven to every verdict it can return, on constructed data."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -155,20 +157,55 @@ def test_scaling_median_every_verdict():
 
 def test_loss_growth_every_verdict():
     base = torch.tensor(around(1.0, 0.5, 300))
-    shrinking = torch.stack([base, base / 10, base / 1000])
-    everyone = torch.ones(3, 300, dtype=torch.bool)
-    assert checks.check_loss_growth(shrinking, everyone, [1, 2, 3], S).verdict == "reproduced"
-    assert checks.check_loss_growth(shrinking.flip(0), everyone, [1, 2, 3], S).verdict == "not reproduced"
+    shrinking = torch.stack([base, base / 10, base / 1000]).log()
+    everyone = torch.ones(300, dtype=torch.bool)
+    assert checks.check_paired_loss_growth(shrinking, everyone, [1, 2, 3], S).verdict == "reproduced"
+    assert checks.check_paired_loss_growth(shrinking.flip(0), everyone, [1, 2, 3], S).verdict == "not reproduced"
     tail = torch.tensor(np.r_[around(1.0, 0.1, 250), around(100.0, 0.1, 50)])
-    median_falls_tail_grows = torch.stack([base, base, torch.where(tail > 10, tail * 10, tail / 100)])
-    # a required criterion clearly refuted refutes the check (the median falls, the tail grows)
-    assert checks.check_loss_growth(median_falls_tail_grows, everyone, [1, 2, 3], S).verdict == "not reproduced"
-    median_falls_tail_stays = torch.stack([base, base, torch.where(base > base.quantile(0.8), base, base / 100)])
-    assert checks.check_loss_growth(median_falls_tail_stays, everyone, [1, 2, 3], S).verdict == "partly"
+    # only the tail decides: the median falls, the tail grows
+    median_falls_tail_grows = torch.stack([base, base, torch.where(tail > 10, tail * 10, tail / 100)]).log()
+    grows = checks.check_paired_loss_growth(median_falls_tail_grows, everyone, [1, 2, 3], S)
+    assert grows.verdict == "not reproduced" and grows.values["median_log10_change"]["value"] < 0
     masked = everyone.clone()
-    masked[-1, 5:] = False  # at the largest s only 5 points can be moved
-    found = checks.check_loss_growth(shrinking, masked, [1, 2, 3], S)
-    assert found.verdict == "not testable here" and "295 of 300 points have a zero input gradient" in found.evidence
+    masked[5:] = False  # only 5 inputs are compared at every scale
+    found = checks.check_paired_loss_growth(shrinking, masked, [1, 2, 3], S)
+    assert found.verdict == "not testable here" and "5 of 300 inputs are compared" in found.evidence
+
+
+def test_loss_growth_is_paired_and_cannot_underflow():
+    rng = np.random.default_rng(3)
+    log_first = torch.tensor(rng.normal(-2.0, 1.0, 400))
+    # at the largest s every increase is about e^-900: float64 holds none of them, their logarithms fall by 898
+    log_last = log_first - 898.0 + torch.tensor(rng.normal(0.0, 0.5, 400))
+    found = checks.check_paired_loss_growth(torch.stack([log_first, log_last]), torch.ones(400, dtype=torch.bool),
+                                            [1, 50], S)
+    change = found.values[found.measure["name"]]  # in decades: a number, not 0 [0, 0]
+    assert found.verdict == "reproduced" and -391 < change["ci95"][0] < change["ci95"][1] < -389
+    # the same inputs at both ends: the least confident inputs alone at the largest s no longer pass for the whole
+    # sample (the old, unpaired comparison); one input's own increase is compared with itself
+    grows = log_first.clone()
+    grows[:40] += 5.0 + torch.tensor(rng.normal(0.0, 0.5, 40))  # a tenth of the inputs gains e^5 at the largest s, the rest falls
+    mixed = torch.where(torch.arange(400) < 40, grows, log_first - 3.0)
+    keep = torch.arange(400) < 40
+    paired = checks.check_paired_loss_growth(torch.stack([log_first, mixed]), keep, [1, 50], S)
+    assert paired.verdict == "not reproduced" and paired.values["paired"] == 40
+    # no rise at all for more than a tenth of the inputs at the largest s: the tail is not a positive number
+    none = log_first.clone()
+    none[:100] = -math.inf
+    none[100:] = -math.inf
+    silent = checks.check_paired_loss_growth(torch.stack([log_first, none]), torch.ones(400, dtype=torch.bool),
+                                             [1, 50], S)
+    assert silent.verdict == "not testable here"
+
+
+def test_loss_growth_of_a_run_recorded_before_the_logarithms():
+    base = torch.tensor(around(1.0, 0.5, 300))
+    shrinking = torch.stack([base, base / 10, base / 1000])
+    movable = torch.ones(3, 300, dtype=torch.bool)
+    movable[-1, 200:] = False  # the least confident 200 can be moved at the largest s: the same 200 at every s
+    found = checks.check_loss_growth(shrinking, movable, [1, 2, 3], S)
+    assert found.verdict == "reproduced" and found.values["paired"] == 200
+    assert "recorded before the logarithms" in found.evidence
 
 
 def masking_data(pgd_last=0.93, kept_last=0.0, scaled_transfer_changes=False, n=300):

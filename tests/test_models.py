@@ -1,5 +1,7 @@
 """The model zoo, the last layer of any model (torchvision's included), scaling and rescaling it."""
 
+import math
+
 import pytest
 import torch
 
@@ -10,6 +12,8 @@ from flatrob.models import (
     last_linear,
     rescale_feature_layer,
     scale_last_layer,
+    log_loss_increase,
+    scaled_log_losses,
     scaled_losses,
 )
 from flatrob.zoo import ARCHITECTURES, build_model, fits
@@ -117,6 +121,34 @@ def test_scaled_losses_in_float64():
     with torch.no_grad():
         ref = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
     torch.testing.assert_close(losses[0].float(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_log_losses_match_float64_and_go_on_where_the_loss_underflows():
+    torch.manual_seed(0)
+    model = DigitsCNN().eval()
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    scales = [0.25, 1.0, 5.0, 5000.0]
+    logs, plain = scaled_log_losses(model, x, y, scales), scaled_losses(model, x, y, scales)
+    assert logs.shape == (4, 16) and logs.dtype == torch.float64
+    ok = plain > 1e-250  # where float64 still holds the loss, the two agree
+    torch.testing.assert_close(logs[ok], plain[ok].log(), rtol=1e-9, atol=1e-9)
+    # at s = 5000 every correct point's loss underflows to 0, its logarithm is finite and linear in s:
+    _, _, phi = last_layer_inputs(model, x, dtype=torch.float64)
+    w, b, _ = last_layer_inputs(model, x, dtype=torch.float64)
+    z = torch.nn.functional.linear(phi, w, b)
+    right = z.argmax(1) == y
+    if right.any():
+        assert bool((plain[-1][right] == 0).all()) and bool(logs[-1][right].isfinite().all())
+        gap = (z[right].gather(1, y[right][:, None]) - z[right].scatter(1, y[right][:, None], -1e300)
+               .amax(1, keepdim=True)).squeeze(1)  # the top two logits' gap
+        torch.testing.assert_close(logs[-1][right] / 5000.0, -gap, rtol=1e-3, atol=1e-3)
+    # the increase's logarithm, from the logarithms alone
+    before, after = torch.tensor([1e-3, 0.5, 2.0]).double(), torch.tensor([2e-3, 0.5, 1.0]).double()
+    inc = log_loss_increase(after.log(), before.log())
+    torch.testing.assert_close(inc[0], torch.tensor(1e-3).double().log())
+    assert inc[1] == -float("inf") and inc[2] == -float("inf")  # no rise: no increase to take the log of
+    tiny = log_loss_increase(torch.tensor([-1000.0]).double(), torch.tensor([-1001.0]).double())
+    torch.testing.assert_close(tiny, torch.tensor([-1000.0 + math.log1p(-math.exp(-1.0))]).double())
 
 
 def test_the_vision_transformer_meets_the_closed_forms_assumptions():

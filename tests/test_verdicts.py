@@ -265,7 +265,8 @@ def test_combine_settings_leaves_out_a_row_outside_the_regime():
 
 
 def test_a_decisive_measure_of_zero_width_cannot_decide():
-    # the loss-growth check: the median increase at the largest s is exactly 0 (0 [0, 0]); it is shown, the tail decides
+    # the loss-growth check: the median increase at the largest s is exactly 0 (a run recorded before the logarithms);
+    # the tail decides
     import torch
 
     from flatrob.evidence import checks
@@ -276,8 +277,9 @@ def test_a_decisive_measure_of_zero_width_cannot_decide():
     found = checks.check_loss_growth(
         torch.stack([first, first, last]), torch.ones(3, 300, dtype=torch.bool), [1, 2, 3], {}
     )
-    assert found.measure["name"].startswith("ratio of the 0.9 quantiles") and found.verdict == "not reproduced"
-    assert found.values["median_ratio"]["ci95"] == [0.0, 0.0] and "exactly 0" in found.evidence
+    assert found.measure["name"].startswith("log10 change of the 0.9 quantile") and found.verdict == "not reproduced"
+    # the median's change is not a number (most increases did not rise: no logarithm): shown as such, never 0 [0, 0]
+    assert not np.isfinite(found.values["median_log10_change"]["value"]) and "0 (no rise)" in found.evidence
     assert Rule("below", 1.0, refute=1.1).judge(Estimate(0.0, 0.0, 0.0, 300)) == "partly"  # never decisive
 
 

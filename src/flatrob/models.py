@@ -7,6 +7,7 @@ where ``classifier`` is an ``nn.Linear`` with weight ``W`` of shape (k, m).
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ __all__ = [
     "on_model",
     "rescale_feature_layer",
     "scale_last_layer",
+    "log_loss_increase",
+    "scaled_log_losses",
     "scaled_losses",
 ]
 
@@ -288,6 +291,56 @@ def scaled_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float], s
         bias = None if b is None else (s * b if scale_bias else b)
         out.append(nn.functional.cross_entropy(nn.functional.linear(phi, s * w, bias), labels, reduction="none"))
     return torch.stack(out)
+
+
+def scaled_log_losses(
+    model: nn.Module, x: Tensor, y: Tensor, scales: list[float], scale_bias: bool = True
+) -> Tensor:
+    """The logarithm of each sample's cross-entropy under the scaled last layer, exact where the loss itself
+    underflows.
+
+    With logits z = s (W phi + b) (bias scaled) and a = logsumexp_{j != y}(z_j - z_y), the loss is
+    softplus(a) = log(1 + e^a), so log loss = log softplus(a); for a < -700 (e^a underflows even in float64)
+    log loss = a + O(e^a). A confident point at s = 50 has a loss near e^{-1000}: float64 rounds it to 0, its
+    logarithm is still about -1000 (:ref:`last-layer-scaling`).
+
+    Args:
+        model: a :class:`FeatureClassifier`.
+        x: inputs, shape (n, ...); y: labels, shape (n,).
+        scales: the last-layer scales s.
+        scale_bias: scale the bias too (``b -> sb``) or keep it.
+
+    Returns:
+        The natural log of the loss, float64, shape (S, n), on the CPU.
+    """
+    w, b, phi = last_layer_inputs(model, x, dtype=torch.float64)
+    labels = y.cpu()
+    out = []
+    for s in scales:
+        bias = None if b is None else (s * b if scale_bias else b)
+        z = nn.functional.linear(phi, s * w, bias)
+        margin = z - z.gather(1, labels[:, None])
+        margin = margin.scatter(1, labels[:, None], -math.inf)  # the label's own term leaves the sum
+        a = torch.logsumexp(margin, 1)
+        out.append(torch.where(a < -700, a, torch.log(nn.functional.softplus(a.clamp_min(-700)))))
+    return torch.stack(out)
+
+
+def log_loss_increase(log_after: Tensor, log_before: Tensor) -> Tensor:
+    """The logarithm of a loss increase from the logarithms of the two losses (:func:`scaled_log_losses`), without
+    forming either loss: log(e^u - e^v) = u + log(-expm1(v - u)) for u > v; -inf where the loss did not rise.
+
+    Args:
+        log_after, log_before: natural logs of the losses after and before, the same shape.
+
+    Returns:
+        The natural log of ``loss_after - loss_before`` (float64, the same shape), -inf where it is not positive.
+    """
+    u, v = log_after.double(), log_before.double()
+    rose = u > v
+    out = torch.full_like(u, -math.inf)
+    out[rose] = u[rose] + torch.log(-torch.expm1(v[rose] - u[rose]))
+    return out
 
 
 @torch.no_grad()

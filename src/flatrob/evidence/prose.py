@@ -272,8 +272,8 @@ DIRECTIONS: tuple[Direction, ...] = (
     Direction("basin", r"\b(label )?flips?\b", "shift", 0.0),
     Direction("uncanny-valley", r"\bflip(s|ping)? (later|earlier)\b|\bflip step\b", "shift", 0.0),
     Direction("last-layer-scaling", r"\bmedian (relative )?sharpness\b", "median", 1.0),
-    Direction("last-layer-scaling", r"\bloss increases?\b", "loss-growth", 1.0),
-    Direction("gradient-masking", r"\b(loss increases?|weak attack)\b", "loss-growth", 1.0),
+    Direction("last-layer-scaling", r"\bloss increases?\b", "loss-growth", 0.0),
+    Direction("gradient-masking", r"\b(loss increases?|weak attack)\b", "loss-growth", 0.0),
     Direction("gradient-masking", r"\bPGD robust accuracy\b", "masking", 0.0),
 )
 #: Words that say a quantity goes up (or comes later, or there is more of it), and down.

@@ -61,6 +61,7 @@ from flatrob.evidence.checks.rules import (
 from flatrob.evidence.checks.scale import (
     check_gradient_masking,
     check_loss_growth,
+    check_paired_loss_growth,
     check_scaling,
     check_scaling_median,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "check_local_bound",
     "check_loss_change_flip",
     "check_loss_growth",
+    "check_paired_loss_growth",
     "check_not_global",
     "check_scaling",
     "check_scaling_median",

@@ -89,6 +89,10 @@ WIDENS = Rule("above", BASIN_FACTOR, refute=1.0)
 MONOTONE = Rule("above", MONOTONE_SHARE, refute=MAJORITY, margin=0.03)
 #: A ratio "below 1" (falls): refuted above 1.1 (grows by a tenth).
 FALLS = Rule("below", 1.0, strict=True, refute=1.1)
+#: Claim 8's loss growth on the log scale: the log10 of the ratio of the tail quantiles (largest s over smallest s)
+#: must lie below 0; above log10(1.1) (a rise of 10%) it refutes; within that much of 0, fragile. The same decision
+#: as :data:`FALLS` on the ratio, but a fall by 900 decades stays a number (the ratio itself would be 0 [0, 0]).
+FALLS_LOG10 = Rule("below", 0.0, strict=True, refute=math.log10(1.1), margin=math.log10(1.1))
 #: Claim 9: a gain of robust accuracy below 0.1 (ten points) is no masking; between 0.1 and 0.25, partly.
 MASKS = Rule("above", MASKING_GAIN, refute=0.1)
 #: Claim 9: a transfer or gradient-free attack whose robust accuracy rises by more than 0.2 no longer fools.

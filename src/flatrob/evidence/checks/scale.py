@@ -4,12 +4,15 @@ C and D)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from flatrob.evidence.checks.rules import (
     FALLS,
+    FALLS_LOG10,
     MASKS,
     MONOTONE,
     STILL_FOOLS,
@@ -85,26 +88,30 @@ def check_scaling_median(kappa: Tensor, scales: list[float], setting: Setting) -
     )
 
 
-def check_loss_growth(increase: Tensor, movable: Tensor, scales: list[float], setting: Setting) -> Check:
-    """Row A: under a weak attack the loss increases concentrate near 0 as s grows, also where the attack can move.
+def check_paired_loss_growth(log_increase: Tensor, paired: Tensor, scales: list[float], setting: Setting) -> Check:
+    """Row A: under a weak attack the loss increases concentrate near 0 as s grows, on the same inputs at every s.
 
-    ``increase`` (S, n): loss after minus loss before the attack, per scale (ascending) and point; ``movable``
-    (S, n): the points whose input gradient is not exactly 0 at that scale (elsewhere PGD cannot move: its
-    "small increase" is masking, not flatness; they are left out). One measure decides, for a run and over seeds
-    alike: the ratio (largest s over smallest s, bootstrap over each scale's points) of the :data:`TAIL_QUANTILE`
-    quantiles of the increases, which must fall below 1 (the whole distribution, its tail included, concentrates
-    near 0). The ratio of the medians is shown beside it but does not decide: at a large s the median increase is
-    often exactly 0 (the loss of a confident point does not change in float32), a ratio of 0 [0, 0] that measures
-    nothing.
+    ``log_increase`` (S, n): the natural logarithm of each input's loss increase (loss after minus loss before the
+    attack) at each scale, ascending, computed from the logarithms of the losses
+    (:func:`flatrob.models.scaled_log_losses`, :func:`flatrob.models.log_loss_increase`), so that it cannot
+    underflow; -inf where the loss did not rise. ``paired`` (n,): the inputs compared, the same at every scale (the
+    chapter: those correct at every scale, and for the attack made at each scale those it can move at every scale:
+    a non-zero input gradient; elsewhere PGD cannot move and its "small increase" is masking, not flatness).
+
+    One measure decides, for a run and over seeds alike: the ratio of the :data:`TAIL_QUANTILE` quantiles of the
+    increases, largest s over smallest s, on the paired inputs (paired bootstrap), by :data:`FALLS`. The paired
+    ratio of the medians is shown beside it. Where the quantile is not a positive number at either end (more than a
+    tenth of the inputs' losses do not rise at all), the measure is not finite and the check is not testable.
     """
+    ascending(scales)
     stmt = rf"Loss increases under a weak attack concentrate near 0 as \(s\) grows ({setting.get('variant', '')})."
     paper = "concentrate near 0 as s grows; 90.33% accuracy under the attack at s = 1"
-    inc, mov = increase.double().numpy(), movable.numpy().astype(bool)
-    first, last = inc[0][mov[0]], inc[-1][mov[-1]]
-    excluded = f"{int((~mov[-1]).sum())} of {inc.shape[1]} points have a zero input gradient at s = {scales[-1]:g}"
+    keep = np.asarray(paired, dtype=bool)
+    li = log_increase.double().numpy()[:, keep]
+    first, last = li[0], li[-1]
     few = too_few(
-        min(len(first), len(last)),
-        f"{excluded}: too few left to compare",
+        len(first),
+        f"{len(first)} of {log_increase.shape[1]} inputs are compared at every scale: too few",
         claim=8,
         part="loss-growth",
         statement=stmt,
@@ -113,36 +120,53 @@ def check_loss_growth(increase: Tensor, movable: Tensor, scales: list[float], se
     )
     if few is not None:
         return few
-    med = bootstrap(median_ratio, first, last, paired=False)
 
-    def tail_ratio(a: np.ndarray, b: np.ndarray) -> float:
-        qa = float(np.quantile(a, TAIL_QUANTILE))
-        return float(np.quantile(b, TAIL_QUANTILE)) / qa if qa > 0 else math.inf
+    def log10_ratio_of(q: float) -> Callable[[np.ndarray, np.ndarray], float]:
+        def stat(a: np.ndarray, b: np.ndarray) -> float:
+            qa, qb = np.quantile(a, q, method="inverted_cdf"), np.quantile(b, q, method="inverted_cdf")
+            return float(qb - qa) / math.log(10) if math.isfinite(qa) and math.isfinite(qb) else math.nan
 
-    tail = bootstrap(tail_ratio, first, last, paired=False)
-    underflow = float(np.median(last)) == 0.0
+        return stat
+
+    tail = bootstrap(log10_ratio_of(TAIL_QUANTILE), first, last)
+    med = bootstrap(log10_ratio_of(0.5), first, last)
+    rose = [int(np.isfinite(row).sum()) for row in (first, last)]
+
+    def q(a: np.ndarray, p: float) -> str:
+        v = float(np.quantile(a, p, method="inverted_cdf"))
+        return f"10^{v / math.log(10):.3g}" if math.isfinite(v) else "0 (no rise)"
+
     return judged(
         8,
         "loss-growth",
         stmt,
         tail,
-        FALLS,
-        name=f"ratio of the {TAIL_QUANTILE:g} quantiles of the loss increases, largest s / smallest s",
+        FALLS_LOG10,
+        name=f"log10 change of the {TAIL_QUANTILE:g} quantile of the loss increases, smallest to largest s",
         setting=setting,
         paper=paper,
-        evidence=f"points the attack can move (non-zero input gradient): {TAIL_QUANTILE:g} quantile ratio of the loss "
-        f"increases {tail} ({FALLS.describe()}), the one measure that decides; median increase "
-        f"{fmt(float(np.median(first)))} at s = {scales[0]:g} -> {fmt(float(np.median(last)))} at s = {scales[-1]:g}, "
-        f"ratio {med}, shown only"
-        + (
-            " (the median increase at the largest s is exactly 0: the loss of a confident point no longer changes "
-            "in the precision it was computed in, so the median cannot measure the fall)"
-            if underflow
-            else ""
-        )
-        + f"; {excluded} (left out)",
-        values={"median_ratio": med.as_dict(), "movable_last": int(mov[-1].sum()), "scales": list(scales)},
+        evidence=f"{len(first)} inputs compared at every scale (paired), increases from the logarithms of the losses "
+        f"(no underflow): {TAIL_QUANTILE:g} quantile {q(first, TAIL_QUANTILE)} at s = {scales[0]:g} -> "
+        f"{q(last, TAIL_QUANTILE)} at s = {scales[-1]:g}, a change of {tail} decades ({FALLS_LOG10.describe()}), the "
+        f"one measure that decides; median {q(first, 0.5)} -> {q(last, 0.5)}, a change of {med} decades, shown only; "
+        f"the loss rose for {rose[0]} and {rose[1]} of them",
+        values={"median_log10_change": med.as_dict(), "paired": len(first), "scales": list(scales)},
     )
+
+
+def check_loss_growth(increase: Tensor, movable: Tensor, scales: list[float], setting: Setting) -> Check:
+    """Claim 8's loss growth from a run recorded before the logarithms (flatrob 0.3.0 and older), judged by today's
+    rule (:func:`check_paired_loss_growth`).
+
+    ``increase`` (S, n): the loss increases as they were recorded, in float64 (a loss that underflowed counts as no
+    rise: its logarithm is -inf); ``movable`` (S, n): the inputs the attack could move at each scale. The inputs
+    compared are those movable at every scale, the same at each. New runs call :func:`check_paired_loss_growth`.
+    """
+    inc = increase.double()
+    log_inc = torch.where(inc > 0, inc.clamp_min(1e-320).log(), torch.full_like(inc, -math.inf))
+    check = check_paired_loss_growth(log_inc, movable.bool().all(0), scales, setting)
+    check.evidence += "; recorded before the logarithms: increases below float64's range count as no rise"
+    return check
 
 
 def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], setting: Setting) -> list[Check]:
