@@ -30,6 +30,7 @@ __all__ = [
     "valley_curves",
     "confidence_band",
     "detector_path",
+    "ladder",
     "valley_band",
     "verdict_grid",
 ]
@@ -201,6 +202,46 @@ def detector_path(data: pd.DataFrame, paper: tuple[float, float], note: str) -> 
         bbox_to_anchor=(0.5, 1.02),
     )
     fig.tight_layout(rect=(0, 0, 1, 0.93))
+    stamp(fig, note)
+    plt.show()
+
+
+def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
+    """The valley along a ladder of attack budgets (:func:`flatrob.evidence.ladder.ladder_table`), one line per
+    model: left, the share of the inputs that flip within the path (Wilson intervals), with the share below which
+    the attack does not reach the regime (``lines["reaches"]``); right, how deep the flipped inputs' sharpness
+    collapses, final/peak (the seeds' geometric mean, t-interval over seeds; an open marker where the attack does
+    not reach the regime), with the claim's threshold (``lines["collapse"]``). Radii on a log axis, labelled in 255ths where they are whole."""
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 2.9))
+    models = sorted(dict.fromkeys(table["model"]), key=lambda m: m != "clean")  # the clean model first
+    colours = colours_for(models)
+    for model in models:
+        part = table[table.model == model].sort_values("radius")
+        r = part["radius"].to_numpy()
+        y = part["flip share"].to_numpy()
+        err = np.vstack([y - part["flip lo"].to_numpy(), part["flip hi"].to_numpy() - y])
+        axes[0].errorbar(r, y, yerr=err, fmt="o-", ms=4, capsize=2, color=colours[model], label=str(model))
+        depth = part["final/peak"].to_numpy(dtype=float)
+        lo, hi = part["collapse lo"].to_numpy(dtype=float), part["collapse hi"].to_numpy(dtype=float)
+        ok = np.isfinite(depth)
+        span = np.vstack([depth - np.where(np.isfinite(lo), lo, depth), np.where(np.isfinite(hi), hi, depth) - depth])
+        axes[1].errorbar(r[ok], depth[ok], yerr=span[:, ok], fmt="o-", ms=4, capsize=2, color=colours[model])
+        off = ok & ~part["reaches"].to_numpy(dtype=bool)  # not in the regime: an open marker
+        axes[1].plot(r[off], depth[off], "o", ms=4, mfc="white", color=colours[model])
+    axes[0].axhline(lines["reaches"], color="0.4", ls="--", lw=1)
+    axes[1].axhline(lines["collapse"], color="0.4", ls="--", lw=1)
+    axes[0].set(ylabel="share that flips within the path", ylim=(-0.02, 1.02))
+    axes[1].set(ylabel="final / peak sharpness", yscale="log")
+    radii = sorted(set(table["radius"]))
+    labels = [f"{round(x * 255)}/255" if abs(x * 255 - round(x * 255)) < 1e-6 else f"{x:.2g}" for x in radii]
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(radii, labels, rotation=45, ha="right")
+        ax.minorticks_off()
+        ax.set_xlabel("attack radius")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     stamp(fig, note)
     plt.show()
 

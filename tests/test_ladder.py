@@ -1,0 +1,57 @@
+"""Claim 7 along the budget ladder: where each model's valley forms and whether the adversarially trained one is only
+later or also shallower, from per-input tables of several seeds."""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from flatrob.evidence.ladder import ladder_finding, ladder_table
+
+EIGHT = 8 / 255
+
+
+def run(seed, rows, n=200, steps=20):
+    """One seed's ladder.csv: rows = [(model, radius, share that flips, flip step, median final/peak)]."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for model, radius, share, step, depth in rows:
+        flipped = rng.random(n) < share
+        frames.append(pd.DataFrame({
+            "radius": radius, "model": model, "steps": steps, "input": np.arange(n),
+            "time_to_flip": np.where(flipped, step + rng.integers(0, 2, n), steps + 1).astype(float),
+            "flipped": flipped,
+            "peak_over_start": np.where(flipped, 50 * rng.lognormal(0, 0.3, n), np.nan),
+            "final_over_peak": np.where(flipped, depth * rng.lognormal(0, 0.3, n), np.nan),
+            "flip_step": np.where(flipped, step, np.nan), "peak_step": np.where(flipped, step, np.nan),
+            "final_confidence": np.where(flipped, 0.99, np.nan),
+        }))  # fmt: skip
+    return {"seed": seed, "data": pd.concat(frames, ignore_index=True)}
+
+
+def ladder(at_depth):
+    rows = [("clean", EIGHT, 0.98, 2, 0.01), ("clean", 0.1, 1.0, 1, 0.001),
+            ("adversarial", EIGHT, 0.05, 3, 0.9), ("adversarial", 0.1, 0.9, 4, at_depth)]  # fmt: skip
+    return ladder_table([run(s, rows) for s in range(3)])
+
+
+def test_the_ladder_pools_counts_and_seeds():
+    table = ladder(0.02).set_index(["model", "radius"])
+    at = table.loc[("adversarial", EIGHT)]
+    assert at.inputs == 600 and not at.reaches and at["flip lo"] < at["flip share"] < at["flip hi"] < 0.25
+    assert math.isinf(at["half-flip step"])  # fewer than half flip within the path
+    reached = table.loc[("adversarial", 0.1)]
+    assert reached.reaches and reached["half-flip step"] in (4, 5) and reached.collapses == "reproduced"
+    assert reached["collapse lo"] < reached["final/peak"] < reached["collapse hi"] < 0.1
+    assert table.loc[("clean", EIGHT)].reaches and table.loc[("clean", EIGHT), "half-flip step"] in (2, 3)
+
+
+def test_only_later_or_shallower_follows_the_collapse_rule():
+    later = ladder_finding(ladder(0.02))
+    assert "reaches it only at 0.1" in later and "not at 8/255" in later and "does not make it shallower" in later
+    shallow = ladder_finding(ladder(0.5))
+    assert "shallower, not only later" in shallow and "(at 0.1: 0.5 [" in shallow
+    never = ladder_table([run(s, [("clean", EIGHT, 0.98, 2, 0.01), ("adversarial", EIGHT, 0.05, 3, 0.9)])
+                          for s in range(3)])  # fmt: skip
+    assert "reaches it at no radius of the ladder" in ladder_finding(never)
+    assert ladder_finding(ladder_table([])) == ""
