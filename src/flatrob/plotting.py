@@ -31,6 +31,7 @@ __all__ = [
     "confidence_band",
     "detector_path",
     "ladder",
+    "scaling_regime",
     "valley_band",
     "verdict_grid",
 ]
@@ -242,6 +243,30 @@ def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False,
                bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.88))
+    stamp(fig, note)
+    plt.show()
+
+
+def scaling_regime(sharp: pd.DataFrame, growth: pd.DataFrame, note: str) -> None:
+    """Claim 8 in the paper's regime, one thin line per seed: left, the median relative sharpness against the
+    last-layer scale s (``sharp``: columns seed, s, median); right, the loss increases under the weak attack on the
+    same inputs at every s (``growth``: columns seed, s, quantile ("median", "0.9 quantile"), log10 increase).
+    Both on log axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 2.9))
+    grey = sns.color_palette("colorblind")[0]
+    for _, part in sharp.groupby("seed"):
+        axes[0].plot(part["s"], part["median"], "o-", ms=3, lw=1, color=grey)
+    axes[0].set(xscale="log", yscale="log", xlabel="last-layer scale $s$", ylabel=r"median $\kappa_{\mathrm{layer}}$")
+    styles = {"median": ("o-", sns.color_palette("colorblind")[2]), "0.9 quantile": ("s--", sns.color_palette(
+        "colorblind")[3])}
+    for (_, q), part in growth.groupby(["seed", "quantile"], sort=False):
+        fmt, colour = styles[q]
+        axes[1].plot(part["s"], part["log10 increase"], fmt, ms=3, lw=1, color=colour, label=q)
+    handles, labels = axes[1].get_legend_handles_labels()
+    keep = dict(zip(labels, handles, strict=True))  # one entry per quantile, not per seed
+    axes[1].legend(keep.values(), keep.keys(), frameon=False, fontsize="small")
+    axes[1].set(xscale="log", xlabel="last-layer scale $s$", ylabel=r"$\log_{10}$ loss increase")
+    fig.tight_layout()
     stamp(fig, note)
     plt.show()
 

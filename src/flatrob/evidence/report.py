@@ -404,15 +404,18 @@ def markdown_math(text: str) -> str:
     return text.replace("\\(", "$").replace("\\)", "$")
 
 
-def findings(claims: Sequence[Mapping[str, Any]]) -> str:
+def findings(claims: Sequence[Mapping[str, Any]], chapter: str | None = None) -> str:
     """What the book finds, one Markdown bullet per empirical claim, from the committed ledger: the short name linked
     to its chapter, the verdict at the paper's setting (from the rows that reach its regime), the decisive measure
-    named with its value and interval, where it comes from, and the paper's number."""
+    named with its value and interval, where it comes from, and the paper's number. ``chapter``: only the claims
+    of that chapter's ledger entries (a chapter's overview), else every claim of :data:`FINDINGS`."""
     out = []
     for claim in claims:
         if claim["claim"] not in FINDINGS:
             continue
-        name, chapter = FINDINGS[claim["claim"]]
+        if chapter is not None and not any(c.get("chapter") == chapter for c in claim["checks"]):
+            continue
+        name, home = FINDINGS[claim["claim"]]
         paper = [s for s in claim["settings"] if s["paper_setting"] and s["strength"] > 0]
         head = strongest_groups(paper)
         counted = [g for g, n in zip(head, counted_settings([g["verdict"] for g in head]), strict=True) if n]
@@ -420,7 +423,7 @@ def findings(claims: Sequence[Mapping[str, Any]]) -> str:
         deciding = [e for e in entries if e["verdict"] == claim["verdict"]]  # the part that made the verdict, if any
         main = _main(claim["claim"], deciding) or _main(claim["claim"], entries)
         verdict = claim["verdict"] + (" (fragile)" if claim["fragile"] else "")
-        text = f"- **{name}** ({{ref}}`{chapter}`): {verdict} at the paper's setting"
+        text = f"- **{name}** ({{ref}}`{home}`): {verdict} at the paper's setting"
         if main and main.get("measure"):
             m = main["measure"]
             s = main["setting"]

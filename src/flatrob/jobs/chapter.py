@@ -182,6 +182,18 @@ class ChapterContext:
                 display(Markdown(_twin_story(twin, live, self.provenance, sweep["summary"]["name"])))
         return found
 
+    def overview(self) -> None:
+        """The chapter's answer before its code: one sentence per claim it checks, from the committed ledger
+        (:func:`flatrob.evidence.report.findings`: the verdict at the paper's setting, its decisive measure with
+        its interval, the paper's number), as Markdown; a line saying so where the ledger holds none yet."""
+        from IPython.display import Markdown, display
+
+        from flatrob.evidence import ledger, report
+        from flatrob.util.paths import claims_dir
+
+        text = report.findings(ledger.build(ledger.load(claims_dir())), chapter=self.name)
+        display(Markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`)."))
+
     def sweep_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
         """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
         parameters but the seed), "seed", "run" (the run's record in the sweep), "data"}], where ``data`` is the file
@@ -210,6 +222,39 @@ class ChapterContext:
                         }
                     )
         return out
+
+    def paper_regime_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`sweep_results` of the first committed sweep in the paper's regime: a network of the paper's kind
+        (:data:`flatrob.zoo.PAPER_KIND`) attacked with the chapter's own attack (no ``attack_*`` parameter and no
+        ``radii`` changed: the uncanny-valley ladder's 20-step paths are not the paper's attack). Empty if none."""
+        from flatrob.zoo import PAPER_KIND
+
+        runs = [
+            r
+            for r in self.sweep_results(fname, chapter)
+            if r["setting"].get("architecture") in PAPER_KIND
+            and not any(k.startswith("attack_") or k == "radii" for k in r["setting"])
+        ]
+        return [r for r in runs if r["sweep"] == runs[0]["sweep"]] if runs else []
+
+    def paper_regime_calls(self, check: str) -> list[dict[str, Any]]:
+        """The measurements behind the paper-regime verdicts: every recorded call of ``check`` (a ``check_*``
+        name) in the runs of the first committed sweep in the paper's regime (:meth:`paper_regime_results`), as
+        {"sweep", "setting", "seed", "run", "args", "kwargs"}: a chapter draws its committed figure from them
+        without re-running anything."""
+        from flatrob.evidence.checks.replay import calls
+        from flatrob.util.paths import sweep_job_dir
+
+        out = []
+        for r in self.paper_regime_results("provenance.json"):
+            folder = sweep_job_dir(self._sweep_dirs()[r["sweep"]], self.name, r["run"]["job"])
+            out += [r | {"args": a, "kwargs": k} for name, a, k in calls(folder) if name == check]
+        return out
+
+    def _sweep_dirs(self) -> dict[str, Path]:
+        from flatrob.evidence.seeds import committed_sweeps
+
+        return {s["summary"]["name"]: s["dir"] for s in committed_sweeps(self.name)}
 
     def sweep_caption(self, results: Sequence[Mapping[str, Any]]) -> str:
         """The provenance line of a figure drawn from committed sweep results (:meth:`sweep_results`, non-empty):

@@ -27,7 +27,7 @@ import torch
 from flatrob.evidence.verdicts import Check
 from flatrob.util.paths import ARRAYS, CALLS
 
-__all__ = ["ARRAYS_FILE", "CALLS_FILE", "CALLS_FORMAT", "CheckLog", "decode", "encode", "replay"]
+__all__ = ["ARRAYS_FILE", "CALLS_FILE", "CALLS_FORMAT", "CheckLog", "calls", "decode", "encode", "replay"]
 
 #: The calls of a run's checks (JSON) and the arrays they take (compressed NumPy archive), in the run's folder.
 CALLS_FILE, ARRAYS_FILE = CALLS, ARRAYS
@@ -112,19 +112,25 @@ class CheckLog:
         return {CALLS_FILE: (json.dumps(calls, indent=1) + "\n").encode(), ARRAYS_FILE: buffer.getvalue()}
 
 
-def replay(folder: Path) -> list[Check]:
-    """The checks of a run folder judged again by this code, from its recorded calls; [] when it has none."""
+def calls(folder: Path) -> list[tuple[str, list[Any], dict[str, Any]]]:
+    """The recorded calls of a run folder, decoded: [(check name, args, kwargs)], the measurements as the run made
+    them (a chapter draws its committed figures from them); [] when it has none."""
     calls_file = folder / CALLS_FILE
     if not calls_file.is_file():
         return []
     record = json.loads(calls_file.read_text())
     if record.get("format") != CALLS_FORMAT:
         raise ValueError(f"{calls_file} has format {record.get('format')}; this code reads format {CALLS_FORMAT}")
+    with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
+        return [(c["check"], decode(c["args"], arrays), decode(c["kwargs"], arrays)) for c in record["calls"]]
+
+
+def replay(folder: Path) -> list[Check]:
+    """The checks of a run folder judged again by this code, from its recorded calls; [] when it has none."""
     registry = _registry()
     out: list[Check] = []
-    with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
-        for call in record["calls"]:
-            if call["check"] not in registry:
-                raise ValueError(f"{calls_file} calls {call['check']!r}, which flatrob.evidence.checks no longer has")
-            out += _as_list(registry[call["check"]](*decode(call["args"], arrays), **decode(call["kwargs"], arrays)))
+    for name, args, kwargs in calls(folder):
+        if name not in registry:
+            raise ValueError(f"{folder / CALLS_FILE} calls {name!r}, which flatrob.evidence.checks no longer has")
+        out += _as_list(registry[name](*args, **kwargs))
     return out
