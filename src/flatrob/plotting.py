@@ -31,6 +31,7 @@ __all__ = [
     "confidence_band",
     "detector_path",
     "ladder",
+    "mechanism",
     "scaling_regime",
     "valley_band",
     "verdict_grid",
@@ -243,6 +244,24 @@ def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False,
                bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.88))
+    stamp(fig, note)
+    plt.show()
+
+
+def mechanism(runs: pd.DataFrame, fit: Mapping[str, Any], note: str) -> None:
+    """The collapse depth against the final confidence, one point per run (``runs``: columns ``final/peak``,
+    ``final confidence``, ``epochs``, ``family``: what the network is made of), on log axes, with the line of
+    :func:`flatrob.evidence.study.mechanism` (``fit``: its slope and intercept in log10)."""
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.4))
+    frame = runs.assign(**{"1 - final confidence": 1 - runs["final confidence"]})
+    sns.scatterplot(data=frame, x="1 - final confidence", y="final/peak", hue="family", style="epochs", s=36,
+                    palette=dict(zip(sorted(frame.family.unique()), sns.color_palette("colorblind")[2:])), ax=ax)
+    grid = np.logspace(np.log10(frame["1 - final confidence"].min()), np.log10(frame["1 - final confidence"].max()))
+    ax.plot(grid, 10 ** (fit["slope"] * np.log10(grid) + fit["intercept"]), color="0.3", lw=1, ls="--", label="fit")
+    ax.set(xscale="log", yscale="log", xlabel="1 - final confidence (median over inputs)",
+           ylabel="final / peak sharpness (median)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize="small")
+    fig.tight_layout()
     stamp(fig, note)
     plt.show()
 

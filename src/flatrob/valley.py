@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from flatrob.attacks import STAT_NAMES, Trajectory
+from flatrob.zoo import architecture_traits
 
 __all__ = [
     "AXES",
@@ -24,6 +25,7 @@ __all__ = [
     "axis_effects",
     "budget_summary",
     "curves",
+    "family_label",
     "median_sides",
     "per_input",
     "pooled_paths",
@@ -257,6 +259,15 @@ def budget_summary(samples: Mapping[str, Any], label: str, steps: int, travel: f
 #: The axes of the valley-conditions study: a trait of the network (:func:`flatrob.zoo.architecture_traits`) or
 #: of its training ("epochs").
 AXES = ("batch norm", "residual", "depth", "widen", "epochs")
+
+
+def family_label(architecture: str) -> str:
+    """What a network of the study is made of, in words: "batch norm, residual", "no batch norm, plain", ... for the
+    residual family (:func:`flatrob.zoo.architecture_traits`), else its kind ("small CNN", "transformer")."""
+    traits = architecture_traits(architecture)
+    if not traits:
+        return {"vit": "transformer", "small-cnn": "small CNN"}.get(architecture, architecture)
+    return ("batch norm" if traits["batch norm"] else "no batch norm") + (", residual" if traits["residual"] else ", plain")
 
 
 def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:

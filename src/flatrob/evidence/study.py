@@ -1,0 +1,180 @@
+"""The valley-conditions study as effect sizes and a mechanism (beyond the paper).
+
+The study's verdicts say on which side of the collapse threshold a setting falls; a threshold hides a graded
+effect. Here the outcome is the depth of the collapse itself, the median per-input final/peak of the relative
+sharpness of each run (one seed of one setting), on the log scale:
+
+* :func:`effect_sizes`: for every pair of settings that differ in one axis only (:data:`flatrob.valley.AXES`),
+  the factor by which the axis changes the collapse depth, the geometric mean over the seeds of the ratio of the
+  two settings' depths (the seeds paired: each seed attacks its own draw of inputs in both settings), with a 95%
+  t-interval over the seeds;
+* :func:`mechanism`: across every run of every setting, the straight line of log10 final/peak against log10 of one
+  minus the final confidence (what the model shows at the end of the attack's path), its slope with an interval,
+  and how well it predicts settings it was not fitted on (leave one setting out), against predicting the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flatrob.evidence.checks.rules import fmt
+from flatrob.evidence.estimates import t_interval
+from flatrob.valley import AXES
+
+__all__ = ["PREDICTS", "effect_sizes", "effects_sentence", "mechanism", "mechanism_sentence"]
+
+#: The final confidence "predicts" the collapse depth when its held-out error is at most this share of the error of
+#: predicting each held-out setting by the mean of the others (fixed before the study was fitted).
+PREDICTS = 0.5
+
+
+def _value(r: pd.Series, axis: str) -> Any:
+    v = r.get(axis)
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def effect_sizes(points: pd.DataFrame) -> pd.DataFrame:
+    """Each axis's effect on the collapse depth, with its interval over seeds.
+
+    Args:
+        points: one row per run at one budget: ``setting`` (a label), ``architecture``, ``seed``, ``final/peak``
+            (the run's median per-input final/peak) and the columns of :data:`~flatrob.valley.AXES` the setting
+            has (NaN for networks outside the residual family, which pair on ``epochs`` only, with themselves).
+
+    Returns:
+        One row per pair of settings that differ in one axis: ``axis``, ``from`` and ``to`` (from without to with,
+        from less to more), ``seeds`` (paired), ``factor`` (geometric mean of to/from over the seeds), ``lo`` and
+        ``hi`` (its 95% t-interval, on the log scale; NaN for fewer than two seeds) and ``decided`` (the interval
+        excludes 1: the axis changes the depth, in the direction of the factor).
+    """
+    settings = points.drop_duplicates("setting").set_index("setting")
+    names = list(settings.index)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ra, rb = settings.loc[a], settings.loc[b]
+            differ = [x for x in AXES if _value(ra, x) != _value(rb, x)]
+            if len(differ) != 1 or _value(ra, differ[0]) is None or _value(rb, differ[0]) is None:
+                continue
+            untraited = any(_value(r, x) is None for r in (ra, rb) for x in AXES if x != "epochs")
+            if untraited and ra["architecture"] != rb["architecture"]:
+                continue
+            axis = differ[0]
+            lo_name, hi_name = (a, b) if _value(ra, axis) < _value(rb, axis) else (b, a)
+            da = points[points.setting == lo_name].set_index("seed")["final/peak"]
+            db = points[points.setting == hi_name].set_index("seed")["final/peak"]
+            seeds = sorted(set(da.index) & set(db.index))
+            logs = [math.log(db[s] / da[s]) for s in seeds if da[s] > 0 and db[s] > 0]
+            low, high = t_interval(logs)
+            factor = math.exp(float(np.mean(logs))) if logs else math.nan
+            rows.append(
+                {
+                    "axis": axis,
+                    "from": lo_name,
+                    "to": hi_name,
+                    "seeds": len(logs),
+                    "factor": factor,
+                    "lo": math.exp(low) if math.isfinite(low) else math.nan,
+                    "hi": math.exp(high) if math.isfinite(high) else math.nan,
+                    "decided": bool(math.isfinite(low) and (high < 0 or low > 0)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def effects_sentence(effects: pd.DataFrame) -> str:
+    """The effect sizes in words, one clause per axis: the pairs whose interval excludes 1, each with its factor
+    and interval, and how many pairs of that axis leave the depth undecided."""
+    if effects.empty:
+        return ""
+    parts = []
+    for axis, part in effects.groupby("axis", sort=False):
+        decided = part[part.decided]
+        said = "; ".join(
+            f"{r['from']} -> {r['to']}: x{fmt(r['factor'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]"
+            for r in decided.to_dict("records")
+        )
+        rest = len(part) - len(decided)
+        parts.append(
+            f"**{axis}** changes the collapse depth in {len(decided)} of {len(part)} pairs"
+            + (f" ({said})" if said else "")
+            + (f"; in {rest} the interval includes 1" if rest else "")
+        )
+    return (
+        "Each axis's effect on the depth of the collapse (final/peak at the paper's budget; a factor below 1 "
+        "deepens it), the geometric mean over the seeds with its 95% t-interval: " + ". ".join(parts) + "."
+    )
+
+
+def mechanism(points: pd.DataFrame) -> dict[str, Any]:
+    """How well what the model shows at the end of the path predicts the collapse depth.
+
+    Args:
+        points: one row per run: ``setting``, ``final/peak`` and ``final confidence`` (the run's medians).
+
+    Returns:
+        ``slope`` and ``intercept`` of log10 final/peak against log10 (1 - final confidence) (least squares over
+        every run), ``slope lo``/``slope hi`` (its 95% t-interval), ``r2`` (in the fit), ``held-out rmse``
+        (decades: each setting predicted by the line fitted without it), ``null rmse`` (the same, predicting the
+        mean of the other settings), ``runs``, ``settings`` and ``predictions`` (per setting: observed and held-out
+        predicted mean log10 final/peak); empty for fewer than three settings.
+    """
+    ok = points[(points["final/peak"] > 0) & (points["final confidence"] < 1)]
+    x = np.log10(1 - ok["final confidence"].to_numpy(dtype=float))
+    y = np.log10(ok["final/peak"].to_numpy(dtype=float))
+    groups = ok["setting"].to_numpy()
+    names = list(dict.fromkeys(groups))
+    if len(names) < 3 or len(x) < 4:
+        return {}
+    slope, intercept = np.polyfit(x, y, 1)
+    fitted = slope * x + intercept
+    resid = y - fitted
+    se = math.sqrt(float(resid @ resid) / (len(x) - 2) / float(((x - x.mean()) ** 2).sum()))
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, len(x) - 2)) * se
+    errors, null, predictions = [], [], []
+    for name in names:
+        out = groups == name
+        b, a = np.polyfit(x[~out], y[~out], 1)
+        guess = b * x[out] + a
+        errors += list(y[out] - guess)
+        null += list(y[out] - y[~out].mean())
+        predictions.append({"setting": name, "observed": float(y[out].mean()), "predicted": float(guess.mean())})
+    return {
+        "slope": float(slope),
+        "intercept": float(intercept),
+        "slope lo": float(slope - half),
+        "slope hi": float(slope + half),
+        "r2": float(1 - (resid @ resid) / ((y - y.mean()) @ (y - y.mean()))),
+        "held-out rmse": float(np.sqrt(np.mean(np.square(errors)))),
+        "null rmse": float(np.sqrt(np.mean(np.square(null)))),
+        "runs": int(len(x)),
+        "settings": len(names),
+        "predictions": pd.DataFrame(predictions),
+    }
+
+
+def mechanism_sentence(fit: dict[str, Any]) -> str:
+    """:func:`mechanism` in words: the fitted slope with its interval, and the held-out error against the null."""
+    if not fit:
+        return ""
+    better = fit["held-out rmse"] <= PREDICTS * fit["null rmse"]
+    return (
+        f"Over {fit['runs']} runs of {fit['settings']} settings, log10 final/peak = {fit['slope']:.2f} "
+        f"[{fit['slope lo']:.2f}, {fit['slope hi']:.2f}] x log10(1 - final confidence) + {fit['intercept']:.2f} "
+        f"(R² {fit['r2']:.2f}). Predicting each setting from the line fitted without it misses by "
+        f"{fit['held-out rmse']:.2f} decades (root mean square over its runs), against {fit['null rmse']:.2f} "
+        "for the mean of the other settings: "
+        + (
+            "how confident the model ends the attack predicts how deep the collapse is, in settings the fit did "
+            "not see."
+            if better
+            else f"the final confidence does not predict the collapse depth (that needs at most {PREDICTS:g} of the "
+            "mean's error)."
+        )
+    )

@@ -1,0 +1,44 @@
+"""The valley-conditions study as effect sizes (each axis's factor on the collapse depth, with its interval over
+seeds) and as a mechanism (the collapse depth against the final confidence, predicted for settings held out)."""
+
+import numpy as np
+import pandas as pd
+
+from flatrob.evidence.study import effect_sizes, effects_sentence, mechanism, mechanism_sentence
+from flatrob.zoo import architecture_traits
+
+
+def runs(depth_of, seeds=3, noise=0.1, rng_seed=0):
+    """One row per run; depth_of: architecture -> median final/peak (each seed multiplies it by lognormal noise)."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for arch, depth in depth_of.items():
+        for seed in range(seeds):
+            fp = depth * float(np.exp(rng.normal(0, noise)))
+            rows.append({"setting": f"{arch}, 10 epochs", "architecture": arch, "epochs": 10, "seed": seed,
+                         "final/peak": fp, "final confidence": 1 - 0.5 * fp ** 1.2, **architecture_traits(arch)})
+    return pd.DataFrame(rows)
+
+
+def test_an_axis_that_scales_every_seed_is_decided_and_one_that_does_not_is_not():
+    table = effect_sizes(runs({"wrn-10-1": 0.01, "wrn-10-1-nobn": 0.1, "wrn-10-1-plain": 0.011}))
+    bn = table[table.axis == "batch norm"].iloc[0]
+    assert bn["from"].startswith("wrn-10-1-nobn") and bn["to"].startswith("wrn-10-1,")  # from without to with
+    assert bn.decided and bn.lo < bn.factor < bn.hi < 1 and 0.05 < bn.factor < 0.2
+    res = table[table.axis == "residual"].iloc[0]
+    assert not res.decided and res.lo < 1 < res.hi
+    text = effects_sentence(table)
+    assert "**batch norm** changes the collapse depth in 1 of 1 pairs" in text and "interval includes 1" in text
+
+
+def test_the_mechanism_predicts_held_out_settings_or_says_it_does_not():
+    depths = {"wrn-10-1": 0.01, "wrn-10-1-nobn": 0.1, "wrn-10-1-plain": 0.02, "wrn-10-1-plain-nobn": 0.3,
+              "wrn-16-1": 0.001}  # fmt: skip
+    fit = mechanism(runs(depths))
+    assert 0.7 < fit["slope"] < 0.95 and fit["held-out rmse"] < fit["null rmse"] / 3 and fit["settings"] == 5
+    assert "predicts how deep the collapse is" in mechanism_sentence(fit)
+    shuffled = runs(depths)
+    shuffled["final confidence"] = np.random.default_rng(1).permutation(shuffled["final confidence"].to_numpy())
+    blind = mechanism(shuffled)
+    assert blind["held-out rmse"] > blind["null rmse"] * 0.8 and "does not predict" in mechanism_sentence(blind)
+    assert mechanism(runs({"wrn-10-1": 0.01, "wrn-10-1-nobn": 0.1})) == {}  # two settings: nothing to hold out
