@@ -15,7 +15,7 @@ FONTS := book/_vendor/fonts/fonts.css
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: book test lint setup data bench gpu-check browser-test pdf clean clean-cache clean-cache-if-stale ledger \
+.PHONY: book test lint setup data bench gpu-check browser-test pdf clean clean-cache clean-cache-if-stale ledger study \
 	ledger-check reproducibility
 
 setup: $(STAMP) $(MATHJAX) $(FONTS) data
@@ -135,6 +135,14 @@ pdf: book
 	$(BIN)/python tests/browser/check_pdf.py --pdf _build/latex/book.pdf
 	cp _build/latex/book.pdf _build/html/book.pdf
 	@echo "PDF: _build/latex/book.pdf ($$(du -h _build/latex/book.pdf | cut -f1))"
+
+# The valley-conditions study beyond the paper (#34): every network and training length of the chapter over three
+# seeds, one Snakemake sweep each, resuming where an interrupted one stopped (about 4 hours on two cores; each run
+# records its time, which the chapter shows). Run it in a clean checkout, then commit data/sweeps/valley-conditions-*.
+STUDY := valley-conditions-residual valley-conditions-length valley-conditions-depth valley-conditions-width \
+	valley-conditions-vit
+study: setup
+	PYTHON=$(BIN)/python bash workflow/residual-evidence.sh $(STUDY)
 
 # How many numbers depend on the machine (about 40 minutes on 2 cores): data/benchmarks/reproducibility.json.
 reproducibility: setup
