@@ -55,3 +55,16 @@ def test_only_later_or_shallower_follows_the_collapse_rule():
                           for s in range(3)])  # fmt: skip
     assert "reaches it at no radius of the ladder" in ladder_finding(never)
     assert ladder_finding(ladder_table([])) == ""
+
+
+def test_the_ladder_sweep_is_the_paper_kind_sweep_with_the_most_radii():
+    from flatrob.evidence.ladder import ladder_runs
+
+    def result(sweep, arch, radii):
+        frame = pd.concat([run(0, [("clean", r, 0.9, 2, 0.01)])["data"] for r in radii], ignore_index=True)
+        return {"sweep": sweep, "setting": {"architecture": arch}, "seed": 0, "data": frame}
+
+    found = ladder_runs([result("paper", "wrn-10-1", [EIGHT, 0.1, 0.2]),
+                         result("ladder", "wrn-10-1", [EIGHT, 12 / 255, 16 / 255, 0.1, 0.2]),
+                         result("cnn", "small-cnn", [EIGHT, 0.05, 0.1, 0.15, 0.2, 0.3])])  # fmt: skip
+    assert [r["sweep"] for r in found] == ["ladder"] and ladder_runs([]) == []

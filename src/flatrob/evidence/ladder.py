@@ -23,13 +23,26 @@ import pandas as pd
 from flatrob.evidence.checks.rules import COLLAPSES, REACHES, fmt
 from flatrob.evidence.estimates import bootstrap, median, pooled_mean, pooled_share
 
-__all__ = ["ladder_finding", "ladder_table"]
+__all__ = ["ladder_finding", "ladder_runs", "ladder_table"]
 
 
 def _half_flip_step(time_to_flip: np.ndarray) -> float:
     """The first step by which at least half of the inputs have flipped (``time_to_flip`` is ``steps + 1`` for an
     input that never flips, so a result beyond the path means fewer than half flip within it)."""
     return float(np.quantile(time_to_flip, 0.5, method="inverted_cdf")) if len(time_to_flip) else math.nan
+
+
+def ladder_runs(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The runs of the ladder sweep among a chapter's committed ``ladder.csv`` results (``ChapterContext.
+    sweep_results("ladder.csv")``): of the sweeps on a network of the paper's kind, the one with the most radii
+    (the uncanny-valley sweep at the paper's attack saves a ladder of its own three radii); [] if none."""
+    from flatrob.zoo import PAPER_KIND
+
+    by_sweep: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        if r["setting"].get("architecture") in PAPER_KIND and r.get("data") is not None and len(r["data"]):
+            by_sweep.setdefault(r["sweep"], []).append(r)
+    return max(by_sweep.values(), key=lambda runs: runs[0]["data"]["radius"].nunique(), default=[])
 
 
 def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
