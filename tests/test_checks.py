@@ -177,14 +177,17 @@ def test_loss_growth_is_paired_and_cannot_underflow():
     log_first = torch.tensor(rng.normal(-2.0, 1.0, 400))
     # at the largest s every increase is about e^-900: float64 holds none of them, their logarithms fall by 898
     log_last = log_first - 898.0 + torch.tensor(rng.normal(0.0, 0.5, 400))
-    found = checks.check_paired_loss_growth(torch.stack([log_first, log_last]), torch.ones(400, dtype=torch.bool),
-                                            [1, 50], S)
+    found = checks.check_paired_loss_growth(
+        torch.stack([log_first, log_last]), torch.ones(400, dtype=torch.bool), [1, 50], S
+    )
     change = found.values[found.measure["name"]]  # in decades: a number, not 0 [0, 0]
     assert found.verdict == "reproduced" and -391 < change["ci95"][0] < change["ci95"][1] < -389
     # the same inputs at both ends: the least confident inputs alone at the largest s no longer pass for the whole
     # sample (the old, unpaired comparison); one input's own increase is compared with itself
     grows = log_first.clone()
-    grows[:40] += 5.0 + torch.tensor(rng.normal(0.0, 0.5, 40))  # a tenth of the inputs gains e^5 at the largest s, the rest falls
+    grows[:40] += 5.0 + torch.tensor(
+        rng.normal(0.0, 0.5, 40)
+    )  # a tenth of the inputs gains e^5 at the largest s, the rest falls
     mixed = torch.where(torch.arange(400) < 40, grows, log_first - 3.0)
     keep = torch.arange(400) < 40
     paired = checks.check_paired_loss_growth(torch.stack([log_first, mixed]), keep, [1, 50], S)
@@ -193,8 +196,9 @@ def test_loss_growth_is_paired_and_cannot_underflow():
     none = log_first.clone()
     none[:100] = -math.inf
     none[100:] = -math.inf
-    silent = checks.check_paired_loss_growth(torch.stack([log_first, none]), torch.ones(400, dtype=torch.bool),
-                                             [1, 50], S)
+    silent = checks.check_paired_loss_growth(
+        torch.stack([log_first, none]), torch.ones(400, dtype=torch.bool), [1, 50], S
+    )
     assert silent.verdict == "not testable here"
 
 

@@ -10,9 +10,9 @@ from flatrob.models import (
     DigitsCNN,
     last_layer_inputs,
     last_linear,
+    log_loss_increase,
     rescale_feature_layer,
     scale_last_layer,
-    log_loss_increase,
     scaled_log_losses,
     scaled_losses,
 )
@@ -139,8 +139,9 @@ def test_log_losses_match_float64_and_go_on_where_the_loss_underflows():
     right = z.argmax(1) == y
     if right.any():
         assert bool((plain[-1][right] == 0).all()) and bool(logs[-1][right].isfinite().all())
-        gap = (z[right].gather(1, y[right][:, None]) - z[right].scatter(1, y[right][:, None], -1e300)
-               .amax(1, keepdim=True)).squeeze(1)  # the top two logits' gap
+        gap = (
+            z[right].gather(1, y[right][:, None]) - z[right].scatter(1, y[right][:, None], -1e300).amax(1, keepdim=True)
+        ).squeeze(1)  # the top two logits' gap
         torch.testing.assert_close(logs[-1][right] / 5000.0, -gap, rtol=1e-3, atol=1e-3)
     # the increase's logarithm, from the logarithms alone
     before, after = torch.tensor([1e-3, 0.5, 2.0]).double(), torch.tensor([2e-3, 0.5, 1.0]).double()

@@ -111,6 +111,16 @@ def test_no_chapter_pastes_the_set_up_or_decides_a_verdict():
             assert verdict not in text, f"{path.name} decides a verdict inline"
 
 
+def test_every_chapter_makes_its_checks_one_way():
+    """A chapter, theory or experiment, makes a check only through ``ctx.judge`` (so that its measurements are
+    logged and a later build judges them again), or ``ctx.compare`` for one shown beside the evidence only: no
+    ``checks.check_*(`` called directly."""
+    for path in (ROOT / "book").rglob("*.md"):
+        text = path.read_text()
+        direct = re.findall(r"(?<!judge\()(?<!compare\()checks\.check_\w+\(", text)
+        assert not direct, f"{path.name} calls {direct[0]} directly: use ctx.judge(checks.check_..., ...)"
+
+
 def test_dead_code_stays_gone():
     text = (SRC / "flatness.py").read_text() + (SRC / "attacks.py").read_text()
     for dead in ("functional_call", "autograd_hessian_trace", "meta:"):

@@ -15,8 +15,17 @@ def runs(depth_of, seeds=3, noise=0.1, rng_seed=0):
     for arch, depth in depth_of.items():
         for seed in range(seeds):
             fp = depth * float(np.exp(rng.normal(0, noise)))
-            rows.append({"setting": f"{arch}, 10 epochs", "architecture": arch, "epochs": 10, "seed": seed,
-                         "final/peak": fp, "final confidence": 1 - 0.5 * fp ** 1.2, **architecture_traits(arch)})
+            rows.append(
+                {
+                    "setting": f"{arch}, 10 epochs",
+                    "architecture": arch,
+                    "epochs": 10,
+                    "seed": seed,
+                    "final/peak": fp,
+                    "final confidence": 1 - 0.5 * fp**1.2,
+                    **architecture_traits(arch),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -75,8 +75,9 @@ def test_per_input_keeps_each_correct_input_with_its_own_valley():
     pred = torch.tensor([0, 0, 1, 1, 1, 1])[:, None].repeat(1, n)
     pred[:, 3] = 0  # never flips
     pred[:, 4] = 1  # starts wrong
-    s = valley_samples(Trajectory(torch.zeros(n, dtype=torch.long), torch.zeros(t, n, 3), pred, stats,
-                                  torch.zeros(n, 1)))
+    s = valley_samples(
+        Trajectory(torch.zeros(n, dtype=torch.long), torch.zeros(t, n, 3), pred, stats, torch.zeros(n, 1))
+    )
     table = per_input({(0.1, "clean"): s, (0.2, "clean"): s})
     assert len(table) == 8 and set(table.radius) == {0.1, 0.2}  # the four inputs that start correct, per radius
     one = table[table.radius == 0.1].set_index("input")

@@ -293,9 +293,7 @@ def scaled_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float], s
     return torch.stack(out)
 
 
-def scaled_log_losses(
-    model: nn.Module, x: Tensor, y: Tensor, scales: list[float], scale_bias: bool = True
-) -> Tensor:
+def scaled_log_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float], scale_bias: bool = True) -> Tensor:
     """The logarithm of each sample's cross-entropy under the scaled last layer, exact where the loss itself
     underflows.
 

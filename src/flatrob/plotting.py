@@ -213,7 +213,8 @@ def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
     model: left, the share of the inputs that flip within the path (Wilson intervals), with the share below which
     the attack does not reach the regime (``lines["reaches"]``); right, how deep the flipped inputs' sharpness
     collapses, final/peak (the seeds' geometric mean, t-interval over seeds; an open marker where the attack does
-    not reach the regime), with the claim's threshold (``lines["collapse"]``). Radii on a log axis, labelled in 255ths where they are whole."""
+    not reach the regime), with the claim's threshold (``lines["collapse"]``). Radii on a log axis, labelled in
+    255ths where they are whole."""
     fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 2.9))
     models = sorted(dict.fromkeys(table["model"]), key=lambda m: m != "clean")  # the clean model first
     colours = colours_for(models)
@@ -241,8 +242,9 @@ def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
         ax.set_xticks(radii, labels, rotation=45, ha="right")
         ax.minorticks_off()
         ax.set_xlabel("attack radius")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False,
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        *axes[0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 1.0)
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.88))
     stamp(fig, note)
     plt.show()
@@ -254,12 +256,24 @@ def mechanism(runs: pd.DataFrame, fit: Mapping[str, Any], note: str) -> None:
     :func:`flatrob.evidence.study.mechanism` (``fit``: its slope and intercept in log10)."""
     fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.4))
     frame = runs.assign(**{"1 - final confidence": 1 - runs["final confidence"]})
-    sns.scatterplot(data=frame, x="1 - final confidence", y="final/peak", hue="family", style="epochs", s=36,
-                    palette=dict(zip(sorted(frame.family.unique()), sns.color_palette("colorblind")[2:])), ax=ax)
+    sns.scatterplot(
+        data=frame,
+        x="1 - final confidence",
+        y="final/peak",
+        hue="family",
+        style="epochs",
+        s=36,
+        palette=dict(zip(sorted(frame.family.unique()), sns.color_palette("colorblind")[2:])),
+        ax=ax,
+    )
     grid = np.logspace(np.log10(frame["1 - final confidence"].min()), np.log10(frame["1 - final confidence"].max()))
     ax.plot(grid, 10 ** (fit["slope"] * np.log10(grid) + fit["intercept"]), color="0.3", lw=1, ls="--", label="fit")
-    ax.set(xscale="log", yscale="log", xlabel="1 - final confidence (median over inputs)",
-           ylabel="final / peak sharpness (median)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="1 - final confidence (median over inputs)",
+        ylabel="final / peak sharpness (median)",
+    )
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize="small")
     fig.tight_layout()
     stamp(fig, note)
@@ -276,8 +290,10 @@ def scaling_regime(sharp: pd.DataFrame, growth: pd.DataFrame, note: str) -> None
     for _, part in sharp.groupby("seed"):
         axes[0].plot(part["s"], part["median"], "o-", ms=3, lw=1, color=grey)
     axes[0].set(xscale="log", yscale="log", xlabel="last-layer scale $s$", ylabel=r"median $\kappa_{\mathrm{layer}}$")
-    styles = {"median": ("o-", sns.color_palette("colorblind")[2]), "0.9 quantile": ("s--", sns.color_palette(
-        "colorblind")[3])}
+    styles = {
+        "median": ("o-", sns.color_palette("colorblind")[2]),
+        "0.9 quantile": ("s--", sns.color_palette("colorblind")[3]),
+    }
     for (_, q), part in growth.groupby(["seed", "quantile"], sort=False):
         fmt, colour = styles[q]
         axes[1].plot(part["s"], part["log10 increase"], fmt, ms=3, lw=1, color=colour, label=q)

@@ -167,9 +167,16 @@ def per_input(samples: Mapping[tuple[float, str], Mapping[str, Any]]) -> pd.Data
     frames = []
     for (radius, model), s in samples.items():
         correct = np.flatnonzero(s["start_correct"])
-        frame = pd.DataFrame({"radius": float(radius), "model": model, "steps": int(s["steps"]), "input": correct,
-                              "time_to_flip": s["time_to_flip"][correct],
-                              "flipped": np.asarray(s["flipped"])[correct]})
+        frame = pd.DataFrame(
+            {
+                "radius": float(radius),
+                "model": model,
+                "steps": int(s["steps"]),
+                "input": correct,
+                "time_to_flip": s["time_to_flip"][correct],
+                "flipped": np.asarray(s["flipped"])[correct],
+            }
+        )
         for key in PER_INPUT_KEYS:
             col = np.full(len(correct), math.nan)
             col[np.asarray(s["flipped"])[correct]] = s[key]
@@ -267,7 +274,9 @@ def family_label(architecture: str) -> str:
     traits = architecture_traits(architecture)
     if not traits:
         return {"vit": "transformer", "small-cnn": "small CNN"}.get(architecture, architecture)
-    return ("batch norm" if traits["batch norm"] else "no batch norm") + (", residual" if traits["residual"] else ", plain")
+    return ("batch norm" if traits["batch norm"] else "no batch norm") + (
+        ", residual" if traits["residual"] else ", plain"
+    )
 
 
 def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:

@@ -146,7 +146,7 @@ def ladder_finding(table: pd.DataFrame, clean: str = "clean", adversarial: str =
                      f"collapses to {fmt(c['final/peak'])} [{fmt(c['collapse lo'])}, {fmt(c['collapse hi'])}] of its "
                      "peak there.")  # fmt: skip
     if adversarial not in reach:
-        return " ".join(parts + [f"The adversarially trained model's attack reaches it at no radius of the ladder: "
+        return " ".join(parts + ["The adversarially trained model's attack reaches it at no radius of the ladder: "
                                  "within these paths its valley does not form."])  # fmt: skip
     a = reach[adversarial]
     later = clean in reach and a.radius > reach[clean].radius

@@ -151,6 +151,13 @@ class ChapterContext:
         (:mod:`flatrob.evidence.checks.replay`)."""
         return self.log.judge(check, *args, **kwargs)
 
+    def compare(self, check: Any, *args: Any, **kwargs: Any) -> list[Check]:
+        """A check made only to be shown beside the evidence (another convention, a reading the book does not
+        adopt): made like :meth:`judge`, but neither logged nor meant for the ledger. The one other way a chapter
+        may make a check."""
+        found = check(*args, **kwargs)
+        return [found] if isinstance(found, Check) else list(found)
+
     def show_checks(self, checks: Sequence[Check]) -> None:
         """The checks as a table for the page: what was checked in which setting, the verdict, the paper's number
         and ours."""
@@ -192,7 +199,9 @@ class ChapterContext:
         from flatrob.util.paths import claims_dir
 
         text = report.findings(ledger.build(ledger.load(claims_dir())), chapter=self.name)
-        display(Markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`)."))
+        display(
+            Markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`).")
+        )
 
     def sweep_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
         """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
