@@ -176,9 +176,9 @@ def test_a_run_keeps_one_record_and_finishes_untestable_when_nothing_flips(tmp_p
         out_root=tmp_path,
         progress=False,
     )
-    # the run's own checks (its checks.json also carries the committed sweeps' verdicts over seeds, source "sweep")
-    own = [c for c in json.loads((out / "checks.json").read_text()) if c["setting"]["source"] == "live"]
-    assert {c["verdict"] for c in own} == {"not testable here"}
+    # the run's checks.json holds what this run computed, not the committed sweeps' verdicts over seeds
+    own = json.loads((out / "checks.json").read_text())
+    assert {c["setting"]["source"] for c in own} == {"live"} and {c["verdict"] for c in own} == {"not testable here"}
 
 
 def test_params_prints_rules_and_the_typical_run_time():
@@ -230,3 +230,20 @@ def test_corrupt_cifar_files_are_refused_before_any_compute(tmp_path):
     )
     assert proc.returncode == 2 and "does not match the official checksum" in proc.stderr
     assert "--unchecked-data" in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_check_that_was_not_logged_cannot_be_recorded(tmp_path, monkeypatch):
+    """Recording refuses a check of this run that ctx.judge did not make (no later build could judge it again);
+    a logged one, and a committed sweep's, are recorded."""
+    from flatrob.evidence import checks
+    from flatrob.jobs.chapter import setup_chapter
+
+    monkeypatch.setenv("FLATROB_LEDGER", "0")
+    ctx = setup_chapter("confidence-flatness", {})
+    args = (0, 3000, ctx.setting(training="clean"))
+    with pytest.raises(ValueError, match="not made through ctx.judge"):
+        ctx.record([checks.check_confidence_band(*args)])
+    made = ctx.judge(checks.check_confidence_band, *args)
+    swept = checks.check_confidence_band(0, 3000, ctx.setting(training="clean") | {"source": "sweep s"})
+    entries = ctx.record([*made, swept])
+    assert len(entries) == 2

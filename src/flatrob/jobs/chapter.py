@@ -304,14 +304,27 @@ class ChapterContext:
         return out
 
     def record(self, checks: Sequence[Check]) -> list[dict[str, Any]]:
-        """The chapter's checks, to every place they go: the run's ``checks.json`` (under ``flatrob run``), this
-        build's ledger (``_build/ledger/``, when the book is built with ``make book``), and the page, where they are
-        compared with the committed evidence (:func:`flatrob.evidence.compare.compare_chapter`). Returns the ledger
-        entries."""
+        """The chapter's checks, to every place they go: this run's own checks (made by :meth:`judge`, setting
+        source "live") to the run's ``checks.json`` (under ``flatrob run``), all of them, the committed sweeps' and
+        runs' included, to this build's ledger (``_build/ledger/``, when the book is built with ``make book``) and to
+        the page, where they are compared with the committed evidence
+        (:func:`flatrob.evidence.compare.compare_chapter`). Returns the ledger entries.
+
+        Raises:
+            ValueError: a check of this run that was not made through :meth:`judge` (its measurements would not be
+                logged, so no later build could judge it again).
+        """
         from flatrob.evidence import compare, ledger
 
+        own = [c for c in checks if c.setting.get("source", "live") == "live"]
+        unlogged = [c for c in own if not self.log.logged(c)]
+        if unlogged:
+            raise ValueError(
+                f"{unlogged[0].id}: a check of this run that was not made through ctx.judge cannot be recorded (no "
+                "later build could judge its measurements again)"
+            )
         if self.run is not None:
-            self.run.save_checks(list(checks), self.log)
+            self.run.save_checks(own, self.log)
         entries = [ledger.entry(c, self.name, self.provenance) for c in checks]
         ledger.record(self.name, entries, duration_s=round(time.perf_counter() - self.started, 1))
         compare.comparison_display(compare.compare_chapter(self.name, entries))

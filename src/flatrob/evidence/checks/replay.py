@@ -91,6 +91,7 @@ class CheckLog:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.arrays: dict[str, np.ndarray] = {}
+        self.made: list[Check] = []  # the checks the logged calls returned: only these can be recorded as this run's
 
     def judge(self, check: CheckFunction, *args: Any, **kwargs: Any) -> list[Check]:
         """``check(*args, **kwargs)`` (a ``check_*`` function of :mod:`flatrob.evidence.checks`), as a list of checks;
@@ -102,7 +103,12 @@ class CheckLog:
         self.calls.append(
             {"check": name, "args": encode(list(args), self.arrays), "kwargs": encode(kwargs, self.arrays)}
         )
+        self.made += found
         return found
+
+    def logged(self, check: Check) -> bool:
+        """Whether ``check`` is one that a logged call returned (the very object)."""
+        return any(check is made for made in self.made)
 
     def files(self) -> dict[str, bytes]:
         """The log as the two files of a run folder: name -> content."""
