@@ -160,10 +160,18 @@ class Trajectory:
 def record_statistics(
     model: FeatureClassifier, logits: Tensor, phi_sq: Tensor, y: Tensor
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Statistics of forward passes: probs (..., n, k) and a dict of (..., n) tensors named in ``STAT_NAMES``.
+    """Statistics of forward passes, from the logits and squared feature norms the passes computed anyway; nothing
+    is differentiated, nothing re-evaluated (:func:`flatrob.flatness.last_layer_statistics`: eq-trace,
+    eq-kappa-layer, eq-kappa-neuron).
 
-    From the logits (..., n, k) and squared feature norms (..., n) that the
-    passes computed anyway; nothing is differentiated, nothing re-evaluated.
+    Args:
+        model: the classifier whose last layer ``W`` (k, m) the statistics are of.
+        logits: shape (..., n, k).
+        phi_sq: the squared feature norms ``||phi||^2``, shape (..., n).
+        y: the labels, shape (n,).
+
+    Returns:
+        (probs (..., n, k), {name: (..., n) tensor} for every name of :data:`STAT_NAMES`).
     """
     W = last_linear(model).weight.detach()
     f = flatness.last_layer_statistics(W, logits, phi_sq)
@@ -317,11 +325,18 @@ def interpolation_path(
     steps: int = 20,
     seed: int = 0,
 ) -> Trajectory:
-    """Control path: x_t = (1 - t/T) x + (t/T) u for t = 0..T, u noise of x's shape.
+    """Control path: x_t = (1 - t/T) x + (t/T) u for t = 0..T, u noise of x's shape; no attack steers it.
 
-    ``gaussian``: u ~ N(0.5, 0.25^2) clipped to [0, 1]; ``uniform``: u ~ U[0, 1].
-    Records the statistics of :func:`record_statistics` at every point; x and y on any device,
-    the :class:`Trajectory` on the CPU.
+    Args:
+        model: the classifier.
+        x: inputs (n, ...) in [0, 1], on any device; y: labels (n,).
+        target: ``gaussian``, u ~ N(0.5, 0.25^2) clipped to [0, 1], or ``uniform``, u ~ U[0, 1].
+        steps: T, the number of steps from x to u.
+        seed: seeds the noise.
+
+    Returns:
+        The :class:`Trajectory` (T + 1 points per input, the statistics of :func:`record_statistics` at each), on
+        the CPU.
     """
     if target not in ("gaussian", "uniform"):
         raise ValueError(f"target must be 'gaussian' or 'uniform'; got {target!r}")
@@ -343,11 +358,18 @@ def interpolation_path(
 
 
 def input_gradient_norms(model: FeatureClassifier, x: Tensor, y: Tensor, batch_size: int = 1024) -> Tensor:
-    """(n,) l_inf norm of the gradient of each sample's cross-entropy with respect to its input, in the model's dtype.
+    """The l_inf norm of the gradient of each sample's cross-entropy with respect to its input, in the model's dtype.
 
-    x and y on any device; the result on the CPU. An entry that is exactly 0 means
-    a signed-gradient attack (PGD-l_inf) cannot move that input at all: the
-    softmax has saturated and the gradient underflowed.
+    An entry that is exactly 0 means a signed-gradient attack (PGD-l_inf) cannot move that input at all: the softmax
+    has saturated and the gradient underflowed (:ref:`gradient-masking`).
+
+    Args:
+        model: the classifier.
+        x: inputs (n, ...) on any device; y: labels (n,).
+        batch_size: inputs per backward pass.
+
+    Returns:
+        Shape (n,), on the CPU.
     """
     model.eval()
     x, y = on_model(model, x, y)
@@ -371,9 +393,19 @@ def square(
 ) -> Tensor:
     """The Square attack of Andriushchenko et al. (gradient-free, random search), as torchattacks 3.5.1 implements it.
 
-    x (n, c, h, w) in [0, 1] and y (n,) on any device -> adversarial inputs (n, c, h, w) on the model's device.
-    Its objective is the logit margin ``z_y - max_{j != y} z_j``, which only
-    scales with the last layer, so it sees through the saturation that stops PGD.
+    Its objective is the logit margin ``z_y - max_{j != y} z_j``, which only scales with the last layer, so it sees
+    through the saturation that stops PGD (:ref:`gradient-masking`).
+
+    Args:
+        model: the classifier.
+        x: inputs (n, c, h, w) in [0, 1], on any device; y: labels (n,).
+        eps: the radius.
+        n_queries: model queries per input.
+        norm: ``linf`` or ``l2``.
+        seed: seeds the random search.
+
+    Returns:
+        The adversarial inputs, shape (n, c, h, w), on the model's device.
     """
     import torchattacks
 

@@ -110,7 +110,14 @@ def _check_kind(kind: str) -> None:
 
 
 def logits_of(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
-    """Logits ``z = phi W^T + b``: (k, m), (n, m), (k,) -> (n, k) (``F.linear``, one fused product)."""
+    """Logits ``z = phi W^T + b`` (``F.linear``, one fused product).
+
+    Args:
+        weight: ``W``, shape (k, m); features: ``phi``, shape (n, m); bias: ``b``, shape (k,), or None.
+
+    Returns:
+        Shape (n, k).
+    """
     return torch.nn.functional.linear(features, weight, bias)
 
 
@@ -119,20 +126,31 @@ def logits_of(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> T
 
 
 def softmax_covariance(logits: Tensor) -> Tensor:
-    """Hessian of the cross-entropy in the logits, ``diag(p) - p p^T`` (eq-hessian-logits).
+    """Hessian of the cross-entropy in the logits, ``diag(p) - p p^T`` (eq-hessian-logits); it does not depend on
+    the label.
 
-    (n, k) -> (n, k, k). It does not depend on the label.
+    Args:
+        logits: shape (n, k).
+
+    Returns:
+        Shape (n, k, k).
     """
     p = torch.softmax(logits, dim=-1)
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
 
 
 def complement_probabilities(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """``(p, 1 - p)`` computed without cancellation: (n, k) -> ((n, k), (n, k)).
+    """``(p, 1 - p)`` computed without cancellation.
 
-    ``1 - p_s`` is formed as the sum of the other probabilities, ``sum_{s' != s} p_s'``,
-    a sum of non-negative terms, so it stays accurate when the prediction saturates
-    (``p_max -> 1``, where ``1 - p_max`` would round to 0).
+    ``1 - p_s`` is formed as the sum of the other probabilities, ``sum_{s' != s} p_s'``, a sum of non-negative
+    terms, so it stays accurate when the prediction saturates (``p_max -> 1``, where ``1 - p_max`` would round to
+    0; cor-confident-flat).
+
+    Args:
+        logits: shape (n, k).
+
+    Returns:
+        (p, 1 - p), each of shape (n, k).
     """
     p = torch.softmax(logits, dim=-1)
     return p, _others(p)
@@ -152,7 +170,14 @@ def _others(p: Tensor) -> Tensor:
 
 
 def squared_norms(features: Tensor) -> Tensor:
-    """``||phi||^2`` per sample: (..., m) -> (...), one reduction without an (n, m) temporary."""
+    """``||phi||^2`` per sample, one reduction without an (n, m) temporary.
+
+    Args:
+        features: ``phi``, shape (..., m).
+
+    Returns:
+        Shape (...).
+    """
     out: Tensor = torch.linalg.vector_norm(features, dim=-1).square()
     return out
 
@@ -322,13 +347,19 @@ def relative_sharpness(
 def last_layer_statistics(
     weight: Tensor, logits: Tensor, phi_sq: Tensor, *, dist_sq: Tensor | None = None
 ) -> dict[str, Tensor]:
-    """Everything an instrumented forward pass records, sharing one softmax.
+    """Everything an instrumented forward pass records, sharing one softmax (eq-trace, eq-kappa-layer,
+    eq-kappa-neuron). Any leading shape, so that the iterates of a whole attack are evaluated in one call.
 
-    Shapes: weight (k, m), logits (..., k) = W phi + b, phi_sq (...) = ||phi||^2,
-    dist_sq (k, k) from :func:`pairwise_sq_distances` (optional). Any leading
-    shape, so that the iterates of a whole attack are evaluated in one call.
-    Returns ``log_p``, ``p`` (..., k) and ``trace``, ``kappa_layer``,
-    ``kappa_neuron`` (...), equal to :func:`hessian_trace` and :func:`relative_sharpness`.
+    Args:
+        weight: ``W``, shape (k, m).
+        logits: ``W phi + b``, shape (..., k).
+        phi_sq: ``||phi||^2``, shape (...).
+        dist_sq: the squared distances between the rows of ``W``, shape (k, k), from
+            :func:`pairwise_sq_distances` (optional; computed when absent).
+
+    Returns:
+        A dict: ``log_p`` and ``p`` of shape (..., k); ``trace``, ``kappa_layer`` and ``kappa_neuron`` of shape
+        (...), equal to :func:`hessian_trace` and :func:`relative_sharpness`.
     """
     log_p = torch.log_softmax(logits, dim=-1)
     p = log_p.exp()
