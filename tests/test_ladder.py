@@ -68,3 +68,13 @@ def test_the_ladder_sweep_is_the_paper_kind_sweep_with_the_most_radii():
                          result("ladder", "wrn-10-1", [EIGHT, 12 / 255, 16 / 255, 0.1, 0.2]),
                          result("cnn", "small-cnn", [EIGHT, 0.05, 0.1, 0.15, 0.2, 0.3])])  # fmt: skip
     assert [r["sweep"] for r in found] == ["ladder"] and ladder_runs([]) == []
+
+
+def test_one_seed_gives_intervals_over_its_inputs_and_says_so():
+    rows = [("clean", EIGHT, 0.98, 2, 0.01), ("adversarial", EIGHT, 0.05, 3, 0.9),
+            ("adversarial", 0.1, 0.9, 4, 0.02)]  # fmt: skip
+    table = ladder_table([run(0, rows)]).set_index(["model", "radius"])
+    reached = table.loc[("adversarial", 0.1)]
+    assert reached["interval over"] == "inputs of one seed" and reached.collapses == "reproduced"
+    assert reached["collapse lo"] < reached["final/peak"] < reached["collapse hi"]
+    assert ladder_finding(table.reset_index()).startswith("From one seed so far")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from flatrob.evidence.checks.rules import COLLAPSES, REACHES, fmt
-from flatrob.evidence.estimates import bootstrap, median, pooled_mean, pooled_share
+from flatrob.evidence.estimates import Pooled, bootstrap, median, pooled_mean, pooled_share
 
 __all__ = ["ladder_finding", "ladder_runs", "ladder_table"]
 
@@ -58,8 +58,9 @@ def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         counts), ``reaches`` (the flip share is not refuted as a majority: :data:`REACHES`), ``half-flip step``
         (pooled inputs; inf: fewer than half flip within the path) with ``step lo``/``step hi`` (bootstrap over
         inputs), ``peak/start`` (median over the flipped inputs of all seeds) and ``final/peak`` with ``collapse
-        lo``/``collapse hi`` (the seeds' medians pooled on the log scale, 95% t-interval over seeds; NaN with fewer
-        than two seeds that flipped) and ``collapses`` (:data:`COLLAPSES` on that interval).
+        lo``/``collapse hi`` (the seeds' medians pooled on the log scale, 95% t-interval over seeds; with a single
+        seed, the median over its flipped inputs and a bootstrap interval over them: ``interval over`` says which)
+        and ``collapses`` (:data:`COLLAPSES` on that interval).
     """
     frames = [r["data"].assign(seed=r["seed"]) for r in results if r.get("data") is not None and len(r["data"])]
     if not frames:
@@ -78,8 +79,12 @@ def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
         medians = [float(np.median(p.loc[p.flipped.astype(bool), "final_over_peak"]))
                    for _, p in by_seed if p["flipped"].astype(bool).any()]  # fmt: skip
-        collapse = pooled_mean(medians, ratio=True)
         flipped = part[part["flipped"].astype(bool)]
+        if len(medians) > 1:  # over seeds, as every ratio is pooled
+            collapse, over = pooled_mean(medians, ratio=True), "seeds"
+        else:  # one seed: the median over its inputs, with a bootstrap interval over them
+            e = bootstrap(median, flipped["final_over_peak"].to_numpy())
+            collapse, over = Pooled(e.value, e.lo, e.hi, False), "inputs of one seed"
         rows.append(
             {
                 "model": model,
@@ -99,9 +104,8 @@ def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "final/peak": collapse.mean,
                 "collapse lo": collapse.low,
                 "collapse hi": collapse.high,
-                "collapses": COLLAPSES.judge({"value": collapse.mean, "lo": collapse.low, "hi": collapse.high})
-                if len(medians) > 1
-                else "not testable here",
+                "interval over": over,
+                "collapses": COLLAPSES.judge({"value": collapse.mean, "lo": collapse.low, "hi": collapse.high}),
             }
         )
     return pd.DataFrame(rows)
@@ -138,7 +142,8 @@ def ladder_finding(table: pd.DataFrame, clean: str = "clean", adversarial: str =
         if len(rows):
             reach[model] = rows.iloc[0]
     smallest = _radius(float(table.radius.min()))
-    parts = []
+    seeds = int(table["seeds"].max())
+    parts = [] if seeds > 1 else ["From one seed so far (intervals over its inputs, not over seeds):"]
     if clean in reach:
         c = reach[clean]
         parts.append(f"The clean model's attack reaches the valley's regime at {_radius(c.radius)} "
