@@ -132,6 +132,12 @@ def test_over_seeds_is_a_majority_of_the_seeds_whole_rules():
     assert lone["verdict"] == "reproduced" and "measure" not in lone  # one seed: its verdict, no interval
 
 
+def test_a_check_that_holds_by_construction_keeps_its_measured_number_over_seeds():
+    built = over_seeds({s: seed_run(0.01 * (s + 1), "holds by construction") for s in range(3)})[0]
+    assert built["verdict"] == "holds by construction" and not built["fragile"]  # never counted as evidence
+    assert built["measure"]["value"] == pytest.approx(0.02, rel=0.1)  # but its number is shown
+
+
 def test_only_summaries_in_the_current_format_of_committed_sweeps_count(tmp_path, monkeypatch):
     monkeypatch.setenv("FLATROB_ROOT", str(tmp_path))
     folder = tmp_path / "data" / "sweeps" / "s"

@@ -16,6 +16,7 @@ import numpy as np
 
 from flatrob.evidence.checks.replay import CALLS_FILE
 from flatrob.evidence.verdicts import (
+    BY_CONSTRUCTION,
     EVIDENCE_VERDICTS,
     Check,
     Rule,
@@ -71,11 +72,11 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
         limits = {str(s): c.get("values", {}).get("limits") for s, c in present.items()}
         if any(limits.values()):
             entry["limits"] = {s: v for s, v in limits.items() if v}
-        measured = [
+        measured = [  # a check that holds by construction keeps its measured number too: shown, never counted
             c["measure"]
             for c in present.values()
             if c.get("measure")
-            and c["verdict"] in EVIDENCE_VERDICTS
+            and c["verdict"] in (*EVIDENCE_VERDICTS, BY_CONSTRUCTION)
             and c["measure"].get("value") is not None
             and np.isfinite(c["measure"]["value"])
         ]
