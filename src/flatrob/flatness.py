@@ -112,11 +112,7 @@ def _check_kind(kind: str) -> None:
 def logits_of(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> Tensor:
     """Logits ``z = phi W^T + b`` (``F.linear``, one fused product).
 
-    Args:
-        weight: ``W``, shape (k, m); features: ``phi``, shape (n, m); bias: ``b``, shape (k,), or None.
-
-    Returns:
-        Shape (n, k).
+    Args: weight ``W`` (k, m), features ``phi`` (n, m), bias ``b`` (k,) or None. Returns: shape (n, k).
     """
     return torch.nn.functional.linear(features, weight, bias)
 
@@ -172,11 +168,7 @@ def _others(p: Tensor) -> Tensor:
 def squared_norms(features: Tensor) -> Tensor:
     """``||phi||^2`` per sample, one reduction without an (n, m) temporary.
 
-    Args:
-        features: ``phi``, shape (..., m).
-
-    Returns:
-        Shape (...).
+    Args: features ``phi`` (..., m). Returns: shape (...).
     """
     out: Tensor = torch.linalg.vector_norm(features, dim=-1).square()
     return out

@@ -167,8 +167,9 @@ def add_from_sweep(sweep: Path, root: Path | None = None) -> list[Path]:
     Each run's recipe is rebuilt from its recorded parameters (data set, ``n_train``, seed, training parameters, the
     ``trainings`` it trained: the clean model, and the adversarially trained one where the run made it); the model is
     taken from the cache (:func:`flatrob.training.train_model`; where it is not cached it is trained again, which the
-    line printed for it says). Its provenance is the run's (commit, machine, device, threads, time) and the sweep's
-    name and job. Returns the committed files.
+    line printed for it says); a model already committed (which the run loaded from here) is left as it is. Its
+    provenance is the run's (commit, machine, device, threads, time) and the sweep's name and job. Returns the
+    committed files.
     """
     from dataclasses import fields
 
@@ -191,6 +192,9 @@ def add_from_sweep(sweep: Path, root: Path | None = None) -> list[Path]:
             if training == "adversarial":
                 keys += ["adv_eps", "adv_steps", "adv_step_size"]
             config = TrainConfig(**{k: p[k] for k in keys if k in p and k in known})
+            if load(p["architecture"], split, config, root=root) is not None:  # the run loaded it from here
+                print(f"{spec['name']} seed {p['seed']} {training}: already committed")
+                continue
             model, record = train_model(p["architecture"], split, config, device=torch.device("cpu"))
             print(f"{spec['name']} seed {p['seed']} {training}: {describe(record)}")
             made = {k: prov.get(k) for k in ("commit", "time_utc", "device", "machine", "threads", "duration_s")}
