@@ -50,7 +50,9 @@ def test_only_later_or_shallower_follows_the_collapse_rule():
     later = ladder_finding(ladder(0.02))
     assert "reaches it only at 0.1" in later and "not at 8/255" in later and "does not make it shallower" in later
     shallow = ladder_finding(ladder(0.5))
-    assert "shallower, not only later" in shallow and "(at 0.1: 0.5 [" in shallow
+    assert "decided at no radius" in shallow and "later and shallower" in shallow and "0.1: 0.5 [" in shallow
+    refuted = ladder_finding(ladder(0.95))
+    assert "shallower, not only later" in refuted and "refuted" in refuted
     never = ladder_table([run(s, [("clean", EIGHT, 0.98, 2, 0.01), ("adversarial", EIGHT, 0.05, 3, 0.9)])
                           for s in range(3)])  # fmt: skip
     assert "reaches it at no radius of the ladder" in ladder_finding(never)

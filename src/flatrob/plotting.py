@@ -214,7 +214,7 @@ def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
     the attack does not reach the regime (``lines["reaches"]``); right, how deep the flipped inputs' sharpness
     collapses, final/peak (the seeds' geometric mean, t-interval over seeds; an open marker where the attack does
     not reach the regime), with the claim's threshold (``lines["collapse"]``). Radii on a log axis, labelled in
-    255ths where they are whole."""
+    255ths where they are whole (up to 32/255)."""
     fig, axes = plt.subplots(1, 2, figsize=(COLUMN_IN, 2.9))
     models = sorted(dict.fromkeys(table["model"]), key=lambda m: m != "clean")  # the clean model first
     colours = colours_for(models)
@@ -236,7 +236,10 @@ def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
     axes[0].set(ylabel="share that flips within the path", ylim=(-0.02, 1.02))
     axes[1].set(ylabel="final / peak sharpness", yscale="log")
     radii = sorted(set(table["radius"]))
-    labels = [f"{round(x * 255)}/255" if abs(x * 255 - round(x * 255)) < 1e-6 else f"{x:.2g}" for x in radii]
+    labels = [
+        f"{round(x * 255)}/255" if abs(x * 255 - round(x * 255)) < 1e-6 and x * 255 < 32.5 else f"{x:.2g}"
+        for x in radii
+    ]
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xticks(radii, labels, rotation=45, ha="right")
