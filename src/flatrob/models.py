@@ -284,13 +284,16 @@ def scaled_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float], s
     """Per-sample cross-entropy of the model with its last layer scaled by each s (``W -> sW``, and ``b -> sb`` when
     ``scale_bias``), in float64 from the features: x (n, ...), y (n,) -> (S, n), on the CPU. Resolves losses of
     confident points long after float32 would round them to 0."""
-    w, b, phi = last_layer_inputs(model, x, dtype=torch.float64)
     labels = y.cpu()
-    out = []
-    for s in scales:
-        bias = None if b is None else (s * b if scale_bias else b)
-        out.append(nn.functional.cross_entropy(nn.functional.linear(phi, s * w, bias), labels, reduction="none"))
-    return torch.stack(out)
+    return torch.stack(
+        [nn.functional.cross_entropy(z, labels, reduction="none") for z in _scaled_logits(model, x, scales, scale_bias)]
+    )
+
+
+def _scaled_logits(model: nn.Module, x: Tensor, scales: list[float], scale_bias: bool) -> list[Tensor]:
+    """The logits of the scaled last layer at each s, in float64 from the features: [(n, k)] on the CPU."""
+    w, b, phi = last_layer_inputs(model, x, dtype=torch.float64)
+    return [nn.functional.linear(phi, s * w, None if b is None else (s * b if scale_bias else b)) for s in scales]
 
 
 def scaled_log_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float], scale_bias: bool = True) -> Tensor:
@@ -311,12 +314,9 @@ def scaled_log_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float
     Returns:
         The natural log of the loss, float64, shape (S, n), on the CPU.
     """
-    w, b, phi = last_layer_inputs(model, x, dtype=torch.float64)
     labels = y.cpu()
     out = []
-    for s in scales:
-        bias = None if b is None else (s * b if scale_bias else b)
-        z = nn.functional.linear(phi, s * w, bias)
+    for z in _scaled_logits(model, x, scales, scale_bias):
         margin = z - z.gather(1, labels[:, None])
         margin = margin.scatter(1, labels[:, None], -math.inf)  # the label's own term leaves the sum
         a = torch.logsumexp(margin, 1)

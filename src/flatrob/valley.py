@@ -27,6 +27,7 @@ __all__ = [
     "curves",
     "family_label",
     "median_sides",
+    "one_axis_pairs",
     "per_input",
     "pooled_paths",
     "valley_samples",
@@ -279,46 +280,59 @@ def family_label(architecture: str) -> str:
     )
 
 
-def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
-    """What changing one axis at a time does to the collapse: every pair of settings that differ in exactly one of
-    :data:`AXES`, with the verdict and the median final/peak on both sides.
+def _trait(r: Mapping[str, Any], axis: str) -> Any:
+    v = r.get(axis)
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
-    ``settings``: one row per setting with the columns of :data:`AXES` (missing traits as NaN: such settings pair
-    on "epochs" only, and only with the same ``architecture``), ``setting`` (a label), ``verdict`` and
-    ``final/peak``. Returns one row per pair: axis, from, to, verdict from -> to, final/peak from -> to, and whether
-    the verdict changes.
+
+def one_axis_pairs(records: list[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """Every pair of settings that differ in exactly one of :data:`AXES`, as (axis, lower, higher): from without to
+    with (batch norm, residual), from less to more (depth, widen, epochs).
+
+    Args:
+        records: one mapping per setting with the columns of :data:`AXES` it has (missing traits as None or NaN:
+            such settings pair on "epochs" only, and only with the same ``architecture``).
+
+    Returns:
+        The pairs, in the order of ``records``.
     """
-    rows = []
-    records = settings.to_dict(orient="records")
-
-    def value(r: Mapping[str, Any], axis: str) -> Any:
-        v = r.get(axis)
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
+    out = []
     for i, a in enumerate(records):
         for b in records[i + 1 :]:
-            differ = [x for x in AXES if value(a, x) != value(b, x)]
-            if len(differ) != 1 or value(a, differ[0]) is None or value(b, differ[0]) is None:
+            differ = [x for x in AXES if _trait(a, x) != _trait(b, x)]
+            if len(differ) != 1 or _trait(a, differ[0]) is None or _trait(b, differ[0]) is None:
                 continue
-            untraited = any(value(r, x) is None for r in (a, b) for x in AXES if x != "epochs")
+            untraited = any(_trait(r, x) is None for r in (a, b) for x in AXES if x != "epochs")
             if untraited and a.get("architecture") != b.get("architecture"):
                 continue  # two networks outside the family (the small CNN, the transformer) differ in more than epochs
-            # from without to with (batch norm, residual), from less to more (depth, widen, epochs)
-            lo, hi = (a, b) if value(a, differ[0]) < value(b, differ[0]) else (b, a)
+            axis = differ[0]
+            out.append((axis, *((a, b) if _trait(a, axis) < _trait(b, axis) else (b, a))))
+    return out
 
-            def show(v: Any) -> str:
-                return f"{v:g}" if isinstance(v, float) else str(v).lower()
 
-            rows.append(
-                {
-                    "axis": differ[0],
-                    "from": f"{lo['setting']} ({differ[0]}: {show(value(lo, differ[0]))})",
-                    "to": f"{hi['setting']} ({differ[0]}: {show(value(hi, differ[0]))})",
-                    "verdict": f"{lo['verdict']} -> {hi['verdict']}",
-                    "final/peak": f"{lo['final/peak']:.3g} -> {hi['final/peak']:.3g}",
-                    "verdict changes": lo["verdict"] != hi["verdict"],
-                }
-            )
+def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
+    """What changing one axis at a time does to the collapse: every pair of settings that differ in exactly one of
+    :data:`AXES` (:func:`one_axis_pairs`), with the verdict and the median final/peak on both sides.
+
+    ``settings``: one row per setting with the columns of :data:`AXES` (missing traits as NaN), ``setting`` (a
+    label), ``verdict`` and ``final/peak``. Returns one row per pair: axis, from, to, verdict from -> to,
+    final/peak from -> to, and whether the verdict changes.
+    """
+
+    def show(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v).lower()
+
+    rows = [
+        {
+            "axis": axis,
+            "from": f"{lo['setting']} ({axis}: {show(_trait(lo, axis))})",
+            "to": f"{hi['setting']} ({axis}: {show(_trait(hi, axis))})",
+            "verdict": f"{lo['verdict']} -> {hi['verdict']}",
+            "final/peak": f"{lo['final/peak']:.3g} -> {hi['final/peak']:.3g}",
+            "verdict changes": lo["verdict"] != hi["verdict"],
+        }
+        for axis, lo, hi in one_axis_pairs(settings.to_dict(orient="records"))
+    ]
     return pd.DataFrame(rows)
 
 

@@ -23,18 +23,13 @@ import pandas as pd
 
 from flatrob.evidence.checks.rules import fmt
 from flatrob.evidence.estimates import t_interval
-from flatrob.valley import AXES
+from flatrob.valley import one_axis_pairs
 
 __all__ = ["PREDICTS", "effect_sizes", "effects_sentence", "mechanism", "mechanism_sentence"]
 
 #: The final confidence "predicts" the collapse depth when its held-out error is at most this share of the error of
 #: predicting each held-out setting by the mean of the others (fixed before the study was fitted).
 PREDICTS = 0.5
-
-
-def _value(r: pd.Series, axis: str) -> Any:
-    v = r.get(axis)
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
 def effect_sizes(points: pd.DataFrame) -> pd.DataFrame:
@@ -46,43 +41,31 @@ def effect_sizes(points: pd.DataFrame) -> pd.DataFrame:
             has (NaN for networks outside the residual family, which pair on ``epochs`` only, with themselves).
 
     Returns:
-        One row per pair of settings that differ in one axis: ``axis``, ``from`` and ``to`` (from without to with,
-        from less to more), ``seeds`` (paired), ``factor`` (geometric mean of to/from over the seeds), ``lo`` and
-        ``hi`` (its 95% t-interval, on the log scale; NaN for fewer than two seeds) and ``decided`` (the interval
-        excludes 1: the axis changes the depth, in the direction of the factor).
+        One row per pair of settings that differ in one axis (:func:`flatrob.valley.one_axis_pairs`): ``axis``,
+        ``from`` and ``to`` (from without to with, from less to more), ``seeds`` (paired), ``factor`` (geometric
+        mean of to/from over the seeds), ``lo`` and ``hi`` (its 95% t-interval, on the log scale; NaN for fewer than
+        two seeds) and ``decided`` (the interval excludes 1: the axis changes the depth, in the direction of the
+        factor).
     """
-    settings = points.drop_duplicates("setting").set_index("setting")
-    names = list(settings.index)
     rows = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            ra, rb = settings.loc[a], settings.loc[b]
-            differ = [x for x in AXES if _value(ra, x) != _value(rb, x)]
-            if len(differ) != 1 or _value(ra, differ[0]) is None or _value(rb, differ[0]) is None:
-                continue
-            untraited = any(_value(r, x) is None for r in (ra, rb) for x in AXES if x != "epochs")
-            if untraited and ra["architecture"] != rb["architecture"]:
-                continue
-            axis = differ[0]
-            lo_name, hi_name = (a, b) if _value(ra, axis) < _value(rb, axis) else (b, a)
-            da = points[points.setting == lo_name].set_index("seed")["final/peak"]
-            db = points[points.setting == hi_name].set_index("seed")["final/peak"]
-            seeds = sorted(set(da.index) & set(db.index))
-            logs = [math.log(db[s] / da[s]) for s in seeds if da[s] > 0 and db[s] > 0]
-            low, high = t_interval(logs)
-            factor = math.exp(float(np.mean(logs))) if logs else math.nan
-            rows.append(
-                {
-                    "axis": axis,
-                    "from": lo_name,
-                    "to": hi_name,
-                    "seeds": len(logs),
-                    "factor": factor,
-                    "lo": math.exp(low) if math.isfinite(low) else math.nan,
-                    "hi": math.exp(high) if math.isfinite(high) else math.nan,
-                    "decided": bool(math.isfinite(low) and (high < 0 or low > 0)),
-                }
-            )
+    for axis, lo, hi in one_axis_pairs(points.drop_duplicates("setting").to_dict(orient="records")):
+        da = points[points.setting == lo["setting"]].set_index("seed")["final/peak"]
+        db = points[points.setting == hi["setting"]].set_index("seed")["final/peak"]
+        seeds = sorted(set(da.index) & set(db.index))
+        logs = [math.log(db[s] / da[s]) for s in seeds if da[s] > 0 and db[s] > 0]
+        low, high = t_interval(logs)
+        rows.append(
+            {
+                "axis": axis,
+                "from": lo["setting"],
+                "to": hi["setting"],
+                "seeds": len(logs),
+                "factor": math.exp(float(np.mean(logs))) if logs else math.nan,
+                "lo": math.exp(low) if math.isfinite(low) else math.nan,
+                "hi": math.exp(high) if math.isfinite(high) else math.nan,
+                "decided": bool(math.isfinite(low) and (high < 0 or low > 0)),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -252,18 +252,15 @@ class ChapterContext:
         {"sweep", "setting", "seed", "run", "args", "kwargs"}: a chapter draws its committed figure from them
         without re-running anything."""
         from flatrob.evidence.checks.replay import calls
+        from flatrob.evidence.seeds import committed_sweeps
         from flatrob.util.paths import sweep_job_dir
 
+        dirs = {s["summary"]["name"]: s["dir"] for s in committed_sweeps(self.name)}
         out = []
         for r in self.paper_regime_results("provenance.json"):
-            folder = sweep_job_dir(self._sweep_dirs()[r["sweep"]], self.name, r["run"]["job"])
+            folder = sweep_job_dir(dirs[r["sweep"]], self.name, r["run"]["job"])
             out += [r | {"args": a, "kwargs": k} for name, a, k in calls(folder) if name == check]
         return out
-
-    def _sweep_dirs(self) -> dict[str, Path]:
-        from flatrob.evidence.seeds import committed_sweeps
-
-        return {s["summary"]["name"]: s["dir"] for s in committed_sweeps(self.name)}
 
     def sweep_caption(self, results: Sequence[Mapping[str, Any]]) -> str:
         """The provenance line of a figure drawn from committed sweep results (:meth:`sweep_results`, non-empty):

@@ -64,6 +64,7 @@ from flatrob.evidence.checks.scale import (
     check_paired_loss_growth,
     check_scaling,
     check_scaling_median,
+    recorded_log_increase,
 )
 from flatrob.evidence.checks.theory import (
     check_bridging,
@@ -130,5 +131,6 @@ __all__ = [
     "check_scaling",
     "check_scaling_median",
     "check_valley_shape",
+    "recorded_log_increase",
     "too_few",
 ]

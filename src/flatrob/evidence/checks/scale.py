@@ -98,10 +98,11 @@ def check_paired_loss_growth(log_increase: Tensor, paired: Tensor, scales: list[
     chapter: those correct at every scale, and for the attack made at each scale those it can move at every scale:
     a non-zero input gradient; elsewhere PGD cannot move and its "small increase" is masking, not flatness).
 
-    One measure decides, for a run and over seeds alike: the ratio of the :data:`TAIL_QUANTILE` quantiles of the
-    increases, largest s over smallest s, on the paired inputs (paired bootstrap), by :data:`FALLS`. The paired
-    ratio of the medians is shown beside it. Where the quantile is not a positive number at either end (more than a
-    tenth of the inputs' losses do not rise at all), the measure is not finite and the check is not testable.
+    One measure decides, for a run and over seeds alike: the log10 of the ratio of the :data:`TAIL_QUANTILE`
+    quantiles of the increases, largest s over smallest s, on the paired inputs (paired bootstrap), by
+    :data:`FALLS_LOG10` (a fall by hundreds of decades stays a number). The median's log10 change is shown beside
+    it. Where the quantile is not a positive number at either end (more than a tenth of the inputs' losses do not
+    rise at all), the measure is not finite and the check is not testable.
     """
     ascending(scales)
     stmt = rf"Loss increases under a weak attack concentrate near 0 as \(s\) grows ({setting.get('variant', '')})."
@@ -154,6 +155,26 @@ def check_paired_loss_growth(log_increase: Tensor, paired: Tensor, scales: list[
     )
 
 
+def recorded_log_increase(increase: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """The two measurements of claim 8's loss growth as :func:`check_paired_loss_growth` takes them, from either
+    kind of recorded call: a run of today's code passes them as they are (log increases, ``keep`` (n,)); a run
+    recorded before the logarithms passed the float64 increases (a loss that underflowed counts as no rise: -inf)
+    and the inputs movable at each scale, ``keep`` (S, n), of which those movable at every scale are compared.
+
+    Args:
+        increase: shape (S, n), log increases or recorded float64 increases.
+        keep: shape (n,) or (S, n), as above.
+
+    Returns:
+        (log increases (S, n), the paired inputs (n,)).
+    """
+    keep = torch.as_tensor(keep).bool()
+    if keep.ndim == 1:
+        return torch.as_tensor(increase).double(), keep
+    inc = torch.as_tensor(increase).double()
+    return torch.where(inc > 0, inc.clamp_min(1e-320).log(), torch.full_like(inc, -math.inf)), keep.all(0)
+
+
 def check_loss_growth(increase: Tensor, movable: Tensor, scales: list[float], setting: Setting) -> Check:
     """Claim 8's loss growth from a run recorded before the logarithms (flatrob 0.3.0 and older), judged by today's
     rule (:func:`check_paired_loss_growth`).
@@ -162,9 +183,7 @@ def check_loss_growth(increase: Tensor, movable: Tensor, scales: list[float], se
     rise: its logarithm is -inf); ``movable`` (S, n): the inputs the attack could move at each scale. The inputs
     compared are those movable at every scale, the same at each. New runs call :func:`check_paired_loss_growth`.
     """
-    inc = increase.double()
-    log_inc = torch.where(inc > 0, inc.clamp_min(1e-320).log(), torch.full_like(inc, -math.inf))
-    check = check_paired_loss_growth(log_inc, movable.bool().all(0), scales, setting)
+    check = check_paired_loss_growth(*recorded_log_increase(increase, movable), scales, setting)
     check.evidence += "; recorded before the logarithms: increases below float64's range count as no rise"
     return check
 
