@@ -80,3 +80,40 @@ def test_one_seed_gives_intervals_over_its_inputs_and_says_so():
     assert reached["interval over"] == "inputs of one seed" and reached.collapses == "reproduced"
     assert reached["collapse lo"] < reached["final/peak"] < reached["collapse hi"]
     assert ladder_finding(table.reset_index()).startswith("From one seed so far")
+
+
+def _check(rows, seeds=3):
+    from flatrob.evidence.ladder import ladder_check
+
+    runs = []
+    for s in range(seeds):
+        r = run(s, rows)
+        r.update(
+            sweep="ladder",
+            setting={"architecture": "wrn-10-1", "epochs": 10, "attack_steps": 20},
+            run={"job": f"seed-{s}", "seed": s, "commit": "abc", "device": "cpu", "machine": "x"},
+        )
+        runs.append(r)
+    return ladder_check(ladder_table(runs), runs)
+
+
+def test_claim_7_forms_later_where_the_adversarially_trained_attack_has_not_reached_the_regime():
+    from flatrob.evidence.claims import at_paper_setting
+
+    later = _check([("clean", EIGHT, 0.98, 2, 0.01), ("adversarial", EIGHT, 0.05, 3, 0.9),
+                    ("adversarial", 0.1, 0.9, 4, 0.02)])  # fmt: skip
+    assert later.verdict == "reproduced" and later.claim == 7 and later.part == "forms"
+    assert later.measure["count"] == int(later.measure["n"] * later.measure["value"] + 0.5)
+    assert later.measure["ci95"][1] < 0.25 and "forms at 0.1" in later.evidence
+    assert later.setting["seeds"] == [0, 1, 2] and later.provenance["source"] == "sweep ladder"
+    assert at_paper_setting(7, later.setting)  # the ladder is claim 7's setting on a network of the paper's kind
+    # where most adversarially trained inputs flip too, the steps decide: later by whole steps, or not
+    steps_later = _check([("clean", EIGHT, 0.98, 2, 0.01), ("adversarial", EIGHT, 0.95, 8, 0.02)])
+    assert steps_later.verdict == "reproduced" and "the steps decide" in steps_later.evidence
+    assert steps_later.values["half_flip_later"]["ci95"][0] > 0
+    same = _check([("clean", EIGHT, 0.98, 5, 0.01), ("adversarial", EIGHT, 0.95, 2, 0.02)])
+    assert same.verdict == "not reproduced"  # the adversarially trained inputs flip earlier: no shift
+    between = _check([("clean", EIGHT, 0.98, 2, 0.01), ("adversarial", EIGHT, 0.37, 3, 0.02)])
+    assert between.verdict == "partly"
+    none = _check([("clean", EIGHT, 0.1, 2, 0.01), ("adversarial", EIGHT, 0.05, 3, 0.02)])
+    assert none.verdict == "not reached in this regime"  # no clean valley, nothing to shift

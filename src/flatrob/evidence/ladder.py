@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flatrob.evidence.checks.rules import COLLAPSES, REACHES, fmt
-from flatrob.evidence.estimates import Pooled, bootstrap, median, pooled_mean, pooled_share
+from flatrob.evidence.checks.rules import COLLAPSES, FORMS_LATER, LATER, REACHES, fmt
+from flatrob.evidence.claims import LADDER_VARIANT
+from flatrob.evidence.estimates import Estimate, Pooled, bootstrap, median, pooled_mean, pooled_share
+from flatrob.evidence.verdicts import NOT_REACHED, Check
 
-__all__ = ["ladder_finding", "ladder_runs", "ladder_table"]
+__all__ = ["ladder_check", "ladder_finding", "ladder_runs", "ladder_table"]
 
 
 def _half_flip_step(time_to_flip: np.ndarray) -> float:
@@ -93,6 +95,7 @@ def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 "seeds": len(by_seed),
                 "inputs": len(part),
                 "flipped": int(part["flipped"].astype(bool).sum()),
+                "flip count": flip.count,
                 "flip share": flip.value,
                 "flip lo": flip.lo,
                 "flip hi": flip.hi,
@@ -189,3 +192,97 @@ def ladder_finding(table: pd.DataFrame, clean: str = "clean", adversarial: str =
 
 def _depth(row: pd.Series) -> str:
     return f"{fmt(row['final/peak'])} [{fmt(row['collapse lo'])}, {fmt(row['collapse hi'])}]"
+
+
+def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: str = "clean",
+                 adversarial: str = "adversarial") -> Check | None:  # fmt: skip
+    """Claim 7, where the valley forms (:data:`~flatrob.evidence.checks.rules.FORMS_LATER`): at the smallest radius
+    of the ladder where the clean model's attack reaches the valley's regime, does the adversarially trained model's
+    attack leave most of its inputs unflipped within the path (the valley forms at a larger budget), or, where most
+    of them flip too, do they flip later (the step by which half have flipped)?
+
+    Args:
+        table: :func:`ladder_table` of the sweep's runs.
+        runs: those runs (:func:`ladder_runs`), for the setting and the provenance of the check.
+        clean, adversarial: the two models' names in the table.
+
+    Returns:
+        The check (setting source "sweep <name>", its seeds, the sweep's provenance), or None without a table of
+        both models. Its decisive measure is the adversarially trained model's flip share at the clean model's
+        forming radius (the seeds' counts pooled, Wilson interval); where that share is a majority, the difference
+        of the half-flip steps decides (:data:`~flatrob.evidence.checks.rules.LATER`, on an interval that joins the
+        two bootstrap intervals).
+    """
+    from flatrob.evidence.seeds import sweep_provenance
+
+    if table.empty or not {clean, adversarial} <= set(table["model"]) or not runs:
+        return None
+    params = {k: v for k, v in runs[0]["setting"].items() if k not in ("radii", "seed")}
+    seeds = sorted({r["seed"] for r in runs})
+    steps = int(table["steps"].max())
+    radii = sorted(float(r) for r in table["radius"].unique())
+    setting = {
+        "data": params.get("dataset", "fashion-mnist"),
+        "architecture": params.get("architecture"),
+        "epochs": params.get("epochs"),
+        "training": f"{clean} vs {adversarial}",
+        "variant": LADDER_VARIANT,
+        "ladder": f"{', '.join(_radius(r) for r in radii)}; {steps} steps",
+        "source": f"sweep {runs[0]['sweep']}",
+        "seeds": seeds,
+    }
+    combo = {"setting": runs[0]["setting"], "runs": [r["run"] for r in runs]}
+    stmt = "Adversarial training shifts the valley to larger budgets and later steps: where it forms."
+    paper = "the valley shifts (to later steps and larger perturbations) but persists (row E)"
+    provenance = sweep_provenance(runs[0]["sweep"], combo)
+
+    def check(verdict: str, evidence: str, **more: Any) -> Check:
+        return Check(claim=7, part="forms", statement=stmt, verdict=verdict, evidence=evidence, paper=paper,
+                     setting=setting, provenance=provenance, **more)  # fmt: skip
+
+    cl = table[table.model == clean].set_index("radius")
+    at = table[table.model == adversarial].set_index("radius")
+    formed = cl[cl.reaches]
+    where = _where(at, adversarial) + " " + _where(cl, clean)
+    if formed.empty:
+        return check(NOT_REACHED, f"the clean model's attack reaches the valley's regime at no radius of the ladder, "
+                     f"so there is no valley to shift; {where}")  # fmt: skip
+    r = float(formed.index.min())
+    c, a = cl.loc[r], at.loc[r]
+    share = Estimate(float(a["flip share"]), float(a["flip lo"]), float(a["flip hi"]), int(a["inputs"]),
+                     int(a["flip count"]))  # fmt: skip
+    verdict = FORMS_LATER.judge(share)
+    fragile = FORMS_LATER.fragile(share)
+    text = (
+        f"at {_radius(r)}, where the clean model's valley forms ({int(c.flipped)} of {int(c.inputs)} inputs flip "
+        f"within {steps} steps; {_step(c)}), the adversarially trained model's attack flips {share} of its "
+        f"{int(a.inputs)} inputs ({int(a.flipped)}; {_step(a)}) (at most {fmt(FORMS_LATER.threshold)}: "
+        f"its valley has not formed at this budget, reproduced; above {fmt(FORMS_LATER.refutation)}: the steps "
+        "decide; between: partly)"
+    )
+    values: dict[str, Any] = {"radius": r, "at_share": share.as_dict(), "clean_flipped": int(c.flipped),
+                              "clean_inputs": int(c.inputs), "steps": steps}  # fmt: skip
+    if verdict == "not reproduced":  # most adversarially trained inputs flip there too: do they flip later?
+        late = Estimate(a["half-flip step"] - c["half-flip step"], a["step lo"] - c["step hi"],
+                        a["step hi"] - c["step lo"], int(a.inputs))  # fmt: skip
+        verdict, fragile = LATER.judge(late), LATER.fragile(late)
+        text += (
+            f"; most flip there, so the steps decide: half have flipped {late} steps later than under the "
+            f"clean model ({LATER.describe()} steps)"
+        )
+        values["half_flip_later"] = late.as_dict()
+    return check(verdict, f"{text}. {where}", values=values, fragile=fragile,
+                 measure=share.measure(f"adversarially trained flip share at {_radius(r)}", FORMS_LATER))  # fmt: skip
+
+
+def _where(side: pd.DataFrame, model: str) -> str:
+    """Where a model's valley forms along the ladder, in words: its first radius that reaches the regime, the
+    half-flip step and the depth of the collapse there."""
+    reached = side[side.reaches]
+    if reached.empty:
+        return f"The {model} model's attack reaches the regime at no radius of the ladder (its valley does not form)."
+    r = float(reached.index.min())
+    row = reached.loc[r]
+    model = "adversarially trained" if model == "adversarial" else model
+    return (f"The {model} model's valley forms at {_radius(r)} ({_step(row)}; final/peak {_depth(row)}, over "
+            f"{row['interval over']}).")  # fmt: skip

@@ -161,7 +161,7 @@ def setting_label(setting: Mapping[str, Any]) -> str:
         radius = "8/255" if math.isclose(eps, PAPER_EPS, rel_tol=1e-6) else f"{eps:.3g}"
         steps = f", {setting['steps']} steps" if setting.get("steps") else ""
         bits.append(f"PGD-{setting['norm']} {radius}{steps}")
-    for key in ("variant", "definition"):
+    for key in ("variant", "ladder", "definition"):
         if setting.get(key):
             bits.append(str(setting[key]))
     if setting.get("training"):
@@ -170,7 +170,7 @@ def setting_label(setting: Mapping[str, Any]) -> str:
         bits.append(f"{setting['architecture']}" + (f" ({setting['epochs']} epochs)" if setting.get("epochs") else ""))
     if setting.get("data"):
         bits.append(str(setting["data"]))
-    shown = {"norm", "eps", "steps", "variant", "definition", "training", "architecture", "epochs", "data"}
+    shown = {"norm", "eps", "steps", "variant", "ladder", "definition", "training", "architecture", "epochs", "data"}
     bits += [f"{k} {setting.get(k)}" for k in setting.get("varied", ()) if k not in shown]  # a sweep's other axes
     text = ", ".join(bits) or "no attack"
     source = str(setting.get("source", "live"))

@@ -50,7 +50,7 @@ CATEGORIES = (
 #: basin, the fall of the median sharpness, PGD's gain under scaling, the flatness of confidently wrong points.
 HEADLINE_PART = {
     6: ("collapse",),
-    7: ("basin", "shift"),
+    7: ("forms", "basin", "shift"),
     8: ("median", "loss-growth"),
     9: ("masking",),
     10: ("attack", "manifold"),

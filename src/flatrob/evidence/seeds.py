@@ -29,7 +29,15 @@ from flatrob.util.io import atomic_write_text
 from flatrob.util.paths import GRID, PROVENANCE, SUMMARY, SUMMARY_CSV, is_partial, sweep_job_dir, sweeps_root
 from flatrob.util.provenance import committed
 
-__all__ = ["SUMMARY_FORMAT", "aggregate", "committed_sweeps", "over_seeds", "summarize", "sweep_checks"]
+__all__ = [
+    "SUMMARY_FORMAT",
+    "aggregate",
+    "committed_sweeps",
+    "over_seeds",
+    "summarize",
+    "sweep_checks",
+    "sweep_provenance",
+]
 
 #: The version of ``summary.json``'s layout; summaries of another version (made by older code) are not read.
 SUMMARY_FORMAT = 2
@@ -276,7 +284,7 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                         values={"verdicts": c["verdicts"], **({"limits": c["limits"]} if c.get("limits") else {})},
                         measure=m,
                         fragile=c["fragile"],
-                        provenance=_sweep_provenance(sweep["summary"], combo),
+                        provenance=sweep_provenance(name, combo),
                     )
                 )
     return out
@@ -287,12 +295,13 @@ def _limits(limits: dict[str, Any]) -> str:
     return ", ".join(f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in limits.items())
 
 
-def _sweep_provenance(summary: dict[str, Any], combo: dict[str, Any]) -> dict[str, Any]:
-    """Where an over-seeds entry comes from: the sweep, the parameters of its combination and, per run, the commit,
-    device, machine and time that made it (not the build that judges it)."""
+def sweep_provenance(name: str, combo: dict[str, Any]) -> dict[str, Any]:
+    """Where an over-seeds entry comes from: the sweep ``name``, the parameters of its combination (``combo``:
+    {"setting", "runs"}) and, per run, the commit, device, machine and time that made it (not the build that judges
+    it)."""
     commits = sorted({str(r.get("commit")) for r in combo["runs"]})
     return {
-        "source": f"sweep {summary['name']}",
+        "source": f"sweep {name}",
         "params": {**combo["setting"], "seed": sorted(r["seed"] for r in combo["runs"])},
         "commit": ", ".join(commits),
         "device": ", ".join(sorted({str(r.get("device")) for r in combo["runs"]})),

@@ -81,6 +81,16 @@ REACHES = Rule("above", MAJORITY, strict=True, refute=0.25, margin=0.05)
 #: An attack that ends with a median confidence of at most 0.7 ends near the boundary (k = 10 classes), not in a
 #: confidently wrong region.
 CONFIDENT_AT_END = Rule("above", FINAL_CONFIDENCE, strict=True, refute=0.7, margin=0.02)
+#: Claim 7, where the valley forms (the paper: adversarial training shifts it to later steps and larger
+#: perturbations). Along a ladder of budgets, take the smallest radius where the clean model's attack reaches the
+#: valley's regime (:data:`REACHES`). There, by :data:`REACHES`' own thresholds: if the adversarially trained model's
+#: flip share is refuted as a majority (its whole Wilson interval below a quarter), its valley has not formed at that
+#: budget: it forms at a larger one, and "shifts" is reproduced; if most of its inputs flip there too (the whole
+#: interval above a half), the budget does not separate the two and the steps decide (:data:`LATER` on the
+#: difference of the steps by which half have flipped); in between, partly. The censored mean time to flip at the
+#: paper's radius stays a secondary reading. Fixed 2026-12-06, after seed 0 of the ladder had been seen and before
+#: seeds 1 and 2 were run.
+FORMS_LATER = Rule("below", 0.25, refute=MAJORITY, margin=0.05)
 #: Claim 7's shift, in steps: earlier by a whole step (the attack's unit) refutes "later".
 LATER = Rule("above", 0.0, strict=True, refute=-1.0, margin=1.0)
 #: A ratio "larger than 1": refuted below 0.9 (smaller by a tenth).
