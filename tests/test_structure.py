@@ -75,9 +75,19 @@ def test_no_module_is_over_500_lines():
 
 
 def test_the_data_layout_lives_in_one_module():
-    """Only flatrob.util.paths joins the folders of data/ and _build/; the Snakefile reads it too."""
-    pattern = re.compile(r'/ "(data|runs|sweeps|claims|_build|ledger|raw)"')
-    offenders = [p.name for p in SRC.glob("*.py") if p.stem != "paths" and pattern.search(p.read_text())]
+    """Only flatrob.util.paths joins the folders of data/ and _build/ and spells the names of a run's and a sweep's
+    files, in every subpackage; the Snakefile reads it too."""
+    import flatrob.util.paths as paths
+
+    names = [v for k, v in vars(paths).items() if k.isupper() and isinstance(v, str) and "." in v[1:]]
+    assert {"provenance.json", "summary.json", "grid.json", "checks.json"} <= set(names)
+    pattern = re.compile(r'/ "(data|runs|sweeps|claims|_build|ledger|raw|models|cache)"|"(' + "|".join(
+        re.escape(n) for n in names) + r')"')  # fmt: skip
+    offenders = [
+        f"{module_name(p)}: {pattern.search(p.read_text()).group(0)}"
+        for p in SRC.rglob("*.py")
+        if module_name(p) != "util.paths" and pattern.search(p.read_text())
+    ]
     assert not offenders, offenders
     assert "from flatrob.util.paths import" in (ROOT / "workflow" / "Snakefile").read_text()
 

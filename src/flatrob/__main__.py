@@ -144,7 +144,9 @@ def _run(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ParameterError(f"a parameter is given twice: {names}")
     if args.command == "ledger":
-        return _ledger(args.update, args.check)
+        from flatrob.evidence.admission import ledger_command
+
+        return ledger_command(args.update, args.check)
     if args.command == "sweep":
         from flatrob.jobs.sweep import run_sweep, split_values
 
@@ -209,7 +211,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{len(found)} unfinished run(s); remove with: python -m flatrob clean --remove")
         return 0
     if args.command == "promote":
-        return _promote(args.run, args.undo)
+        from flatrob.evidence.admission import promote
+
+        return promote(args.run, args.undo)
     from flatrob.jobs.params import parse_value
     from flatrob.jobs.run import run_chapter
 
@@ -287,62 +291,6 @@ def _epoch_costs() -> list[str]:
             f"{doc.get('threads', '?')} threads{busy}, {path.name}): {costs}"
         )
     return out
-
-
-def _promote(folder: Path, undo: bool) -> int:
-    from flatrob.jobs.params import ParameterError
-    from flatrob.util.paths import PROMOTED, PROVENANCE, SUMMARY
-
-    if not ((folder / PROVENANCE).is_file() or (folder / SUMMARY).is_file()):
-        raise ParameterError(
-            f"{folder} is neither a finished run (no provenance.json) nor an aggregated sweep (no summary.json)"
-        )
-    marker = folder / PROMOTED
-    if undo:
-        marker.unlink(missing_ok=True)
-    else:
-        marker.write_text("This folder counts as evidence in the book although it is not committed.\n")
-    print(("demoted " if undo else "promoted ") + str(folder))
-    return 0
-
-
-def _ledger(update: bool, check: bool = False) -> int:
-    from flatrob.evidence import compare, ledger
-    from flatrob.util.paths import build_ledger_dir, claims_dir, html_page
-    from flatrob.util.provenance import is_dirty
-
-    if update:
-        try:
-            written = compare.update()
-        except compare.RefreshRefused as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"committed evidence rewritten from this build: {len(written)} files under data/")
-        return 0
-    result = compare.compare(ledger.load(claims_dir()), ledger.load(build_ledger_dir()))
-    for claim in ledger.build(ledger.load(claims_dir())):
-        print(f"claim {claim['claim']:2d}  {claim['verdict']:22s} {claim['statement'][:90]}")
-    drift = result["largest_drift"]
-    print(
-        f"this build: {result['agree']} of {result['checks']} verdicts agree with the committed evidence"
-        + (f"; largest drift {100 * drift:.2g}% ({result['largest_drift_check']})" if drift else "")
-    )
-    if not check:
-        return 0
-    problems = []
-    if is_dirty():
-        problems.append(f"the build changed tracked files: {', '.join(is_dirty()[:5])}")
-    if not ledger.load(build_ledger_dir()):
-        problems.append("this build wrote no ledger (_build/ledger/ is empty)")
-    page = html_page("reproduction.html")
-    if not page.is_file() or "build-vs-committed" not in page.read_text():
-        problems.append(f"{page} lacks the comparison with the committed evidence")
-    firm = [r for r in result["rows"] if not r["agrees"] and not r["fragile"]]
-    for r in firm:
-        problems.append(f"{r['check']}: committed {r['committed']}, this build {r['this build']} (not fragile)")
-    for p in problems:
-        print(f"error: {p}", file=sys.stderr)
-    return 1 if problems else 0
 
 
 def _quiet_machinery() -> None:

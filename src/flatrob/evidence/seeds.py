@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from flatrob.evidence.admission import committed
 from flatrob.evidence.checks.replay import CALLS_FILE
 from flatrob.evidence.verdicts import (
     BY_CONSTRUCTION,
@@ -27,7 +28,6 @@ from flatrob.evidence.verdicts import (
 )
 from flatrob.util.io import atomic_write_text
 from flatrob.util.paths import GRID, PROVENANCE, SUMMARY, SUMMARY_CSV, is_partial, sweep_job_dir, sweeps_root
-from flatrob.util.provenance import committed
 
 __all__ = [
     "SUMMARY_FORMAT",

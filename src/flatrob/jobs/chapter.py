@@ -253,11 +253,11 @@ class ChapterContext:
         without re-running anything."""
         from flatrob.evidence.checks.replay import calls
         from flatrob.evidence.seeds import committed_sweeps
-        from flatrob.util.paths import sweep_job_dir
+        from flatrob.util.paths import PROVENANCE, sweep_job_dir
 
         dirs = {s["summary"]["name"]: s["dir"] for s in committed_sweeps(self.name)}
         out = []
-        for r in self.paper_regime_results("provenance.json"):
+        for r in self.paper_regime_results(PROVENANCE):
             folder = sweep_job_dir(dirs[r["sweep"]], self.name, r["run"]["job"])
             out += [r | {"args": a, "kwargs": k} for name, a, k in calls(folder) if name == check]
         return out

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from flatrob.evidence.admission import committed
 from flatrob.evidence.verdicts import Check
 from flatrob.jobs.params import ParameterError, chapter_path, validate
 from flatrob.util.devices import fix_threads, resolve_device
@@ -48,7 +49,7 @@ from flatrob.util.paths import (
     runs_root,
     sweeps_root,
 )
-from flatrob.util.provenance import committed, provenance
+from flatrob.util.provenance import provenance
 
 __all__ = ["RUN_ENV", "Run", "RunFailed", "partial_runs", "run_chapter"]
 

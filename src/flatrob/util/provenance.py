@@ -21,11 +21,10 @@ import torch
 
 from flatrob._cpu import CPU_PINS, pin_cpu_kernels
 from flatrob.util.devices import device_name
-from flatrob.util.paths import PROMOTED, repo_root
+from flatrob.util.paths import repo_root
 
 __all__ = [
     "COMMIT_ENV",
-    "committed",
     "git_commit",
     "is_dirty",
     "machine",
@@ -152,32 +151,3 @@ def provenance_line(record: dict[str, Any]) -> str:
     """One line for a figure caption: parameters (radii in 255ths, numbers to four digits), device, commit."""
     params = ", ".join(f"{k}={short_value(v)}" for k, v in record["params"].items())
     return f"parameters: {params} | device: {record['device']} | commit: {record['commit']}"
-
-
-def committed(files: list[Path], root: Path | None = None) -> list[Path]:
-    """The files among ``files`` that count as evidence: committed (in ``HEAD`` and unchanged since: a file that is
-    only staged, or modified after its commit, does not count), or beside a file named ``PROMOTED``
-    (``python -m flatrob promote``). In their order; none outside git unless promoted."""
-    root = (root or repo_root()).resolve()
-    good: set[Path] = set()
-    if files:
-        try:
-            rel = [str(p.resolve().relative_to(root)) for p in files]
-            listed = subprocess.run(
-                ["git", "ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *rel],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            changed = subprocess.run(
-                ["git", "diff", "--name-only", "-z", "HEAD", "--", *rel],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            good = {(root / p).resolve() for p in set(listed.split("\0")) - set(changed.split("\0")) if p}
-        except (OSError, subprocess.CalledProcessError, ValueError):
-            pass
-    return [f for f in files if f.resolve() in good or (f.parent / PROMOTED).exists()]
