@@ -129,3 +129,19 @@ def test_a_claim_that_is_not_reproduced_says_why():
     assert "**Claim 11** (not reproduced)" in text and "held-out accuracy 0.55 [0.52, 0.58]" in text
     assert "at least 0.9; not reproduced below 0.75" in text and text.endswith("The stump separates near the boundary.")
     assert "Claim 6" not in text  # nothing tested there: no reason to give
+
+
+def test_a_chapters_discussion_says_what_held_what_did_not_and_what_differs():
+    found = claims()  # claim 6: the clean row collapses (0.012), the adversarially trained one only to 0.5: partly
+    text = report.discussion(found, "uncanny-valley")
+    held, rest, differs = text.split("\n\n**")[0], text.split("**What did not")[1], text.split("**What still")[1]
+    assert "None of this chapter's claims" in held
+    assert "**Claim 6** (partly)" in rest and "median final/peak 0.5 [0.4, 0.6]" in rest and "at most 0.1" in rest
+    assert "fashion-mnist" in differs and "wrn-10-1" in differs
+    clean_only = ledger.build({"uncanny-valley": {"format": ledger.LEDGER_FORMAT, "chapter": "uncanny-valley",
+                                                  "entries": [collapse(0.012, "wrn-10-1", "sweep residual",
+                                                                       seeds=[0, 1, 2])]}})  # fmt: skip
+    text = report.discussion(clean_only, "uncanny-valley")
+    assert "The uncanny valley" in text.split("**What did not")[0] and "median final/peak 0.012" in text
+    assert "every claim of this chapter is reproduced" in text
+    assert "no verdict of this chapter" in report.discussion(found, "basin")

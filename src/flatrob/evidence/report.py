@@ -468,3 +468,29 @@ def reasons(claims: Sequence[Mapping[str, Any]], extra: Mapping[int, str] | None
             text += f". {extra[claim['claim']]}"
         out.append(markdown_math(text + ("" if text.endswith(".") else ".")))
     return "\n".join(out)
+
+
+def discussion(claims: Sequence[Mapping[str, Any]], chapter: str, extra: Mapping[int, str] | None = None) -> str:
+    """A chapter's closing discussion, computed from the committed ledger: what held (its empirical claims reproduced
+    at the paper's setting, as :func:`findings` says them), what did not and why (:func:`reasons`, with ``extra``:
+    claim -> a computed sentence of the chapter's own), and what still differs from the paper at the settings that
+    made these verdicts (:func:`differences`).
+
+    Args:
+        claims: :func:`flatrob.evidence.ledger.build` of the committed ledger.
+        chapter: the chapter's name; its claims are those with a ledger entry from it.
+        extra: optional sentences per claim, added to its reason.
+
+    Returns:
+        Markdown, three short paragraphs; one line where the ledger holds nothing of the chapter.
+    """
+    mine = [c for c in claims if c["kind"] == "empirical" and any(e.get("chapter") == chapter for e in c["checks"])]
+    if not mine:
+        return "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`)."
+    held = [c for c in mine if c["verdict"] == "reproduced"]
+    rest = [c for c in mine if c["verdict"] != "reproduced"]
+    out = ["**What held.**" + ("\n\n" + findings(held) if held else " None of this chapter's claims, as said next.")]
+    out.append("**What did not, and why.**" + ("\n\n" + reasons(rest, extra) if rest else " Nothing: every claim of "
+                                               "this chapter is reproduced at the paper's setting."))  # fmt: skip
+    out.append(differences(mine))
+    return "\n\n".join(out)

@@ -203,6 +203,17 @@ class ChapterContext:
             Markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`).")
         )
 
+    def discussion(self, extra: Mapping[int, str] | None = None) -> None:
+        """The chapter's closing discussion from the committed ledger (:func:`flatrob.evidence.report.discussion`:
+        what held, what did not and why, what differs from the paper), as Markdown; ``extra``: claim -> a computed
+        sentence of the chapter's own, added to that claim's reason."""
+        from IPython.display import Markdown, display
+
+        from flatrob.evidence import ledger, report
+        from flatrob.util.paths import claims_dir
+
+        display(Markdown(report.discussion(ledger.build(ledger.load(claims_dir())), self.name, extra)))
+
     def sweep_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
         """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
         parameters but the seed), "seed", "run" (the run's record in the sweep), "data"}], where ``data`` is the file
