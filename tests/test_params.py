@@ -153,3 +153,14 @@ def test_the_checked_values_replace_the_injected_ones_in_the_kernel(monkeypatch)
     assert namespace["epochs"] == 1000 and isinstance(namespace["epochs"], int)
     assert isinstance(namespace["n_check"], int) and ctx.params["epochs"] == 1000
     assert "device" in namespace  # the defaults the cell would have set are there too
+
+
+def test_a_chapters_parameters_as_a_readers_table():
+    from flatrob.jobs.params import parameter_spec, parameters_frame
+
+    spec = parameter_spec("basin")
+    table = parameters_frame("basin", {"epochs": 10, "architecture": "wrn-10-1"}).set_index("parameter")
+    assert list(table.index) == list(spec)  # every parameter, in the cell's order
+    assert table.loc["epochs", "this run"] == "10" and table.loc["epochs", "default"] == str(spec["epochs"].default)
+    assert table.loc["adv_eps", "this run"] == "8/255" and table.loc["adv_eps", "default"] == ""
+    assert "at least 1" in table.loc["epochs", "what it is"] and table.loc["seed", "default"] == ""

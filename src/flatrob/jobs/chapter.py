@@ -203,6 +203,17 @@ class ChapterContext:
             Markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`).")
         )
 
+    def parameters_table(self) -> None:
+        """The chapter's parameters as a short table (:func:`flatrob.jobs.params.parameters_frame` of this run's
+        values): name, this run's value, the default where it differs, and what each is and accepts."""
+        from flatrob.jobs.params import parameters_frame
+        from flatrob.tables import show
+
+        show(
+            parameters_frame(self.name, self.params),
+            widths={"parameter": 0.18, "this run": 0.14, "default": 0.12, "what it is": 0.56},
+        )
+
     def discussion(self, extra: Mapping[int, str] | None = None) -> None:
         """The chapter's closing discussion from the committed ledger (:func:`flatrob.evidence.report.discussion`:
         what held, what did not and why, what differs from the paper), as Markdown; ``extra``: claim -> a computed

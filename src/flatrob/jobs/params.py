@@ -30,11 +30,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flatrob.util.paths import book_dir, chapter_file, repo_root, toc_file
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
+    "parameters_frame",
     "Parameter",
     "ParameterError",
     "ParameterRule",
@@ -439,3 +443,34 @@ def validate(chapter: str, values: Mapping[str, Any]) -> dict[str, Any]:
     checked = {k: spec[k].check(chapter, v) for k, v in full.items()}
     _check_machine(chapter, checked)
     return checked
+
+
+def parameters_frame(name: str, values: Mapping[str, Any]) -> pd.DataFrame:
+    """A chapter's parameters as a reader's table, read from its ``parameters`` cell without executing it
+    (:func:`parameter_spec`).
+
+    Args:
+        name: the chapter.
+        values: this run's values (a missing name takes its default).
+
+    Returns:
+        One row per parameter, in the cell's order: ``parameter``, ``this run`` (radii as 255ths), ``default``
+        (empty where this run keeps it) and ``what it is`` (the cell's comment, with what the value accepts).
+    """
+    import pandas as pd
+
+    from flatrob.util.provenance import short_value
+
+    rows = []
+    for pname, spec in parameter_spec(name).items():
+        value = values.get(pname, spec.default)
+        rules = "; ".join(r.describe() for r in spec.rules)
+        rows.append(
+            {
+                "parameter": pname,
+                "this run": short_value(value),
+                "default": "" if value == spec.default else short_value(spec.default),
+                "what it is": " ".join(filter(None, [spec.doc, f"[{rules}]" if rules else ""])),
+            }
+        )
+    return pd.DataFrame(rows)
