@@ -145,3 +145,25 @@ def test_a_chapters_discussion_says_what_held_what_did_not_and_what_differs():
     assert "The uncanny valley" in text.split("**What did not")[0] and "median final/peak 0.012" in text
     assert "every claim of this chapter is reproduced" in text
     assert "no verdict of this chapter" in report.discussion(found, "basin")
+
+
+def test_a_row_that_does_not_reach_the_regime_names_where_it_does_and_cells_name_their_measure():
+    def at(eps, verdict, value):
+        e = Estimate(value, value * 0.8, value * 1.2, 1000)
+        setting = PAPER | {"eps": eps, "architecture": "wrn-10-1", "epochs": 10, "training": "adversarial",
+                           "source": "sweep residual", "seeds": [0, 1, 2], "inputs": 1000}  # fmt: skip
+        check = Check(claim=6, part="collapse", statement="s", verdict=verdict, evidence="e", setting=setting,
+                      measure=e.measure("median final/peak", RULE))  # fmt: skip
+        return ledger.entry(check, "uncanny-valley", {"commit": "abc", "device": "cpu", "params": {}})
+
+    entries = [collapse(0.012, "wrn-10-1", "sweep residual", seeds=[0, 1, 2]),
+               at(8 / 255, "not reached in this regime", 0.9), at(0.2, "reproduced", 0.05),
+               at(0.1, "partly", 0.6)]  # fmt: skip
+    found = ledger.build({"uncanny-valley": {"format": ledger.LEDGER_FORMAT, "chapter": "uncanny-valley",
+                                             "entries": entries}})  # fmt: skip
+    table = report.headline(found).set_index("claim")
+    clean, adv = table.loc["6 · clean", "at the paper's setting"], table.loc["6 · AT", "at the paper's setting"]
+    assert clean.startswith("reproduced · median final/peak 0.012 [")
+    assert adv.startswith("not reached in this regime")
+    assert "reached at 0.1, 10 steps (sweep residual): partly · median final/peak 0.6 [0.48, 0.72]" in adv  # smallest
+    assert "0.2" not in adv.split("reached at")[1]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from flatrob.evidence.claims import ROWS, at_paper_setting
 from flatrob.evidence.ledger import setting_group, source_kind, strongest_groups
-from flatrob.evidence.verdicts import combine, combine_settings, counted_settings
+from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, NOT_REACHED, combine, combine_settings, counted_settings
 
 __all__ = [
     "CATEGORIES",
@@ -151,23 +151,47 @@ def _setting_entries(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any
     return [e for e in claim["checks"] if e["id"] in ids]
 
 
-def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> str:
-    """A verdict with its decisive value and where it comes from: ``reproduced (fragile) · 0.0077 [..] · wrn-10-1,
-    10 epochs, seeds 0, 1, 2``."""
+def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], where: bool = True) -> str:
+    """A verdict with its decisive measure, named, and where it comes from: ``reproduced (fragile) · median
+    final/peak 0.0077 [..] · wrn-10-1, 10 epochs, seeds 0, 1, 2`` (without the last part unless ``where``)."""
     if not groups:
         return "not tested yet"
     entries = _setting_entries(claim, groups)
     verdict = combine_settings([g["verdict"] for g in groups])
     counted = counted_settings([g["verdict"] for g in groups])
     fragile = any(g["fragile"] for g, n in zip(groups, counted, strict=True) if n)
-    main = _main(claim["claim"], entries)
+    deciding = [e for e in entries if e["verdict"] == verdict]  # the checks that made the verdict, if any
+    main = _main(claim["claim"], deciding) or _main(claim["claim"], entries)
     s = entries[0]["setting"] if entries else {}
     seeds = s.get("seeds")
-    where = f"{s.get('architecture', '?')}" + (f", {s['epochs']} epochs" if s.get("epochs") else "")
-    where += f", seeds {', '.join(map(str, seeds))}" if seeds else ", one run"
-    return " · ".join(
-        b for b in (verdict + (" (fragile)" if fragile else ""), _value(main) if main else "", where) if b
-    )
+    origin = f"{s.get('architecture', '?')}" + (f", {s['epochs']} epochs" if s.get("epochs") else "")
+    origin += f", seeds {', '.join(map(str, seeds))}" if seeds else ", one run"
+    value = f"{main['measure']['name']} {_value(main)}" if main and _value(main) else ""
+    return " · ".join(b for b in (verdict + (" (fragile)" if fragile else ""), value, origin if where else "") if b)
+
+
+def _reached_elsewhere(claim: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]]) -> str:
+    """For a headline row whose attack does not reach the claim's regime at the paper's setting: the smallest radius
+    at which the same network's attack does reach it (a further setting of the strongest evidence, e.g. the budget
+    ladder), with its verdict and decisive value; "" if none does."""
+    from flatrob.util.provenance import short_value
+    from flatrob.zoo import PAPER_KIND
+
+    reached = [
+        g
+        for g in candidates
+        if not g["paper_setting"]
+        and g["verdict"] in EVIDENCE_VERDICTS
+        and g["setting"].get("architecture") in PAPER_KIND
+        and g["setting"].get("eps") is not None
+    ]
+    if not reached:
+        return ""
+    strongest = strongest_groups(reached)
+    g = min(strongest, key=lambda g: (float(g["setting"]["eps"]), g["label"]))
+    entry = _setting_entries(claim, [g])[0]["setting"]
+    attack = f"{short_value(float(g['setting']['eps']))}" + (f", {entry['steps']} steps" if entry.get("steps") else "")
+    return f"; reached at {attack} ({entry.get('source', 'live')}): {_cell(claim, [g], where=False)}"
 
 
 def _of_training(setting: Mapping[str, Any], training: str | None, split: bool) -> bool:
@@ -201,7 +225,9 @@ def headline(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             if head:
                 ours = _cell(claim, head)
                 verdict = combine_settings([g["verdict"] for g in head])
-                if verdict not in ("reproduced", "partly", "not reproduced") and claim.get("further"):
+                if verdict == NOT_REACHED:
+                    ours += _reached_elsewhere(claim, candidates)
+                elif verdict not in EVIDENCE_VERDICTS and claim.get("further"):
                     ours += f"; best further setting: {claim['further']['label']}: {claim['further']['verdict']}"
             else:
                 ours = "not tested yet at the paper's setting"
@@ -440,7 +466,7 @@ def reasons(claims: Sequence[Mapping[str, Any]], extra: Mapping[int, str] | None
     that made the verdict (the refuted ones of a claim that is not reproduced, the undecided ones of a "partly"), each
     with its decisive measure against its rule; the rows that did not reach the regime; and ``extra`` (claim -> a
     computed sentence of its own, e.g. where on the attack's path the detector separates)."""
-    from flatrob.evidence.verdicts import NOT_REACHED, SILENT_VERDICTS, Rule
+    from flatrob.evidence.verdicts import SILENT_VERDICTS, Rule
 
     out = []
     for claim in claims:
