@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from flatrob import data
+from flatrob import data, npm_data
 from flatrob.data import load_cifar, load_dataset, load_digits, load_mnist1d
 from flatrob.jobs.params import ParameterError, validate
 from helpers import write_cifar
@@ -136,7 +136,7 @@ def test_conversion_reads_both_package_layouts(tmp_path):
                 info = tarfile.TarInfo(f"package/src/{folder}/{c}.json")
                 info.size = len(blob)
                 tf.addfile(info, io.BytesIO(blob))
-        x, y = data._convert(name, tgz)
+        x, y = npm_data._convert(name, tgz)
         assert x.shape == (20, 28, 28) and y.tolist() == sorted(list(range(10)) * 2)
         assert np.array_equal(x.reshape(10, 2, 784), images.astype(np.uint8))  # bytes recovered exactly
 

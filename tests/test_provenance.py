@@ -123,10 +123,8 @@ def test_the_twin_story_names_what_differs_between_the_sweep_run_and_the_live_ru
     """A live run and a sweep run with the same parameters: equal checks are "one result, computed twice"; where
     a number differs, the story names which of commit, processor and device (thread count) differ, or says that
     none recorded does."""
-    from types import SimpleNamespace
-
+    from flatrob.evidence.compare import twin_story
     from flatrob.evidence.verdicts import Check
-    from flatrob.jobs.chapter import _twin_story
 
     def check(value):
         return Check(
@@ -147,10 +145,10 @@ def test_the_twin_story_names_what_differs_between_the_sweep_run_and_the_live_ru
             "params": {"seed": 0},
         }
 
-    sweep = SimpleNamespace(record=record("aaa", 1), checks=lambda: [check(0.01)])
-    same = _twin_story(sweep, [check(0.01)], record("aaa", 1), "s")
+    sweep = (record("aaa", 1), [check(0.01)])
+    same = twin_story(*sweep, [check(0.01)], record("aaa", 1), "s")
     assert "one result, computed twice" in same and "Xeon, cpu (x86_64, 1 threads)" in same
-    apart = _twin_story(sweep, [check(0.02)], record("bbb", 2), "s")
+    apart = twin_story(*sweep, [check(0.02)], record("bbb", 2), "s")
     assert "0 of 1 checks agree exactly" in apart
     assert "the commit is aaa in the sweep and bbb here" in apart
     assert (
@@ -158,7 +156,7 @@ def test_the_twin_story_names_what_differs_between_the_sweep_run_and_the_live_ru
         in apart
         and "the processor" not in apart
     )
-    unexplained = _twin_story(sweep, [check(0.02)], record("aaa", 1), "s")
+    unexplained = twin_story(*sweep, [check(0.02)], record("aaa", 1), "s")
     assert "nothing recorded explains the difference" in unexplained
 
 

@@ -9,7 +9,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from flatrob.evidence import ledger, report
+from flatrob.evidence import findings, ledger, report
 from flatrob.evidence.verdicts import Check, Estimate, Rule
 
 matplotlib.use("Agg")
@@ -115,7 +115,7 @@ def test_cpu_pins_are_set_before_torch_and_can_be_turned_off():
 
 
 def test_a_claim_that_is_not_reproduced_says_why():
-    from flatrob.evidence import ledger, report
+    from flatrob.evidence import ledger
     from flatrob.evidence.verdicts import Check, Estimate, Rule
 
     rule = Rule("above", 0.9, refute=0.75, margin=0.02)
@@ -125,7 +125,7 @@ def test_a_claim_that_is_not_reproduced_says_why():
     c = Check(claim=11, part="", statement="s", verdict=rule.judge(e), evidence="", setting=setting)
     c.measure = e.measure("held-out accuracy", rule)
     doc = {"detector": {"chapter": "detector", "entries": [ledger.entry(c, "detector", {"commit": "a"})]}}
-    text = report.reasons(ledger.build(doc), {11: "The stump separates near the boundary."})
+    text = findings.reasons(ledger.build(doc), {11: "The stump separates near the boundary."})
     assert "**Claim 11** (not reproduced)" in text and "held-out accuracy 0.55 [0.52, 0.58]" in text
     assert "at least 0.9; not reproduced below 0.75" in text and text.endswith("The stump separates near the boundary.")
     assert "Claim 6" not in text  # nothing tested there: no reason to give
@@ -133,7 +133,7 @@ def test_a_claim_that_is_not_reproduced_says_why():
 
 def test_a_chapters_discussion_says_what_held_what_did_not_and_what_differs():
     found = claims()  # claim 6: the clean row collapses (0.012), the adversarially trained one only to 0.5: partly
-    text = report.discussion(found, "uncanny-valley")
+    text = findings.discussion(found, "uncanny-valley")
     held, rest, differs = text.split("\n\n**")[0], text.split("**What did not")[1], text.split("**What still")[1]
     assert "None of this chapter's claims" in held
     assert "**Claim 6** (partly)" in rest and "median final/peak 0.5 [0.4, 0.6]" in rest and "at most 0.1" in rest
@@ -141,10 +141,10 @@ def test_a_chapters_discussion_says_what_held_what_did_not_and_what_differs():
     clean_only = ledger.build({"uncanny-valley": {"format": ledger.LEDGER_FORMAT, "chapter": "uncanny-valley",
                                                   "entries": [collapse(0.012, "wrn-10-1", "sweep residual",
                                                                        seeds=[0, 1, 2])]}})  # fmt: skip
-    text = report.discussion(clean_only, "uncanny-valley")
+    text = findings.discussion(clean_only, "uncanny-valley")
     assert "The uncanny valley" in text.split("**What did not")[0] and "median final/peak 0.012" in text
     assert "every claim of this chapter is reproduced" in text
-    assert "no verdict of this chapter" in report.discussion(found, "basin")
+    assert "no verdict of this chapter" in findings.discussion(found, "basin")
 
 
 def test_a_row_that_does_not_reach_the_regime_names_where_it_does_and_cells_name_their_measure():

@@ -10,7 +10,7 @@ SRC = ROOT / "src" / "flatrob"
 BASE = {"util.paths", "_cpu", "flatness"}  # import nothing of flatrob
 #: The library a user imports: it imports nothing of the book's machinery (evidence/, jobs/).
 LIBRARY = {"flatness", "bounds", "attacks", "valley", "masking", "detection", "models", "data", "cifar", "training"}
-LIBRARY |= {"zoo", "manifold", "symbolic", "plotting", "tables", "_cpu", "store", "lipschitz"}
+LIBRARY |= {"zoo", "manifold", "symbolic", "plotting", "tables", "_cpu", "store", "lipschitz", "npm_data"}
 
 
 def module_name(path: Path) -> str:

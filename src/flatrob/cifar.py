@@ -38,6 +38,15 @@ def read_cifar(
     (n, 3, 32, 32) in [0, 1]; the official train/test split. With
     ``verify_md5=False`` the files are not checked against the official
     checksums (used by the tests, which write small files in the same format).
+
+    Args:
+        root: the folder holding ``cifar-10-batches-py/`` or ``cifar-100-python/``.
+        name: ``cifar10`` or ``cifar100``.
+        verify_md5: check the files against the official checksums.
+
+    Returns:
+        The training and test inputs (n, 3, 32, 32) in [0, 1], labels (n,), the number of
+        classes.
     """
     if name not in ("cifar10", "cifar100"):
         raise ValueError(f"name must be one of ['cifar10', 'cifar100']; got {name!r}")
@@ -95,7 +104,15 @@ def _cifar_class(name: str) -> Any:
 
 
 def cifar_problem(name: str, root: str | Path | None) -> str:
-    """What keeps CIFAR data set ``name`` from loading from ``root``, with the fix, in one line ("" if nothing)."""
+    """What keeps CIFAR data set ``name`` from loading from ``root``, with the fix, in one line ("" if nothing).
+
+    Args:
+        name: ``cifar10`` or ``cifar100``.
+        root: the folder to look in.
+
+    Returns:
+        What keeps it from loading, with the fix, in one line; "" when it loads.
+    """
     base = _cifar_class(name)
     if not root:
         return (

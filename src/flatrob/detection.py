@@ -44,7 +44,15 @@ class Stump:
 
 
 def log_score(values: Tensor, floor: float = 1e-300) -> np.ndarray:
-    """log10 of a non-negative statistic (sharpness, 1 - confidence) in float64, floored so that 0 stays finite."""
+    """log10 of a non-negative statistic (sharpness, 1 - confidence) in float64, floored so that 0 stays finite.
+
+    Args:
+        values: a non-negative statistic per input, shape (n,).
+        floor: the smallest value kept before the logarithm.
+
+    Returns:
+        log10 of the values in float64, shape (n,).
+    """
     return torch.as_tensor(values).double().clamp_min(floor).log10().numpy()
 
 
@@ -187,9 +195,17 @@ PATH_POSITIONS: tuple[str | int, ...] = ("first flip", "sharpness peak", 1, 2, 5
 
 
 def path_steps_of(traj: Trajectory, position: str | int) -> Tensor:
-    """The iterate of each input's path at ``position`` (:data:`PATH_POSITIONS`), shape (n,): the first wrong
+    """The iterate of each input's path at ``position`` (``PATH_POSITIONS``), shape (n,): the first wrong
     iterate, the iterate of largest relative sharpness (first of ties), or the fixed step ``position``; -1 where the
-    input has no such iterate (it never flips; the path is shorter)."""
+    input has no such iterate (it never flips; the path is shorter).
+
+    Args:
+        traj: an attack's :class:`~flatrob.attacks.Trajectory`.
+        position: one of ``PATH_POSITIONS``: "first wrong", "peak", or a step number.
+
+    Returns:
+        The iterate per input, shape (n,); -1 where the input has none.
+    """
     n = traj.labels.shape[0]
     if position == "first flip":
         return traj.flip_step()

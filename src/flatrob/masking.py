@@ -47,7 +47,21 @@ def scale_attacks(
     inputs in float64. Also the share of inputs whose float32 input gradient is exactly 0.
 
     Returns (one row per s: the accuracies and shares, ``per_input``: measure -> (S, n) 0/1 array; "square" holds
-    its two rows), as :func:`flatrob.evidence.checks.check_gradient_masking` takes them.
+    its two rows), as ``flatrob.evidence.checks.check_gradient_masking`` takes them.
+
+    Args:
+        model: a :class:`~flatrob.models.FeatureClassifier`.
+        x: inputs, shape (n, ...).
+        y: labels, shape (n,).
+        scales: the scales s (ascending).
+        config: the PGD attack.
+        square_queries: queries of the gradient-free Square attack (0: not run).
+        float64: attack in float64 (where float32 masks the gradient by rounding).
+        progress: show a progress bar.
+
+    Returns:
+        The rows, one dict per s with the robust accuracies (clean, PGD, transfer, Square), and per
+        attack a boolean array of shape (S, n), correct per scale and input.
     """
     x_transfer = pgd(model, x, y, config) if scales[0] == 1.0 else pgd(scale_last_layer(model, scales[0]), x, y, config)
     table: dict[str, list[np.ndarray]] = {k: [] for k in ("clean", "pgd", "transfer", "transfer, bias kept")}

@@ -98,7 +98,14 @@ class SmallCNN(FeatureClassifier):
 
 
 def model_device(model: nn.Module | object) -> torch.device:
-    """The device of a model's parameters; also for a bound method such as ``model.features``."""
+    """The device of a model's parameters; also for a bound method such as ``model.features``.
+
+    Args:
+        model: a module, or a bound method of one (``model.features``).
+
+    Returns:
+        The device of its first parameter (the CPU for a model without parameters).
+    """
     module: Any = getattr(model, "__self__", model)
     try:
         device: torch.device = next(module.parameters()).device
@@ -111,6 +118,13 @@ def on_model(model: nn.Module | object, *tensors: Tensor) -> tuple[Tensor, ...]:
     """``tensors`` moved to the model's device: the one place where library functions put inputs where the model is.
 
     Tensors already there are returned as they are (no copy).
+
+    Args:
+        model: a module, or a bound method of one.
+        tensors: any tensors.
+
+    Returns:
+        The tensors on the model's device, in order; those already there unchanged (no copy).
     """
     device = model_device(model)
     return tuple(t.to(device) for t in tensors)
@@ -149,6 +163,14 @@ def rescale_feature_layer(model: FeatureClassifier, lam: float) -> FeatureClassi
     is multiplied by ``lam > 0`` and the classifier weight divided by ``lam``.
     Since ReLU is positively homogeneous, phi -> lam phi and W phi is unchanged:
     the copy computes the same function.
+
+    Args:
+        model: a :class:`FeatureClassifier` whose body ends in an ``nn.Linear`` (then a ReLU).
+        lam: the factor, > 0.
+
+    Returns:
+        A rescaled copy that computes the same function, phi -> lam phi, W -> W / lam (the rescaling symmetry of
+        eq-kappa).
     """
     if lam <= 0:
         raise ValueError(f"lam must be positive; got {lam}")
@@ -283,7 +305,18 @@ class _Wrapped(FeatureClassifier):
 def scaled_losses(model: nn.Module, x: Tensor, y: Tensor, scales: list[float], scale_bias: bool = True) -> Tensor:
     """Per-sample cross-entropy of the model with its last layer scaled by each s (``W -> sW``, and ``b -> sb`` when
     ``scale_bias``), in float64 from the features: x (n, ...), y (n,) -> (S, n), on the CPU. Resolves losses of
-    confident points long after float32 would round them to 0."""
+    confident points long after float32 would round them to 0.
+
+    Args:
+        model: a :class:`FeatureClassifier`.
+        x: inputs, shape (n, ...).
+        y: labels, shape (n,).
+        scales: the scales s, shape (S,).
+        scale_bias: scale the bias with W.
+
+    Returns:
+        Per-input cross-entropy in float64, shape (S, n), on the CPU.
+    """
     labels = y.cpu()
     return torch.stack(
         [nn.functional.cross_entropy(z, labels, reduction="none") for z in _scaled_logits(model, x, scales, scale_bias)]
@@ -347,6 +380,14 @@ def scale_last_layer(model: FeatureClassifier, s: float, scale_bias: bool = True
 
     With the bias scaled too, the logits are multiplied by s and the arg-max is
     unchanged for s > 0; with the bias kept, it can change.
+
+    Args:
+        model: a :class:`FeatureClassifier`.
+        s: the scale of the last layer's weight.
+        scale_bias: scale its bias by s as well.
+
+    Returns:
+        A copy with W -> s W (and b -> s b); the model itself is unchanged.
     """
     if not s > 0:
         raise ValueError(f"s must be positive; got {s}")

@@ -37,7 +37,14 @@ MANIFEST_FORMAT = 1
 
 
 def sha256(path: Path) -> str:
-    """The SHA-256 of a file, in hex."""
+    """The SHA-256 of a file, in hex.
+
+    Args:
+        path: a file.
+
+    Returns:
+        Its SHA-256, in hex.
+    """
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -75,7 +82,14 @@ def recipe(architecture: str, split: Split, config: TrainConfig) -> tuple[str, d
 
 
 def manifest(root: Path | None = None) -> dict[str, Any]:
-    """``data/models/manifest.json`` ({"format", "models": {file name: entry}}), empty when there is none."""
+    """``data/models/manifest.json`` ({"format", "models": {file name: entry}}), empty when there is none.
+
+    Args:
+        root: the repository (default: this one).
+
+    Returns:
+        The manifest (its format and the models by file name); empty when there is none.
+    """
     path = models_dir(root) / MODELS_MANIFEST
     if not path.is_file():
         return {"format": MANIFEST_FORMAT, "models": {}}
@@ -139,7 +153,20 @@ def add(
     root: Path | None = None,
 ) -> Path:
     """Commit a trained model: its ``state_dict`` as ``data/models/<data>-<architecture>-<key>.pt`` and its entry in
-    the manifest (recipe, SHA-256, provenance, training history, test accuracy). Returns the file's path."""
+    the manifest (recipe, SHA-256, provenance, training history, test accuracy). Returns the file's path.
+
+    Args:
+        model: the trained model.
+        architecture: its name in :data:`flatrob.zoo.ARCHITECTURES`.
+        split: the data it was trained on.
+        config: its recipe.
+        provenance: what made it (commit, machine, time).
+        history: its training history per epoch.
+        root: the repository (default: this one).
+
+    Returns:
+        The path of the model's file under ``data/models/``.
+    """
     key, found = recipe(architecture, split, config)
     folder = models_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,6 +197,13 @@ def add_from_sweep(sweep: Path, root: Path | None = None) -> list[Path]:
     line printed for it says); a model already committed (which the run loaded from here) is left as it is. Its
     provenance is the run's (commit, machine, device, threads, time) and the sweep's name and job. Returns the
     committed files.
+
+    Args:
+        sweep: a sweep's folder (``data/sweeps/<name>``).
+        root: the repository (default: this one).
+
+    Returns:
+        The paths of the model files written (a model already committed is left as it is).
     """
     from dataclasses import fields
 

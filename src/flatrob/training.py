@@ -260,13 +260,31 @@ def train(
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
-    """Logits (n, k) of inputs x (n, ...) on any device, computed on the model's device in eval mode; on the CPU."""
+    """Logits (n, k) of inputs x (n, ...) on any device, computed on the model's device in eval mode; on the CPU.
+
+    Args:
+        model: a classifier.
+        x: inputs, shape (n, ...), on any device.
+        batch_size: inputs per forward pass.
+
+    Returns:
+        The logits, shape (n, k), on the CPU.
+    """
     model.eval()
     return torch.cat([model(*on_model(model, x[i : i + batch_size])).cpu() for i in range(0, len(x), batch_size)])
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    """Fraction of correctly classified samples; x (n, ...) and y (n,) on any device."""
+    """Fraction of correctly classified samples; x (n, ...) and y (n,) on any device.
+
+    Args:
+        model: a classifier.
+        x: inputs, shape (n, ...), on any device.
+        y: labels, shape (n,).
+
+    Returns:
+        The share of inputs classified correctly, in [0, 1].
+    """
     return float((predict_logits(model, x).argmax(-1) == y.cpu()).double().mean())
 
 
@@ -356,9 +374,15 @@ def fit_or_load(
 
 
 def describe(record: dict[str, Any]) -> str:
-    """Where a model of :func:`fit_or_load` (or :func:`flatrob.store.load`) came from, in words: "from the committed
-    models (file)", "from the cache", "trained now" or
-    "resumed from epoch N, trained now"."""
+    """Where a model of :func:`fit_or_load` (or ``flatrob.store.load``) came from, in words.
+
+    Args:
+        record: the record :func:`fit_or_load` (or ``flatrob.store.load``) returns with a model.
+
+    Returns:
+        Where the model came from, in words, "from the committed models (file)", "from the cache", "trained now"
+        or "resumed from epoch N, trained now".
+    """
     if record.get("committed"):
         return f"from the committed models ({record['committed']['file']})"
     if record.get("cached"):
@@ -406,9 +430,17 @@ def train_clean_and_adversarial(
 ) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
     """The experiment chapters' pair of models: the same recipe on clean inputs and adversarially.
 
-    ``config`` carries the adversarial settings (``adv_eps`` > 0); the clean model
-    uses the same config with ``adv_eps = 0``. Returns ({"clean": model,
-    "adversarial": model}, {name: record}); both are cached by :func:`fit_or_load`.
+    The clean model uses the same config with ``adv_eps = 0``.
+
+    Args:
+        architecture: a name of :data:`flatrob.zoo.ARCHITECTURES`.
+        split: the data.
+        config: the recipe, with the adversarial settings (``adv_eps`` > 0).
+        device: where to train (default: the best available).
+        progress: show progress bars (default: on a terminal).
+
+    Returns:
+        The two models by name (clean, adversarial) and their records by name, both cached by :func:`fit_or_load`.
     """
     if not config.adv_eps > 0:
         raise ValueError(f"config.adv_eps must be > 0 for the adversarially trained model; got {config.adv_eps}")
@@ -432,10 +464,23 @@ def trained_digits_cnn(
     device: torch.device | None = None,
     progress: bool | None = None,
 ) -> tuple[FeatureClassifier, Split, dict[str, Any]]:
-    """The theory chapters' reference network: :class:`~flatrob.models.DigitsCNN` trained on scikit-learn's digits.
+    """The theory chapters' reference network: ``DigitsCNN`` trained on scikit-learn's digits.
 
-    Initialisation, split and shuffling are seeded by ``seed``; the result is cached
-    (:func:`fit_or_load`). Returns (model, split, record).
+    The result is cached (:func:`fit_or_load`).
+
+    Args:
+        seed: seeds the initialisation, split and shuffling.
+        epochs: training epochs.
+        lr: peak learning rate.
+        batch_size: inputs per step.
+        channels: convolution channels.
+        width: m, the number of features.
+        device: where to train.
+        progress: show progress bars.
+
+    Returns:
+        The trained ``DigitsCNN``, scikit-learn's digits and the
+        training record.
     """
     split = load_digits(seed=seed)
     torch.manual_seed(seed)

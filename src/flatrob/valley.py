@@ -40,6 +40,14 @@ def curves(traj: Trajectory, **labels: Any) -> pd.DataFrame:
 
     One row per (step, statistic) with columns q25, median, q75, mean and the ``labels``.
     Also ``flipped``: the fraction of those samples misclassified at that step (NaN when none started correct).
+
+    Args:
+        traj: an attack's :class:`~flatrob.attacks.Trajectory` (statistics of shape (steps + 1, n)).
+        labels: columns added to every row (model, attack, radius, ...).
+
+    Returns:
+        A long DataFrame with one row per step and statistic, and ``q25``, ``median``, ``q75``, ``mean`` over the inputs
+        that start correct, ``flipped`` (the share of them wrong at that step), and the labels.
     """
     sel = traj.pred[0] == traj.labels
     rows = []
@@ -188,7 +196,17 @@ def per_input(samples: Mapping[tuple[float, str], Mapping[str, Any]]) -> pd.Data
 
 def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, float]:
     """The counts of :func:`valley_samples` and the median of each per-input statistic (NaN when nothing flipped);
-    ``flipped_fraction`` is the share of the inputs that start correct and flip."""
+    ``flipped_fraction`` is the share of the inputs that start correct and flip.
+
+    Args:
+        traj: an attack's :class:`~flatrob.attacks.Trajectory`.
+        stat: the sharpness statistic of the valley (eq-kappa-closed's per-input kappa by default).
+
+    Returns:
+        A dict of the counts (inputs, that start correct, that flip), ``flipped_fraction`` and
+        the median of each per-input statistic of :func:`valley_samples` over the flipped inputs (NaN when none
+        flipped).
+    """
     samples = valley_samples(traj, stat)
     out: dict[str, float] = {k: samples[k] for k in ("steps", "n_samples", "n_start_correct", "n_flipped")}
     out["flipped_fraction"] = (
@@ -247,7 +265,19 @@ def pooled_paths(runs: Mapping[Any, Mapping[str, np.ndarray]], stat: str = "kapp
 def budget_summary(samples: Mapping[str, Any], label: str, steps: int, travel: float) -> dict[str, Any]:
     """One attack budget's row of the valley-conditions study, from :func:`valley_samples`: how many inputs flip, the
     medians of final/peak and of the final confidence, and the rank correlation of the flip step with log final/peak
-    (positive: the inputs that flip early are the ones whose sharpness ends lowest)."""
+    (positive: the inputs that flip early are the ones whose sharpness ends lowest).
+
+    Args:
+        samples: :func:`valley_samples` of one attack budget.
+        label: the budget in words (its row's name).
+        steps: the budget's PGD iterations.
+        travel: how far it can travel, in radii (step size x steps / radius).
+
+    Returns:
+        One row as a dict with the label, steps, travel, how many inputs start correct and flip, the medians of
+        final/peak and of the final confidence over the flipped inputs, and the Spearman correlation of the flip
+        step with log final/peak.
+    """
     from scipy.stats import spearmanr
 
     n = samples["n_flipped"]
@@ -271,7 +301,15 @@ AXES = ("batch norm", "residual", "depth", "widen", "epochs")
 
 def family_label(architecture: str) -> str:
     """What a network of the study is made of, in words: "batch norm, residual", "no batch norm, plain", ... for the
-    residual family (:func:`flatrob.zoo.architecture_traits`), else its kind ("small CNN", "transformer")."""
+    residual family (:func:`flatrob.zoo.architecture_traits`), else its kind ("small CNN", "transformer").
+
+    Args:
+        architecture: a name of :data:`flatrob.zoo.ARCHITECTURES`.
+
+    Returns:
+        Its make-up in words, "batch norm, residual", "no batch norm, plain", ... or "small CNN", "transformer",
+        or the name itself.
+    """
     traits = architecture_traits(architecture)
     if not traits:
         return {"vit": "transformer", "small-cnn": "small CNN"}.get(architecture, architecture)
@@ -286,11 +324,11 @@ def _trait(r: Mapping[str, Any], axis: str) -> Any:
 
 
 def one_axis_pairs(records: list[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
-    """Every pair of settings that differ in exactly one of :data:`AXES`, as (axis, lower, higher): from without to
+    """Every pair of settings that differ in exactly one of ``AXES``, as (axis, lower, higher): from without to
     with (batch norm, residual), from less to more (depth, widen, epochs).
 
     Args:
-        records: one mapping per setting with the columns of :data:`AXES` it has (missing traits as None or NaN:
+        records: one mapping per setting with the columns of ``AXES`` it has (missing traits as None or NaN:
             such settings pair on "epochs" only, and only with the same ``architecture``).
 
     Returns:
@@ -312,11 +350,19 @@ def one_axis_pairs(records: list[Mapping[str, Any]]) -> list[tuple[str, Mapping[
 
 def axis_effects(settings: pd.DataFrame) -> pd.DataFrame:
     """What changing one axis at a time does to the collapse: every pair of settings that differ in exactly one of
-    :data:`AXES` (:func:`one_axis_pairs`), with the verdict and the median final/peak on both sides.
+    ``AXES`` (``one_axis_pairs``), with the verdict and the median final/peak on both sides.
 
-    ``settings``: one row per setting with the columns of :data:`AXES` (missing traits as NaN), ``setting`` (a
+    ``settings``: one row per setting with the columns of ``AXES`` (missing traits as NaN), ``setting`` (a
     label), ``verdict`` and ``final/peak``. Returns one row per pair: axis, from, to, verdict from -> to,
     final/peak from -> to, and whether the verdict changes.
+
+    Args:
+        settings: one row per setting with the columns of ``AXES`` (missing traits as NaN), ``setting`` (a
+            label), ``verdict`` and ``final/peak``.
+
+    Returns:
+        One row per one-axis pair, with ``axis``, ``from``, ``to``, the verdicts and final/peak on both sides, and
+        whether the verdict changes.
     """
 
     def show(v: Any) -> str:
@@ -342,7 +388,7 @@ def median_sides(settings: pd.DataFrame, threshold: float) -> str:
 
     Args:
         settings: one row per setting with ``setting`` (a label), ``final/peak`` (the median over seeds), ``seeds``
-            and the columns of :data:`AXES` it has.
+            and the columns of ``AXES`` it has.
         threshold: the final/peak below which a setting counts as collapsed (``1 / COLLAPSE_FACTOR``).
 
     Returns:

@@ -1,6 +1,6 @@
 """The networks by name: :data:`ARCHITECTURES` (what :func:`build_model` builds and a chapter's ``architecture``
 accepts), the small residual networks with batch norm that reach the paper's regime on the CPU
-(:data:`RESIDUAL_FAMILY`, with batch norm or residual connections taken out for the valley-conditions study), and the
+(``RESIDUAL_FAMILY``, with batch norm or residual connections taken out for the valley-conditions study), and the
 paper's own networks with their CIFAR stems (ResNet-18, WideResNet-28-4, DenseNet-121, VGG-11-BN).
 
 Every network is a :class:`~flatrob.models.FeatureClassifier`: ``features`` give the penultimate ``phi`` and the last
@@ -35,6 +35,13 @@ def resnet18_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifi
     """torchvision's ResNet-18 with the CIFAR stem (3x3 stride-1 first convolution, no max-pool); m = 512.
 
     Any input size of at least 8x8 (global average pooling): 32x32 CIFAR, 28x28 Fashion-MNIST with ``in_channels=1``.
+
+    Args:
+        n_classes: k.
+        in_channels: 3 for colour, 1 for grey.
+
+    Returns:
+        A :class:`~flatrob.models.FeatureClassifier` with phi of shape (n, 512).
     """
     from torchvision.models import resnet18
 
@@ -47,7 +54,15 @@ def resnet18_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifi
 
 
 def vgg11_bn_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
-    """torchvision's VGG-11-BN convolutional stack; for 32x32 inputs it ends at 1x1x512, then Linear(512 -> k)."""
+    """torchvision's VGG-11-BN convolutional stack; for 32x32 inputs it ends at 1x1x512, then Linear(512 -> k).
+
+    Args:
+        n_classes: k.
+        in_channels: 3 for colour, 1 for grey.
+
+    Returns:
+        A :class:`~flatrob.models.FeatureClassifier` with phi of shape (n, 512) for 32x32 inputs.
+    """
     from torchvision.models import vgg11_bn
 
     features = vgg11_bn().features
@@ -56,7 +71,15 @@ def vgg11_bn_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifi
 
 
 def densenet121_cifar(n_classes: int = 10, in_channels: int = 3) -> FeatureClassifier:
-    """torchvision's DenseNet-121 with a 3x3 stride-1 stem and no initial pooling; m = 1024."""
+    """torchvision's DenseNet-121 with a 3x3 stride-1 stem and no initial pooling; m = 1024.
+
+    Args:
+        n_classes: k.
+        in_channels: 3 for colour, 1 for grey.
+
+    Returns:
+        A :class:`~flatrob.models.FeatureClassifier` with phi of shape (n, 1024).
+    """
     from torchvision.models import densenet121
 
     net = densenet121(num_classes=n_classes)
@@ -240,8 +263,15 @@ ARCHITECTURES: dict[str, str] = {
 
 
 def architecture_traits(name: str) -> dict[str, Any]:
-    """What a network of :data:`RESIDUAL_FAMILY` is made of, as the valley-conditions study varies it: depth, widen
-    factor, batch norm and residual connections ({} for the other architectures)."""
+    """What a network of ``RESIDUAL_FAMILY`` is made of, as the valley-conditions study varies it: depth, widen
+    factor, batch norm and residual connections ({} for the other architectures).
+
+    Args:
+        name: a name of :data:`ARCHITECTURES`.
+
+    Returns:
+        The traits (depth, widen, batch_norm, residual) of a network of ``RESIDUAL_FAMILY``, else an empty dict.
+    """
     if name not in RESIDUAL_FAMILY:
         return {}
     depth, widen, bn, res = RESIDUAL_FAMILY[name]
@@ -249,7 +279,7 @@ def architecture_traits(name: str) -> dict[str, Any]:
 
 
 #: The architectures of the paper's kind: the paper's own networks and the small residual networks with batch norm
-#: (:data:`RESIDUAL_FAMILY` with both); a verdict "at the paper's setting" needs one of them.
+#: (``RESIDUAL_FAMILY`` with both); a verdict "at the paper's setting" needs one of them.
 PAPER_KIND: frozenset[str] = frozenset(
     {"resnet18", "wrn-28-4", "densenet121", "vgg11-bn"}
     | {name for name, (_, _, bn, res) in RESIDUAL_FAMILY.items() if bn and res}

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from flatrob.evidence.ledger import build, load, source_kind
+from flatrob.evidence.verdicts import Check
 from flatrob.util.io import atomic_write_text, json_text
 from flatrob.util.paths import build_ledger_dir, claims_dir, claims_file
 from flatrob.util.provenance import git_commit, is_dirty, machine
 
-__all__ = ["RefreshRefused", "compare", "compare_chapter", "comparison_display", "update"]
+__all__ = ["RefreshRefused", "compare", "compare_chapter", "comparison_display", "twin_story", "update"]
 
 
 def _measure_value(e: Mapping[str, Any]) -> float | None:
@@ -214,3 +215,66 @@ def update(root: Path | None = None) -> list[Path]:
     merged = {"commit": head, "machine": made_on, "claims": build(current)}
     written.append(atomic_write_text(claims_file(root), json_text(merged)))
     return written
+
+
+def twin_story(
+    prov: Mapping[str, Any], checks: Sequence[Check], live: Sequence[Check], here: Mapping[str, Any], sweep: str
+) -> str:
+    """How a chapter's live run relates to the run of a committed sweep made with the same parameters.
+
+    Args:
+        prov: the sweep run's provenance record.
+        checks: the sweep run's checks, judged again by this code.
+        live: the live run's checks.
+        here: the live run's provenance.
+        sweep: the sweep's name.
+
+    Returns:
+        Markdown, one paragraph: the same numbers computed twice, or which checks differ and what differs between
+        the two runs' commit, processor and device.
+    """
+    theirs = {c.id: c for c in checks}
+    ours = {c.id: c for c in live if c.setting.get("source", "live") == "live"}
+    same = [
+        k for k in ours if k in theirs and theirs[k].verdict == ours[k].verdict and theirs[k].measure == ours[k].measure
+    ]
+    differ = [k for k in ours if k in theirs and k not in same]
+    text = (
+        f"**The live run and the sweep.** The sweep {sweep} holds a run with exactly this page's parameters "
+        f"(seed {prov['params'].get('seed')}), made at {_where(prov)}. "
+    )
+    if not differ:
+        return text + (
+            f"Its {len(same)} checks have the same verdicts and the same numbers as the live run above: "
+            "they are one result, computed twice."
+        )
+    apart = _apart(prov, here)
+    return text + (
+        f"{len(same)} of {len(same) + len(differ)} checks agree exactly; {len(differ)} differ "
+        f"({', '.join(f'`{k}`' for k in differ[:4])}{', ...' if len(differ) > 4 else ''}). The live run "
+        f"was made at {_where(here)}. "
+        + (
+            f"Between the two, {apart}: training on the CPU gives the same numbers only with the same code, "
+            "kernels and thread count. "
+            if apart
+            else "Commit, processor and device are the same, so nothing recorded explains the difference. "
+        )
+        + "The verdict over seeds counts the sweep's run, the per-run table the live one."
+    )
+
+
+def _where(prov: Mapping[str, Any]) -> str:
+    """A provenance record's commit, processor and device (with its thread count), in words."""
+    cpu = prov.get("machine", {}).get("cpu")
+    return f"commit `{prov.get('commit')}` on {f'{cpu}, ' if cpu else ''}{prov.get('device')}"
+
+
+def _apart(sweep: Mapping[str, Any], here: Mapping[str, Any]) -> str:
+    """What differs between a sweep run's provenance and this run's among commit, processor and device, in words
+    ("the commit is `a` in the sweep and `b` here; ..."), or "" when none does."""
+    pairs = {
+        "the commit": (sweep.get("commit"), here.get("commit")),
+        "the processor": (sweep.get("machine", {}).get("cpu"), here.get("machine", {}).get("cpu")),
+        "the device (with its thread count)": (sweep.get("device"), here.get("device")),
+    }
+    return "; ".join(f"{what} is {x} in the sweep and {y} here" for what, (x, y) in pairs.items() if x != y)

@@ -171,6 +171,7 @@ class ChapterContext:
         why)."""
         from IPython.display import Markdown, display
 
+        from flatrob.evidence.compare import twin_story
         from flatrob.evidence.seeds import committed_sweeps, sweep_checks
 
         found = sweep_checks(self.name, kind=source)
@@ -186,22 +187,18 @@ class ChapterContext:
         for sweep in committed_sweeps(self.name):
             twin = _same_run(sweep["dir"], self.name, self.params)
             if twin is not None:
-                display(Markdown(_twin_story(twin, live, self.provenance, sweep["summary"]["name"])))
+                story = twin_story(twin.record, twin.checks(), live, self.provenance, sweep["summary"]["name"])
+                display(Markdown(story))
         return found
 
     def overview(self) -> None:
         """The chapter's answer before its code: one sentence per claim it checks, from the committed ledger
-        (:func:`flatrob.evidence.report.findings`: the verdict at the paper's setting, its decisive measure with
+        (:func:`flatrob.evidence.findings.findings`: the verdict at the paper's setting, its decisive measure with
         its interval, the paper's number), as Markdown; a line saying so where the ledger holds none yet."""
-        from IPython.display import Markdown, display
+        from flatrob.evidence import findings
 
-        from flatrob.evidence import ledger, report
-        from flatrob.util.paths import claims_dir
-
-        text = report.findings(ledger.build(ledger.load(claims_dir())), chapter=self.name)
-        display(
-            Markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`).")
-        )
+        text = findings.findings(_committed_claims(), chapter=self.name)
+        _markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`).")
 
     def parameters_table(self) -> None:
         """The chapter's parameters as a short table (:func:`flatrob.jobs.params.parameters_frame` of this run's
@@ -215,15 +212,12 @@ class ChapterContext:
         )
 
     def discussion(self, extra: Mapping[int, str] | None = None) -> None:
-        """The chapter's closing discussion from the committed ledger (:func:`flatrob.evidence.report.discussion`:
+        """The chapter's closing discussion from the committed ledger (:func:`flatrob.evidence.findings.discussion`:
         what held, what did not and why, what differs from the paper), as Markdown; ``extra``: claim -> a computed
         sentence of the chapter's own, added to that claim's reason."""
-        from IPython.display import Markdown, display
+        from flatrob.evidence import findings
 
-        from flatrob.evidence import ledger, report
-        from flatrob.util.paths import claims_dir
-
-        display(Markdown(report.discussion(ledger.build(ledger.load(claims_dir())), self.name, extra)))
+        _markdown(findings.discussion(_committed_claims(), self.name, extra))
 
     def sweep_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
         """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
@@ -350,6 +344,20 @@ class ChapterContext:
         return entries
 
 
+def _committed_claims() -> list[dict[str, Any]]:
+    """The claims as the committed ledger judges them (:func:`flatrob.evidence.ledger.build`)."""
+    from flatrob.evidence import ledger
+    from flatrob.util.paths import claims_dir
+
+    return ledger.build(ledger.load(claims_dir()))
+
+
+def _markdown(text: str) -> None:
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
 def show_checks(checks: Sequence[Check]) -> None:
     """A table of checks: the part checked and its setting in words, the verdict (and "fragile"), the paper's number
     and ours."""
@@ -415,56 +423,6 @@ def sweep_caption(results: Sequence[Mapping[str, Any]], drawn_at: str) -> str:
         f"made at commit {', '.join(sorted({str(r['run']['commit']) for r in results}))} on "
         f"{', '.join(sorted({str(r['run']['device']) for r in results}))}; drawn at commit {drawn_at}"
     )
-
-
-def _twin_story(run: Run, live: Sequence[Check], here: Mapping[str, Any], sweep: str) -> str:
-    """How the live run relates to the sweep's run with the same parameters: one story per seed."""
-    prov = run.record
-    theirs = {c.id: c for c in run.checks()}
-    ours = {c.id: c for c in live if c.setting.get("source", "live") == "live"}
-    same = [
-        k for k in ours if k in theirs and theirs[k].verdict == ours[k].verdict and theirs[k].measure == ours[k].measure
-    ]
-    differ = [k for k in ours if k in theirs and k not in same]
-    text = (
-        f"**The live run and the sweep.** The sweep {sweep} holds a run with exactly this page's parameters "
-        f"(seed {prov['params'].get('seed')}), made at {_where(prov)}. "
-    )
-    if not differ:
-        return text + (
-            f"Its {len(same)} checks have the same verdicts and the same numbers as the live run above: "
-            "they are one result, computed twice."
-        )
-    apart = _apart(prov, here)
-    return text + (
-        f"{len(same)} of {len(same) + len(differ)} checks agree exactly; {len(differ)} differ "
-        f"({', '.join(f'`{k}`' for k in differ[:4])}{', ...' if len(differ) > 4 else ''}). The live run "
-        f"was made at {_where(here)}. "
-        + (
-            f"Between the two, {apart}: training on the CPU gives the same numbers only with the same code, "
-            "kernels and thread count. "
-            if apart
-            else "Commit, processor and device are the same, so nothing recorded explains the difference. "
-        )
-        + "The verdict over seeds counts the sweep's run, the per-run table the live one."
-    )
-
-
-def _where(prov: Mapping[str, Any]) -> str:
-    """A provenance record's commit, processor and device (with its thread count), in words."""
-    cpu = prov.get("machine", {}).get("cpu")
-    return f"commit `{prov.get('commit')}` on {f'{cpu}, ' if cpu else ''}{prov.get('device')}"
-
-
-def _apart(sweep: Mapping[str, Any], here: Mapping[str, Any]) -> str:
-    """What differs between a sweep run's provenance and this run's among commit, processor and device, in words
-    ("the commit is `a` in the sweep and `b` here; ..."), or "" when none does."""
-    pairs = {
-        "the commit": (sweep.get("commit"), here.get("commit")),
-        "the processor": (sweep.get("machine", {}).get("cpu"), here.get("machine", {}).get("cpu")),
-        "the device (with its thread count)": (sweep.get("device"), here.get("device")),
-    }
-    return "; ".join(f"{what} is {x} in the sweep and {y} here" for what, (x, y) in pairs.items() if x != y)
 
 
 def _current_run(name: str, namespace: Mapping[str, Any]) -> Run | None:

@@ -134,7 +134,11 @@ def model_cache_dir() -> Path:
 
 
 def raw_dir() -> Path:
-    """The converted image data sets: ``$FLATROB_DATA`` or ``<repo>/data/raw``."""
+    """The converted image data sets: ``$FLATROB_DATA`` or ``<repo>/data/raw``.
+
+    Returns:
+        ``$FLATROB_DATA`` or ``<repo>/data/raw``.
+    """
     env = os.environ.get(DATA_ENV)
     return Path(env).expanduser() if env else repo_root() / "data" / "raw"
 
