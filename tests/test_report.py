@@ -167,3 +167,13 @@ def test_a_row_that_does_not_reach_the_regime_names_where_it_does_and_cells_name
     assert adv.startswith("not reached in this regime")
     assert "reached at 0.1, 10 steps (sweep residual): partly · median final/peak 0.6 [0.48, 0.72]" in adv  # smallest
     assert "0.2" not in adv.split("reached at")[1]
+
+
+def test_a_value_says_how_much_its_measure_can_show_at_most():
+    entry = {"measure": {"value": 2.33, "ci95": [2.04, 2.65]},
+             "values": {"limits": {"0": {"cap": 51, "largest measurable ratio": 3.5},
+                                   "1": {"cap": 51, "largest measurable ratio": 2.89}}}}  # fmt: skip
+    assert report._value(entry) == "2.33 [2.04, 2.65] (at most 2.89 measurable here)"
+    one_run = {"measure": {"value": 1.5, "ci95": [1.2, 1.8]}, "values": {"limits": {"largest measurable ratio": 1.6}}}
+    assert report._value(one_run).endswith("(at most 1.6 measurable here)")
+    assert report._value({"measure": {"value": 0.5, "ci95": [0.4, 0.6]}}) == "0.5 [0.4, 0.6]"
