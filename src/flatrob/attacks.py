@@ -171,7 +171,7 @@ def record_statistics(
         y: the labels, shape (n,).
 
     Returns:
-        (probs (..., n, k), {name: (..., n) tensor} for every name of :data:`STAT_NAMES`).
+        The probabilities (..., n, k) and a dict of tensors (..., n), one per name of ``STAT_NAMES``.
     """
     W = last_linear(model).weight.detach()
     f = flatness.last_layer_statistics(W, logits, phi_sq)

@@ -102,7 +102,7 @@ def expected_change_mc(
         antithetic: draw (A, -A) pairs.
 
     Returns:
-        (n, d) tensors: ``mean`` and ``se``, the Monte Carlo mean of the loss change and its standard error;
+        Tensors (n, d), ``mean`` and ``se``, the Monte Carlo mean of the loss change and its standard error;
         ``quartic`` and ``quartic_se``, the mean of the loss change minus its own linear and quadratic terms,
         delta g^T (W A phi) + delta^2/2 (W A phi)^T Sigma (W A phi) with g = p - e_y, draw by draw. Their expectations
         are exactly 0 (E[A] = 0) and delta^2 kappa_n / (2m), so ``quartic`` estimates E[change] - delta^2 kappa_n /
@@ -173,7 +173,7 @@ def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tenso
         phi_xi: the features at the perturbed input, shape (n, m).
 
     Returns:
-        (Delta, A): shapes (n,) and (n, m, m).
+        Delta, shape (n,), and A, shape (n, m, m).
     """
     norm_x = phi_x.norm(dim=1)
     if (norm_x == 0).any():
@@ -234,7 +234,7 @@ def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: T
         labels: shape (n,).
 
     Returns:
-        :class:`BoundTerms`, each coefficient of shape (n,).
+        ``BoundTerms``, each coefficient of shape (n,).
     """
     phi_sq = flatness.squared_norms(features)
     stats = flatness.last_layer_statistics(weight, flatness.logits_of(weight, features, bias), phi_sq)
@@ -374,7 +374,7 @@ def worst_case_directions(
         generator: for the random directions.
 
     Returns:
-        {"random", "gradient", "top eigenvector"}: unit directions, each of shape (n, m).
+        Unit directions by name (random, gradient, top eigenvector), each of shape (n, m).
     """
     z = flatness.logits_of(weight, features, bias)
     grad = (torch.softmax(z, -1) - nn.functional.one_hot(labels, weight.shape[0]).to(z)) @ weight

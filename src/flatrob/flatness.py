@@ -350,7 +350,7 @@ def last_layer_statistics(
             :func:`pairwise_sq_distances` (optional; computed when absent).
 
     Returns:
-        A dict: ``log_p`` and ``p`` of shape (..., k); ``trace``, ``kappa_layer`` and ``kappa_neuron`` of shape
+        A dict with ``log_p`` and ``p`` of shape (..., k); ``trace``, ``kappa_layer`` and ``kappa_neuron`` of shape
         (...), equal to :func:`hessian_trace` and :func:`relative_sharpness`.
     """
     log_p = torch.log_softmax(logits, dim=-1)
