@@ -73,6 +73,19 @@ def reaches_regime(samples: dict[str, Any]) -> tuple[Estimate, str]:
     )
 
 
+#: Claim 6's three parts: what each states, and the paper's shape for it.
+_SHAPE_PARTS = {
+    "rise": "Along PGD, relative sharpness rises from the clean point.",
+    "peak": "The sharpness peak lies near the label flip.",
+    "collapse": "After the flip, sharpness collapses in a confidently wrong region.",
+}
+_SHAPE_PAPER = {
+    "rise": "rises from the clean point",
+    "peak": "peaks near the flip",
+    "collapse": "collapses towards 0 where the model is confidently wrong",
+}
+
+
 def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]:
     """Claim 6: relative sharpness rises from the clean point, peaks near the label flip, then collapses.
 
@@ -82,97 +95,105 @@ def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]
     whose peak lies within a tolerance tied to their flip step (:data:`PEAK_FRACTION`); the median final/peak,
     the share wrong at the end and the median final confidence (collapse, in a confidently wrong region).
     """
-    parts = {
-        "rise": "Along PGD, relative sharpness rises from the clean point.",
-        "peak": "The sharpness peak lies near the label flip.",
-        "collapse": "After the flip, sharpness collapses in a confidently wrong region.",
-    }
-    paper = {
-        "rise": "rises from the clean point",
-        "peak": "peaks near the flip",
-        "collapse": "collapses towards 0 where the model is confidently wrong",
-    }
     counts = {k: samples[k] for k in ("n_samples", "n_start_correct", "n_flipped", "steps")}
     n = (
         f"{samples['n_flipped']} of {samples['n_start_correct']} inputs that start correct flip within "
         f"{samples['steps']} steps"
     )
     flips, outside = reaches_regime(samples)
-    if outside:  # the measured numbers stay in the evidence, the verdict says the row is outside the regime
-        measured = (
-            f"; measured on the {samples['n_flipped']} that flip: median peak/start "
-            f"{bootstrap(median, samples['peak_over_start'])}, median final/peak "
-            f"{bootstrap(median, samples['final_over_peak'])}"
-            if samples["n_flipped"] >= MIN_POINTS
-            else ""
-        )
-        return [
-            Check(
-                claim=6,
-                part=p,
-                statement=s,
-                verdict=NOT_REACHED,
-                evidence=outside + measured,
-                paper=paper[p],
-                setting=setting,
-                values=counts | {"flip_share": flips.as_dict()},
-            )
-            for p, s in parts.items()
-        ]
+    if outside:
+        return _shape_not_reached(samples, setting, counts, outside, flips)
     few = [
-        too_few(samples["n_flipped"], n, claim=6, part=p, statement=s, paper=paper[p], setting=setting, values=counts)
-        for p, s in parts.items()
+        too_few(
+            samples["n_flipped"], n, claim=6, part=p, statement=s, paper=_SHAPE_PAPER[p], setting=setting, values=counts
+        )  # fmt: skip
+        for p, s in _SHAPE_PARTS.items()
     ]
     if all(c is not None for c in few):
         return [c for c in few if c is not None]
     rise = bootstrap(median, samples["peak_over_start"])
-    rose = samples["peak_over_start"] >= RISE_FACTOR
     found = [
         judged(
             6,
             "rise",
-            parts["rise"],
+            _SHAPE_PARTS["rise"],
             rise,
             RISES,
             name="median peak/start",
             setting=setting,
             evidence=f"median per-input peak/start {rise} ({RISES.describe()}); {n}",
-            paper=paper["rise"],
+            paper=_SHAPE_PAPER["rise"],
             values=counts,
         )
     ]
+    return found + [_shape_peak(samples, setting, counts), _shape_collapse(samples, setting, counts, n)]
+
+
+def _shape_not_reached(
+    samples: dict[str, Any], setting: Setting, counts: dict[str, Any], outside: str, flips: Estimate
+) -> list[Check]:
+    """Every part of claim 6 for a row whose attack does not reach the regime: the measured numbers stay in the
+    evidence, the verdict says the row is outside it."""
+    measured = (
+        f"; measured on the {samples['n_flipped']} that flip: median peak/start "
+        f"{bootstrap(median, samples['peak_over_start'])}, median final/peak "
+        f"{bootstrap(median, samples['final_over_peak'])}"
+        if samples["n_flipped"] >= MIN_POINTS
+        else ""
+    )
+    return [
+        Check(
+            claim=6,
+            part=p,
+            statement=s,
+            verdict=NOT_REACHED,
+            evidence=outside + measured,
+            paper=_SHAPE_PAPER[p],
+            setting=setting,
+            values=counts | {"flip_share": flips.as_dict()},
+        )
+        for p, s in _SHAPE_PARTS.items()
+    ]
+
+
+def _shape_peak(samples: dict[str, Any], setting: Setting, counts: dict[str, Any]) -> Check:
+    """Claim 6's peak: among the flipped inputs that rise by :data:`RISE_FACTOR`, the share whose peak lies within
+    max(1, :data:`PEAK_FRACTION` x flip step) steps of the flip."""
+    rose = samples["peak_over_start"] >= RISE_FACTOR
     unrisen = too_few(
         int(rose.sum()),
         f"{int(rose.sum())} flipped inputs rise by {RISE_FACTOR:g}, and a peak is judged only where there is a rise",
         claim=6,
         part="peak",
-        statement=parts["peak"],
-        paper=paper["peak"],
+        statement=_SHAPE_PARTS["peak"],
+        paper=_SHAPE_PAPER["peak"],
         setting=setting,
         values=counts,
     )
     if unrisen is not None:
-        found.append(unrisen)
-    else:
-        flip = samples["flip_step"][rose]
-        tolerance = np.maximum(1.0, PEAK_FRACTION * flip)
-        near = share(np.abs(samples["peak_step"][rose] - flip) <= tolerance)
-        found.append(
-            judged(
-                6,
-                "peak",
-                parts["peak"],
-                near,
-                MOSTLY,
-                name="share of rising inputs peaking near the flip",
-                setting=setting,
-                paper=paper["peak"],
-                values=counts | {"n_rose": int(rose.sum())},
-                evidence=f"of the {int(rose.sum())} flipped inputs that rise by {RISE_FACTOR:g}, the share whose peak "
-                f"lies within max(1, {PEAK_FRACTION:g} x flip step) steps of the flip: {near} ({MOSTLY.describe()}); "
-                f"median flip step {fmt(float(np.median(flip)))}",
-            )
-        )
+        return unrisen
+    flip = samples["flip_step"][rose]
+    tolerance = np.maximum(1.0, PEAK_FRACTION * flip)
+    near = share(np.abs(samples["peak_step"][rose] - flip) <= tolerance)
+    return judged(
+        6,
+        "peak",
+        _SHAPE_PARTS["peak"],
+        near,
+        MOSTLY,
+        name="share of rising inputs peaking near the flip",
+        setting=setting,
+        paper=_SHAPE_PAPER["peak"],
+        values=counts | {"n_rose": int(rose.sum())},
+        evidence=f"of the {int(rose.sum())} flipped inputs that rise by {RISE_FACTOR:g}, the share whose peak "
+        f"lies within max(1, {PEAK_FRACTION:g} x flip step) steps of the flip: {near} ({MOSTLY.describe()}); "
+        f"median flip step {fmt(float(np.median(flip)))}",
+    )
+
+
+def _shape_collapse(samples: dict[str, Any], setting: Setting, counts: dict[str, Any], n: str) -> Check:
+    """Claim 6's collapse: the median final/peak, in a confidently wrong region (most inputs wrong at the end, with
+    a high median final confidence); where the attacks end near the boundary, not reached in this regime."""
     drop = bootstrap(median, samples["final_over_peak"])
     wrong = share(samples["final_wrong"] > 0)
     conf = bootstrap(median, samples["final_confidence"])
@@ -189,23 +210,20 @@ def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]
         )
     else:
         collapse, where = combine([COLLAPSES.judge(drop), *regime]), ""
-    found.append(
-        Check(
-            claim=6,
-            part="collapse",
-            statement=parts["collapse"],
-            verdict=collapse,
-            paper=paper["collapse"],
-            setting=setting,
-            fragile=any_fragile((drop, COLLAPSES), (wrong, MOSTLY), (conf, CONFIDENT_AT_END)),
-            evidence=f"{where}median final/peak {drop} ({COLLAPSES.describe()}); share wrong at the end {wrong}; "
-            f"median final confidence {conf} ({CONFIDENT_AT_END.describe()}); {n}",
-            values=counts
-            | {"final_over_peak": drop.as_dict(), "final_wrong": wrong.as_dict(), "final_confidence": conf.as_dict()},
-            measure=drop.measure("median final/peak", COLLAPSES),
-        )
+    return Check(
+        claim=6,
+        part="collapse",
+        statement=_SHAPE_PARTS["collapse"],
+        verdict=collapse,
+        paper=_SHAPE_PAPER["collapse"],
+        setting=setting,
+        fragile=any_fragile((drop, COLLAPSES), (wrong, MOSTLY), (conf, CONFIDENT_AT_END)),
+        evidence=f"{where}median final/peak {drop} ({COLLAPSES.describe()}); share wrong at the end {wrong}; "
+        f"median final confidence {conf} ({CONFIDENT_AT_END.describe()}); {n}",
+        values=counts
+        | {"final_over_peak": drop.as_dict(), "final_wrong": wrong.as_dict(), "final_confidence": conf.as_dict()},
+        measure=drop.measure("median final/peak", COLLAPSES),
     )
-    return found
 
 
 def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any], setting: Setting) -> Check:
