@@ -192,7 +192,7 @@ def update(root: Path | None = None) -> list[Path]:
     # every entry judged at this commit: made by it, or (a committed sweep's or run's) judged again by it
     stale = sorted(
         {
-            e["provenance"].get("judged_at", e["provenance"].get("commit"))
+            str(e["provenance"].get("judged_at", e["provenance"].get("commit")))
             for doc in current.values()
             for e in doc["entries"]
         }

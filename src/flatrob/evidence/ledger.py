@@ -20,9 +20,10 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flatrob.evidence.claims import CLAIMS, PAPER_EPS, at_paper_attack, at_paper_setting
+from flatrob.evidence.records import LEDGER_FORMAT, LedgerEntry, LedgerFile
 from flatrob.evidence.verdicts import (
     EVIDENCE_VERDICTS,
     VERDICTS,
@@ -49,8 +50,6 @@ __all__ = [
 
 #: Set FLATROB_LEDGER=1 (``make book`` does) to let the chapters write their entries to this build's ledger.
 LEDGER_ENV = "FLATROB_LEDGER"
-#: The layout of a ledger file: each entry a check (:meth:`Check.as_dict`) with its chapter and provenance.
-LEDGER_FORMAT = 2
 #: The verdict of a claim no chapter has checked.
 NOT_TESTED = "not tested yet"
 
@@ -68,7 +67,7 @@ _STRENGTH = {"run": 3, "sweep": 2, "live": 1, "study": 0}
 # entries
 
 
-def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
+def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> LedgerEntry:
     """The ledger entry of one check: the check itself (:meth:`Check.as_dict`: id, claim, part, statement, verdict,
     fragile, evidence, the paper's number, setting, values, decisive measure), the chapter that shows it and the
     provenance of the run that made it: a committed sweep's or run's (``check.provenance``, with ``judged_at``, the
@@ -78,12 +77,21 @@ def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> dict[str
     if check.verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}; got {check.verdict!r}")
     made_by = dict(check.provenance, judged_at=provenance.get("commit")) if check.provenance else dict(provenance)
-    return {
-        **check.as_dict(),
-        "paper": check.paper or CLAIMS[check.claim]["paper"],
-        "chapter": chapter,
-        "provenance": made_by,
-    }
+    return LedgerEntry(
+        id=check.id,
+        claim=check.claim,
+        part=check.part,
+        statement=check.statement,
+        verdict=check.verdict,
+        evidence=check.evidence,
+        paper=check.paper or CLAIMS[check.claim]["paper"],
+        setting=dict(check.setting),
+        values=check.values,
+        measure=check.measure,
+        fragile=check.fragile,
+        provenance=made_by,
+        chapter=chapter,
+    )
 
 
 def _stable(doc: Mapping[str, Any]) -> Any:
@@ -120,15 +128,15 @@ def record(
     return atomic_write_text(path, json_text(doc))
 
 
-def load(folder: Path) -> dict[str, dict[str, Any]]:
+def load(folder: Path) -> dict[str, LedgerFile]:
     """The ledger files of a folder (this build's or the committed one), by chapter: {chapter: {"format",
     "chapter", "duration_s", "entries"}}. Files of another :data:`LEDGER_FORMAT` (made by older code) are not read:
     a build compares itself only with evidence it can read as it was meant."""
-    out = {}
+    out: dict[str, LedgerFile] = {}
     for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         doc = json.loads(f.read_text())
         if isinstance(doc, dict) and doc.get("format") == LEDGER_FORMAT:
-            out[doc["chapter"]] = doc
+            out[doc["chapter"]] = cast(LedgerFile, doc)
     return out
 
 

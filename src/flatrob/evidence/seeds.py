@@ -16,6 +16,7 @@ import numpy as np
 
 from flatrob.evidence.admission import committed
 from flatrob.evidence.checks.replay import CALLS_FILE
+from flatrob.evidence.records import SUMMARY_FORMAT, Combination, SweepSummary
 from flatrob.evidence.verdicts import (
     BY_CONSTRUCTION,
     EVIDENCE_VERDICTS,
@@ -38,9 +39,6 @@ __all__ = [
     "sweep_checks",
     "sweep_provenance",
 ]
-
-#: The version of ``summary.json``'s layout; summaries of another version (made by older code) are not read.
-SUMMARY_FORMAT = 2
 
 
 def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -148,29 +146,28 @@ def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return groups
 
 
-def summarize(sweep: Path) -> dict[str, Any]:
+def summarize(sweep: Path) -> SweepSummary:
     """A sweep's finished runs merged, with provenance: runs grouped by their parameters other than ``seed`` (one
     group per combination), each group's checks judged over its seeds by :func:`over_seeds`, every run's checks
     judged again by this code from its recorded measurements."""
     spec = json.loads((sweep / GRID).read_text())
     groups = _runs_of(sweep, spec)
-    summary = {
-        "format": SUMMARY_FORMAT,
-        "chapter": spec["chapter"],
-        "name": spec["name"],
-        "grid": spec["grid"],
-        "jobs": len(spec["jobs"]),
-        "finished": sum(len(g["runs"]) for g in groups.values()),
-        "combinations": [
-            {"setting": g["setting"], "runs": g["runs"], "checks": over_seeds(g["checks_by_seed"])}
+    return SweepSummary(
+        format=SUMMARY_FORMAT,
+        chapter=spec["chapter"],
+        name=spec["name"],
+        grid=spec["grid"],
+        jobs=len(spec["jobs"]),
+        finished=sum(len(g["runs"]) for g in groups.values()),
+        combinations=[
+            Combination(setting=g["setting"], runs=g["runs"], checks=over_seeds(g["checks_by_seed"]))
             for g in groups.values()
         ],
-        "grid_provenance": spec.get("provenance", {}),
-    }
-    return summary
+        grid_provenance=spec.get("provenance", {}),
+    )
 
 
-def aggregate(sweep: Path) -> dict[str, Any]:
+def aggregate(sweep: Path) -> SweepSummary:
     """Merge a sweep's finished runs (:func:`summarize`) into ``summary.json`` and ``summary.csv``; written only
     when the content changes."""
     import pandas as pd
@@ -213,7 +210,7 @@ def committed_sweeps(chapter: str, root: Path | None = None) -> list[dict[str, A
 
 
 @functools.lru_cache(maxsize=64)
-def _summarized(sweep: str) -> dict[str, Any]:
+def _summarized(sweep: str) -> SweepSummary:
     """:func:`summarize` once per sweep and process (a build re-judges each committed sweep once)."""
     return summarize(Path(sweep))
 

@@ -29,6 +29,7 @@ from flatrob.util.provenance import provenance, provenance_line
 if TYPE_CHECKING:
     from flatrob.attacks import AttackConfig, Norm
     from flatrob.data import Split
+    from flatrob.evidence.records import LedgerEntry
     from flatrob.models import FeatureClassifier
     from flatrob.training import TrainConfig
 
@@ -316,7 +317,7 @@ class ChapterContext:
             out += found
         return out
 
-    def record(self, checks: Sequence[Check]) -> list[dict[str, Any]]:
+    def record(self, checks: Sequence[Check]) -> list[LedgerEntry]:
         """The chapter's checks, to every place they go: this run's own checks (made by :meth:`judge`, setting
         source "live") to the run's ``checks.json`` (under ``flatrob run``), all of them, the committed sweeps' and
         runs' included, to this build's ledger (``_build/ledger/``, when the book is built with ``make book``) and to

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flatrob.evidence.records import CALLS_FORMAT
 from flatrob.evidence.verdicts import Check
 from flatrob.util.paths import ARRAYS, CALLS
 
@@ -31,8 +32,6 @@ __all__ = ["ARRAYS_FILE", "CALLS_FILE", "CALLS_FORMAT", "CheckLog", "calls", "de
 
 #: The calls of a run's checks (JSON) and the arrays they take (compressed NumPy archive), in the run's folder.
 CALLS_FILE, ARRAYS_FILE = CALLS, ARRAYS
-#: The layout of :data:`CALLS_FILE`; another version is refused with a message, never misread.
-CALLS_FORMAT = 1
 
 CheckFunction = Callable[..., Check | list[Check]]
 
