@@ -77,21 +77,8 @@ def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> LedgerEn
     if check.verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}; got {check.verdict!r}")
     made_by = dict(check.provenance, judged_at=provenance.get("commit")) if check.provenance else dict(provenance)
-    return LedgerEntry(
-        id=check.id,
-        claim=check.claim,
-        part=check.part,
-        statement=check.statement,
-        verdict=check.verdict,
-        evidence=check.evidence,
-        paper=check.paper or CLAIMS[check.claim]["paper"],
-        setting=dict(check.setting),
-        values=check.values,
-        measure=check.measure,
-        fragile=check.fragile,
-        provenance=made_by,
-        chapter=chapter,
-    )
+    doc = {**check.as_dict(), "paper": check.paper or CLAIMS[check.claim]["paper"], "chapter": chapter}
+    return cast(LedgerEntry, doc | {"provenance": made_by})
 
 
 def _stable(doc: Mapping[str, Any]) -> Any:
