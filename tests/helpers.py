@@ -13,7 +13,7 @@ FAST = {
     "closed-form": {"epochs": 3, "n_check": 8, "symbolic_sizes": [2, 3]},
     "intro": {},
     "reproduction": {"show_all": False},
-    "sweeps": {},
+    "sweeps": {"only": "basin-small-cnn"},  # every committed summary is judged again by test_sweeps
     "paper": {},
     "cite": {},
     "reproducibility": {},

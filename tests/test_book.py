@@ -86,7 +86,8 @@ def test_chapter_executes_with_papermill_parameters(path, tmp_path, chapter_env)
     nb = json.loads(out.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     if params:
-        assert injected and all(f"{k} = {v!r}" in "".join(injected[0]["source"]) for k, v in params.items())
+        text = {k: json.dumps(v) if isinstance(v, str) else repr(v) for k, v in params.items()}  # papermill's quotes
+        assert injected and all(f"{k} = {text[k]}" in "".join(injected[0]["source"]) for k in params)
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
 

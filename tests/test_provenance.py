@@ -181,3 +181,12 @@ def test_a_sweep_figure_caption_names_shared_parameters_seeds_commits_devices_an
     assert "architecture" not in study and "cpu (x86_64, 1 threads), cpu (x86_64, 2 threads)" in study
     with pytest.raises(ValueError, match="at least one"):
         sweep_caption([], "HEAD")
+
+
+def test_radii_read_as_the_paper_writes_them_everywhere():
+    from flatrob.util.provenance import in_255ths, short_value
+
+    assert [short_value(k / 255) for k in (2, 8, 12, 16, 32)] == ["2/255", "8/255", "12/255", "16/255", "32/255"]
+    assert [short_value(x) for x in (33 / 255, 0.1, 0.2, 0.025, 0.05)] == ["0.1294", "0.1", "0.2", "0.025", "0.05"]
+    assert in_255ths(0.0) is None and in_255ths(-8 / 255) is None
+    assert short_value([8 / 255, 0.1]) == "[8/255, 0.1]" and short_value("wrn-10-1") == "wrn-10-1"

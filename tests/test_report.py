@@ -148,16 +148,20 @@ def test_a_chapters_discussion_says_what_held_what_did_not_and_what_differs():
 
 
 def test_a_row_that_does_not_reach_the_regime_names_where_it_does_and_cells_name_their_measure():
-    def at(eps, verdict, value):
+    def at(eps, verdict, value, part="collapse", seeds=(0, 1, 2)):
         e = Estimate(value, value * 0.8, value * 1.2, 1000)
         setting = PAPER | {"eps": eps, "architecture": "wrn-10-1", "epochs": 10, "training": "adversarial",
-                           "source": "sweep residual", "seeds": [0, 1, 2], "inputs": 1000}  # fmt: skip
-        check = Check(claim=6, part="collapse", statement="s", verdict=verdict, evidence="e", setting=setting,
-                      measure=e.measure("median final/peak", RULE))  # fmt: skip
+                           "source": "sweep residual", "seeds": list(seeds), "inputs": 1000}  # fmt: skip
+        name = "median final/peak" if part == "collapse" else "median peak/start"
+        check = Check(claim=6, part=part, statement="s", verdict=verdict, evidence="e", setting=setting,
+                      measure=e.measure(name, RULE) if verdict != "not reached in this regime" else None)  # fmt: skip
         return ledger.entry(check, "uncanny-valley", {"commit": "abc", "device": "cpu", "params": {}})
 
+    # at 16/255 only the rise before the valley is measured (the collapse is not reached there): the row names 0.1,
+    # the smallest radius where the claim's centre, the collapse, is itself measured
     entries = [collapse(0.012, "wrn-10-1", "sweep residual", seeds=[0, 1, 2]),
                at(8 / 255, "not reached in this regime", 0.9), at(0.2, "reproduced", 0.05),
+               at(16 / 255, "partly", 3.0, part="rise"), at(16 / 255, "not reached in this regime", 1.0),
                at(0.1, "partly", 0.6)]  # fmt: skip
     found = ledger.build({"uncanny-valley": {"format": ledger.LEDGER_FORMAT, "chapter": "uncanny-valley",
                                              "entries": entries}})  # fmt: skip
@@ -177,3 +181,24 @@ def test_a_value_says_how_much_its_measure_can_show_at_most():
     one_run = {"measure": {"value": 1.5, "ci95": [1.2, 1.8]}, "values": {"limits": {"largest measurable ratio": 1.6}}}
     assert report._value(one_run).endswith("(at most 1.6 measurable here)")
     assert report._value({"measure": {"value": 0.5, "ci95": [0.4, 0.6]}}) == "0.5 [0.4, 0.6]"
+
+
+def test_a_cell_names_where_its_value_comes_from_and_shows_the_claims_centre_beside_the_deciding_part():
+    e = Estimate(3.0, 2.5, 3.5, 1000)
+    entries = []
+    for part, verdict, name, seeds in (("rise", "not reproduced", "median peak/start", [0, 2]),
+                                       ("collapse", "partly", "median final/peak", [0, 1, 2])):  # fmt: skip
+        setting = PAPER | {"architecture": "wrn-10-1", "epochs": 10, "training": "clean", "source": "sweep s",
+                           "seeds": seeds, "inputs": 1000}  # fmt: skip
+        check = Check(claim=6, part=part, statement="s", verdict=verdict, evidence="e", setting=setting,
+                      measure=e.measure(name, RULE))  # fmt: skip
+        entries.append(ledger.entry(check, "uncanny-valley", {"commit": "abc", "device": "cpu", "params": {}}))
+    found = ledger.build({"uncanny-valley": {"format": ledger.LEDGER_FORMAT, "chapter": "uncanny-valley",
+                                             "entries": entries}})  # fmt: skip
+    cell = report.headline(found).set_index("claim").loc["6", "at the paper's setting"]
+    # the rise decided (not reproduced); the collapse, the claim's centre, stands beside it with its own verdict; the
+    # origin names the seeds of the value shown (0, 2), not those of the first check
+    assert cell == (
+        "not reproduced · median peak/start 3 [2.5, 3.5]; median final/peak 3 [2.5, 3.5] (partly)"
+        " · wrn-10-1, 10 epochs, seeds 0, 2"
+    )

@@ -13,7 +13,10 @@
   "authoryear", used by references.md).
 * In the PDF, the introduction is front matter: its sections are not chapters (so that chapter, equation and
   theorem numbers are those of the web book), and a proof's title bar says "Proof"; the library's tables are
-  LaTeX tables, not display math.
+  LaTeX tables, not display math; the References page, whose bibliography LaTeX prints at the end of the book,
+  is not an empty chapter.
+* The proof index lists each definition, lemma, theorem... by its title, grouped by kind, with its chapter
+  (sphinx-proof's own index lists raw labels, ``lem-bridging``, twice each).
 """
 
 import os
@@ -21,6 +24,7 @@ from pathlib import Path
 from shutil import copy2
 
 from docutils import nodes
+from sphinx.domains import IndexEntry
 
 #: Pages that read what the other pages computed in the same build: read (and executed) after all the others.
 LAST = ("reproduction",)
@@ -123,6 +127,82 @@ def _introduction_as_front_matter(app, doctree, docname):
         section.replace_self(replacement)
 
 
+def _record_proof_titles(app, doctree):
+    """Remember each labelled box's kind and title (sphinx-proof keeps only the label), for :class:`_TitledIndex`."""
+    titles = _proof_titles_of(app.env)
+    for node in doctree.findall(nodes.Element):
+        if node.get("label") and "realtype" in node.attributes:
+            title = str(node.get("title", "")).strip()
+            if title.startswith("(") and title.endswith(")"):
+                title = title[1:-1]
+            plain = title.replace("$", "").replace("\\", "").strip()
+            titles[node["label"]] = (node["realtype"], plain, app.env.docname)
+
+
+def _proof_titles_of(env):
+    if not hasattr(env, "flatrob_proof_titles"):
+        env.flatrob_proof_titles = {}
+    return env.flatrob_proof_titles
+
+
+def _purge_proof_titles(app, env, docname):
+    titles = _proof_titles_of(env)
+    for label in [k for k, v in titles.items() if v[2] == docname]:
+        del titles[label]
+
+
+def _merge_proof_titles(app, env, docnames, other):
+    _proof_titles_of(env).update(getattr(other, "flatrob_proof_titles", {}))
+
+
+def _titled_proof_index():
+    """sphinx-proof's index with titles: one group per kind (Corollaries, Definitions, ...), each box by its title
+    and its chapter, sorted by title."""
+    from sphinx_proof.domain import ProofIndex
+
+    plural = {"proof": "Proofs", "theorem": "Theorems", "lemma": "Lemmas", "corollary": "Corollaries",
+              "definition": "Definitions", "proposition": "Propositions"}  # fmt: skip
+
+    class TitledProofIndex(ProofIndex):
+        def generate(self, docnames=None):
+            env = self.domain.env
+            titles = _proof_titles_of(env)
+            groups = {}
+            for label, values in getattr(env, "proof_list", {}).items():
+                if not label or (docnames and values["docname"] not in docnames):
+                    continue
+                kind, title, _ = titles.get(label, (values["realtype"], "", values["docname"]))
+                chapter = env.titles[values["docname"]].astext() if values["docname"] in env.titles else ""
+                entry = IndexEntry(title or label, 0, values["docname"], label, chapter, "", "")
+                groups.setdefault(plural.get(kind, kind.capitalize()), []).append(entry)
+            return [(k, sorted(v, key=lambda e: e.name.lower())) for k, v in sorted(groups.items())], False
+
+    return TitledProofIndex
+
+
+def _prints_nothing(node):
+    """Whether LaTeX prints nothing where this node stands: citations (gathered into the bibliography at the end of
+    the book), targets, comments, and containers of only those."""
+    if isinstance(node, (nodes.citation, nodes.target, nodes.comment)):
+        return True
+    return isinstance(node, (nodes.container, nodes.compound)) and all(_prints_nothing(c) for c in node.children)
+
+
+def _no_empty_chapter(app, doctree, docname):
+    """For LaTeX only: a chapter whose whole content LaTeX moves elsewhere (the References page: its bibliography is
+    printed at the end of the book) would be an empty page; its title goes, its citations stay for the bibliography.
+    """
+    if app.builder.format != "latex" or docname != app.config.root_doc:
+        return
+    from sphinx import addnodes
+
+    for start in list(doctree.findall(addnodes.start_of_file)):
+        for section in [c for c in start.children if isinstance(c, nodes.section)]:
+            body = [c for c in section.children if not isinstance(c, nodes.title)]
+            if body and all(_prints_nothing(c) for c in body):
+                section.replace_self(body)
+
+
 def _author_year_style():
     """A pybtex formatting style: the alpha style's entries with author-year labels (a, b for clashes)."""
     from collections import Counter
@@ -167,4 +247,11 @@ def setup(app):
     app.connect("doctree-resolved", _introduction_as_front_matter)
     app.connect("doctree-resolved", _proof_titles)
     app.connect("doctree-resolved", _latex_tables)
+    app.connect("doctree-resolved", _no_empty_chapter)
+    app.connect("doctree-read", _record_proof_titles)
+    app.connect("env-purge-doc", _purge_proof_titles)
+    app.connect("env-merge-info", _merge_proof_titles)
+    from sphinx_proof.domain import ProofDomain
+
+    ProofDomain.indices = [_titled_proof_index()]
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -5,8 +5,8 @@ it (cross-entropy averaged over the batch, signed steps for l_inf, normalised
 steps for l_2, projection onto the eps-ball and onto [0, 1]). With
 ``track=True`` it records, at every iterate ``x_0 .. x_T``, per sample:
 the loss, the probabilities, the prediction, the feature norm ``||phi||``,
-``Tr H`` (eq-trace) and the relative sharpness (eq-kappa-layer,
-eq-kappa-neuron), all from the forward pass the attack makes anyway (plus
+``Tr H`` (:eq:`eq-trace`) and the relative sharpness (:eq:`eq-kappa-layer`,
+:eq:`eq-kappa-neuron`), all from the forward pass the attack makes anyway (plus
 one forward pass, without backward, at the final iterate).
 
 :func:`interpolation_path` walks from each input straight to noise and
@@ -117,7 +117,7 @@ class Trajectory:
         """(T + 1, n) ``1 - max_s p_s`` in float64, as the sum of the other probabilities.
 
         Exact where ``1 - p_max`` would round to 0 in float32 (confident points:
-        the quantity of cor-confident-flat).
+        the quantity of :prf:ref:`cor-confident-flat`).
         """
         return self.probs.double().sort(-1).values[..., :-1].sum(-1)
 
@@ -161,8 +161,8 @@ def record_statistics(
     model: FeatureClassifier, logits: Tensor, phi_sq: Tensor, y: Tensor
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Statistics of forward passes, from the logits and squared feature norms the passes computed anyway; nothing
-    is differentiated, nothing re-evaluated (:func:`flatrob.flatness.last_layer_statistics`: eq-trace,
-    eq-kappa-layer, eq-kappa-neuron).
+    is differentiated, nothing re-evaluated (:func:`flatrob.flatness.last_layer_statistics`: :eq:`eq-trace`,
+    :eq:`eq-kappa-layer`, :eq:`eq-kappa-neuron`).
 
     Args:
         model: the classifier whose last layer ``W`` (k, m) the statistics are of.

@@ -50,7 +50,7 @@ __all__ = [
 def haar_orthogonal(
     n: int, m: int, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
 ) -> Tensor:
-    """n Haar-distributed matrices of the orthogonal group O(m); their second moment is eq-haar-moment.
+    """n Haar-distributed matrices of the orthogonal group O(m); their second moment is :eq:`eq-haar-moment`.
 
     QR of a standard Gaussian matrix with the signs of R's diagonal moved into Q (Mezzadri, 2007); without that
     correction the distribution is not Haar.
@@ -83,13 +83,13 @@ def expected_change_mc(
     generator: torch.Generator | None = None,
     antithetic: bool = True,
 ) -> dict[str, Tensor]:
-    """Monte Carlo of E_A[l((W + delta W A) phi + b) - l(W phi + b)], A Haar on O(m) (thm-expected-change).
+    """Monte Carlo of E_A[l((W + delta W A) phi + b) - l(W phi + b)], A Haar on O(m) (:prf:ref:`thm-expected-change`).
 
     With ``antithetic``, pairs (A, -A): both have the Haar law, and averaging them cancels every odd-order term of
     the expansion exactly, draw by draw (a variance reduction for the leading term; but a check that the odd orders
     vanish *in expectation* cannot use it, since they cancel by construction). Without it, plain draws: the odd orders
     stay in every draw and vanish only on average, if the theorem is right. Uses W (phi + delta A phi) =
-    (W + delta W A) phi (eq-feature-weight).
+    (W + delta W A) phi (:eq:`eq-feature-weight`).
 
     Args:
         weight: the last layer W, shape (k, m).
@@ -136,7 +136,7 @@ def expected_change_mc(
 
 
 def householder(u: Tensor, w: Tensor) -> Tensor:
-    """Orthogonal A with A u = w for ||u|| = ||w|| (lem-bridging).
+    """Orthogonal A with A u = w for ||u|| = ||w|| (:prf:ref:`lem-bridging`).
 
     A = I - 2 v v^T / ||v||^2 with v = u - w (A = I where u = w). A u - w = v (||w||^2 - ||u||^2) / ||v||^2, so
     equal norms are required; they are checked to a relative tolerance of 1e-5.
@@ -163,7 +163,7 @@ def householder(u: Tensor, w: Tensor) -> Tensor:
 
 
 def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tensor]:
-    """phi_xi = phi_x + Delta A phi_x with A orthogonal (lem-bridging).
+    """phi_xi = phi_x + Delta A phi_x with A orthogonal (:prf:ref:`lem-bridging`).
 
     Delta = ||phi_xi - phi_x|| / ||phi_x||; A maps phi_x to (phi_xi - phi_x) / Delta, a vector of the same norm as
     phi_x. Needs phi_x != 0.
@@ -189,7 +189,7 @@ def bridging_decomposition(phi_x: Tensor, phi_xi: Tensor) -> tuple[Tensor, Tenso
 
 def weight_diameter(weight: Tensor) -> Tensor:
     """D_W = max_{s,s'} ||w_s - w_s'||, which bounds the range of the logit change W d over classes by
-    D_W ||d|| (thm-local-bound's cubic term).
+    D_W ||d|| (:prf:ref:`thm-local-bound`'s cubic term).
 
     Args:
         weight: W, shape (k, m).
@@ -202,7 +202,7 @@ def weight_diameter(weight: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class BoundTerms:
-    """Per-sample coefficients of the local bound (thm-local-bound), each (n,).
+    """Per-sample coefficients of the local bound (:prf:ref:`thm-local-bound`), each (n,).
 
     bound(eps) = first * eps + second * eps^2 + third * eps^3 for a feature
     change of norm eps; ``second_kappa = kappa_neuron / (2 ||phi||^2)`` is the
@@ -225,7 +225,7 @@ class BoundTerms:
 
 
 def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor) -> BoundTerms:
-    """The coefficients of thm-local-bound at each sample.
+    """The coefficients of :prf:ref:`thm-local-bound` at each sample.
 
     Args:
         weight: W, shape (k, m).
@@ -256,7 +256,7 @@ def bound_terms(weight: Tensor, features: Tensor, bias: Tensor | None, labels: T
 def loss_change_along(
     weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, new_features: Tensor
 ) -> Tensor:
-    """l(W phi' + b, y) - l(W phi + b, y) per sample: the exact left-hand side of thm-local-bound.
+    """l(W phi' + b, y) - l(W phi + b, y) per sample: the exact left-hand side of :prf:ref:`thm-local-bound`.
 
     Args:
         weight: W, shape (k, m).
@@ -283,7 +283,7 @@ def certified_radius(
     first_order: bool = True,
     iters: int = 200,
 ) -> Tensor:
-    """Largest input radius delta with bound(L delta) <= budget, per sample (eq-certified-radius).
+    """Largest input radius delta with bound(L delta) <= budget, per sample (:eq:`eq-certified-radius`).
 
     The bound is increasing in delta, so bisection finds the root of bound(L delta) = budget to machine precision.
 
@@ -325,7 +325,7 @@ VIOLATION_RTOL = VIOLATION_ATOL = 1e-12
 
 def violates(observed: Tensor, bound: Tensor) -> Tensor:
     """Where an observed loss change exceeds its bound beyond float64 rounding (the one tolerance the book,
-    the checks and the tests use; thm-local-bound).
+    the checks and the tests use; :prf:ref:`thm-local-bound`).
 
     Args:
         observed: the loss changes, shape (n,).
@@ -341,7 +341,7 @@ def digest_bound(
     delta: float, lipschitz: float | Tensor, kappa: Tensor, r: Tensor, k: int, m: int, *, cubic: bool = True
 ) -> Tensor:
     """The local bound as the paper digest states it (second-hand, constants not derived):
-    ``delta^2 L^2 kappa / (2 r^2) + delta^3 k m L^6 / (24 r^3)`` (thm-local-bound as reported).
+    ``delta^2 L^2 kappa / (2 r^2) + delta^3 k m L^6 / (24 r^3)`` (:prf:ref:`thm-local-bound` as reported).
 
     Args:
         delta: the input radius.
@@ -362,7 +362,7 @@ def digest_bound(
 def worst_case_directions(
     weight: Tensor, features: Tensor, bias: Tensor | None, labels: Tensor, generator: torch.Generator
 ) -> dict[str, Tensor]:
-    """Unit feature perturbations in three kinds of direction for testing thm-local-bound: random, along the
+    """Unit feature perturbations in three kinds of direction for testing :prf:ref:`thm-local-bound`: random, along the
     feature gradient ``W^T (p - e_y)`` (the worst case of the first-order term) and along the top eigenvector of
     ``W^T Sigma(p) W`` (the worst case of the second).
 
@@ -387,7 +387,7 @@ def worst_case_directions(
 
 
 def random_bound_check(instances: int, seed: int = 0, batch: int = 100) -> tuple[int, int, Tensor]:
-    """thm-local-bound on random instances in float64: random last layers (k in 2..10, m in 2..32, scales 0.1
+    """:prf:ref:`thm-local-bound` on random instances in float64: random last layers (k in 2..10, m in 2..32, scales 0.1
     to 10), features, biases and labels, and feature perturbations of random size (1e-2.5 to 1e0.5) in the three
     directions of :func:`worst_case_directions`.
 

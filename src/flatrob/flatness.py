@@ -122,7 +122,7 @@ def logits_of(weight: Tensor, features: Tensor, bias: Tensor | None = None) -> T
 
 
 def softmax_covariance(logits: Tensor) -> Tensor:
-    """Hessian of the cross-entropy in the logits, ``diag(p) - p p^T`` (eq-hessian-logits); it does not depend on
+    """Hessian of the cross-entropy in the logits, ``diag(p) - p p^T`` (:eq:`eq-hessian-logits`); it does not depend on
     the label.
 
     Args:
@@ -140,7 +140,7 @@ def complement_probabilities(logits: Tensor) -> tuple[Tensor, Tensor]:
 
     ``1 - p_s`` is formed as the sum of the other probabilities, ``sum_{s' != s} p_s'``, a sum of non-negative
     terms, so it stays accurate when the prediction saturates (``p_max -> 1``, where ``1 - p_max`` would round to
-    0; cor-confident-flat).
+    0; :prf:ref:`cor-confident-flat`).
 
     Args:
         logits: shape (n, k).
@@ -339,8 +339,8 @@ def relative_sharpness(
 def last_layer_statistics(
     weight: Tensor, logits: Tensor, phi_sq: Tensor, *, dist_sq: Tensor | None = None
 ) -> dict[str, Tensor]:
-    """Everything an instrumented forward pass records, sharing one softmax (eq-trace, eq-kappa-layer,
-    eq-kappa-neuron). Any leading shape, so that the iterates of a whole attack are evaluated in one call.
+    """Everything an instrumented forward pass records, sharing one softmax (:eq:`eq-trace`, :eq:`eq-kappa-layer`,
+    :eq:`eq-kappa-neuron`). Any leading shape, so that the iterates of a whole attack are evaluated in one call.
 
     Args:
         weight: ``W``, shape (k, m).

@@ -1,7 +1,7 @@
-"""Lipschitz constants of the feature map phi, the L of the bridging lemma (lem-bridging) and of the local bound
-(thm-local-bound): local (power iteration on the Jacobian at each input), empirical (the largest ratio over pairs of
-inputs) and a global upper bound (the product of the layer norms of a sequential ReLU body). Re-exported by
-:mod:`flatrob.bounds`.
+"""Lipschitz constants of the feature map phi, the L of the bridging lemma (:prf:ref:`lem-bridging`) and of the
+local bound (:prf:ref:`thm-local-bound`): local (power iteration on the Jacobian at each input), empirical (the
+largest ratio over pairs of inputs) and a global upper bound (the product of the layer norms of a sequential ReLU
+body). Re-exported by :mod:`flatrob.bounds`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def lipschitz_local(
     features: nn.Module | Callable[[Tensor], Tensor], x: Tensor, iters: int = 30, seed: int = 0
 ) -> Tensor:
     """Spectral norm of the Jacobian of phi at each input, by power iteration: a lower bound of the Lipschitz
-    constant near x (lem-bridging's L).
+    constant near x (:prf:ref:`lem-bridging`'s L).
 
     Per-sample Jacobians, batched: phi acts on each sample independently (eval mode), so one jvp and one vjp of the
     batch apply J_i and J_i^T to every sample's own vector.
@@ -55,7 +55,8 @@ def lipschitz_local(
 
 @torch.no_grad()
 def lipschitz_pairs(features: nn.Module | Callable[[Tensor], Tensor], x: Tensor, x2: Tensor) -> Tensor:
-    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: empirical lower bounds of L (lem-bridging).
+    """Ratios ||phi(x) - phi(x2)|| / ||x - x2|| for paired inputs: empirical lower bounds of L
+    (:prf:ref:`lem-bridging`).
 
     Args:
         features: phi, a module or a bound method such as ``model.features``.

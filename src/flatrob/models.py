@@ -170,7 +170,7 @@ def rescale_feature_layer(model: FeatureClassifier, lam: float) -> FeatureClassi
 
     Returns:
         A rescaled copy that computes the same function, phi -> lam phi, W -> W / lam (the rescaling symmetry of
-        eq-kappa).
+        :eq:`eq-kappa-layer`).
     """
     if lam <= 0:
         raise ValueError(f"lam must be positive; got {lam}")

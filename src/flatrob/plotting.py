@@ -18,6 +18,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from flatrob.util.provenance import in_255ths
+
 __all__ = [
     "COLUMN_IN",
     "MODEL_COLOURS",
@@ -236,10 +238,7 @@ def ladder(table: pd.DataFrame, lines: Mapping[str, float], note: str) -> None:
     axes[0].set(ylabel="share that flips within the path", ylim=(-0.02, 1.02))
     axes[1].set(ylabel="final / peak sharpness", yscale="log")
     radii = sorted(set(table["radius"]))
-    labels = [
-        f"{round(x * 255)}/255" if abs(x * 255 - round(x * 255)) < 1e-6 and x * 255 < 32.5 else f"{x:.2g}"
-        for x in radii
-    ]
+    labels = [in_255ths(x) or f"{x:.2g}" for x in radii]
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xticks(radii, labels, rotation=45, ha="right")
@@ -310,7 +309,7 @@ def scaling_regime(sharp: pd.DataFrame, growth: pd.DataFrame, note: str) -> None
 
 
 def confidence_band(ax: Any, eps_min: float, *, fill: bool = True) -> None:
-    """The band of the corollary (cor-confident-flat), ``eps (1 - eps) <= 1 - ||p||^2 <= 2 eps`` with
+    """The band of the corollary (:prf:ref:`cor-confident-flat`), ``eps (1 - eps) <= 1 - ||p||^2 <= 2 eps`` with
     ``eps = 1 - max_s p_s``, on log axes from ``eps_min`` to 0.9: filled (``fill``) or as its two edges."""
     grid = np.logspace(np.log10(max(eps_min, 1e-300)), np.log10(0.9), 200)
     if fill:

@@ -200,7 +200,7 @@ def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, flo
 
     Args:
         traj: an attack's :class:`~flatrob.attacks.Trajectory`.
-        stat: the sharpness statistic of the valley (eq-kappa-closed's per-input kappa by default).
+        stat: the sharpness statistic of the valley (:prf:ref:`prop-kappa-closed`'s per-input kappa by default).
 
     Returns:
         A dict of the counts (inputs, that start correct, that flip), ``flipped_fraction`` and

@@ -4,7 +4,10 @@
 * the introduction is front matter: none of its sections is a numbered chapter, so that chapter, equation and
   theorem numbers are those of the web book (the first chapter, "Relative flatness", holds Definition 1.1);
 * the table of contents has the parts (Theory, Experiments);
-* every proof box has its title.
+* every proof box has its title;
+* no chapter is an empty page (its opening page holds only its number and title: the References page once did,
+  its bibliography printed at the end of the book);
+* the proof index names each box by its title, not by a raw label (``lem-bridging``).
 
 Exits with 1 and says what failed.
 """
@@ -19,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OBJECT_REPR = re.compile(r"<[A-Za-z_.]+ (object )?at 0x[0-9a-f]+>")
+LABEL = re.compile(r"\b(?:eq|cor|thm|lem|def|prop|fig|sec)-[a-z0-9]+(?:-[a-z0-9]+)+\b")
 INTRO_SECTIONS = ("What the paper claims", "How to read this book", "Re-running a chapter", "This build")
 
 
@@ -45,6 +49,16 @@ def problems(text: str) -> list[str]:
             found.append(f"the table of contents has no part {part!r}")
     if "Proof" not in text:
         found.append("no proof box has a title")
+    for page in text.split("\f"):
+        lines = [line.strip() for line in page.splitlines() if line.strip()]
+        if lines and lines[0].upper() == "CHAPTER" and len(lines) <= 4:
+            found.append(f"chapter {' '.join(lines[1:3])!r} is an empty page")
+    start = text.find("PROOF INDEX")
+    if start >= 0:
+        end = text.find("\f", text.find("\f", start) + 1)  # the index's page and the next
+        raw = sorted(set(LABEL.findall(text[start : end if end > 0 else None])))
+        if raw:
+            found.append(f"the proof index lists raw labels: {', '.join(raw[:4])}")
     return found
 
 

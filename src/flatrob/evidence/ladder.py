@@ -24,6 +24,7 @@ from flatrob.evidence.checks.rules import COLLAPSES, FORMS_LATER, LATER, REACHES
 from flatrob.evidence.claims import LADDER_VARIANT
 from flatrob.evidence.estimates import Estimate, Pooled, bootstrap, median, pooled_mean, pooled_share
 from flatrob.evidence.verdicts import NOT_REACHED, Check
+from flatrob.util.provenance import short_value
 
 __all__ = ["ladder_check", "ladder_finding", "ladder_runs", "ladder_table"]
 
@@ -114,12 +115,6 @@ def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _radius(r: float) -> str:
-    """A radius as the paper writes it: in 255ths up to 32/255, else as a number (0.1, 0.2)."""
-    n = r * 255
-    return f"{round(n)}/255" if abs(n - round(n)) < 1e-6 and round(n) <= 32 else f"{r:.3g}"
-
-
 def _step(row: Mapping[str, Any]) -> str:
     if not math.isfinite(row["half-flip step"]):
         return f"fewer than half flip within {row['steps']} steps"
@@ -145,12 +140,12 @@ def ladder_finding(table: pd.DataFrame, clean: str = "clean", adversarial: str =
         rows = table[(table.model == model) & table.reaches].sort_values("radius")
         if len(rows):
             reach[model] = rows.iloc[0]
-    smallest = _radius(float(table.radius.min()))
+    smallest = short_value(float(table.radius.min()))
     seeds = int(table["seeds"].max())
     parts = [] if seeds > 1 else ["From one seed so far (intervals over its inputs, not over seeds):"]
     if clean in reach:
         c = reach[clean]
-        parts.append(f"The clean model's attack reaches the valley's regime at {_radius(c.radius)} "
+        parts.append(f"The clean model's attack reaches the valley's regime at {short_value(c.radius)} "
                      f"({c.flipped} of {c.inputs} inputs flip within {c.steps} steps; {_step(c)}), and its sharpness "
                      f"collapses to {_depth(c)} of its peak there.")  # fmt: skip
     if adversarial not in reach:
@@ -159,20 +154,20 @@ def ladder_finding(table: pd.DataFrame, clean: str = "clean", adversarial: str =
     a = reach[adversarial]
     later = clean in reach and a.radius > reach[clean].radius
     parts.append(f"The adversarially trained model's attack reaches it {'only ' if later else ''}at "
-                 f"{_radius(a.radius)} ({a.flipped} of {a.inputs}; {_step(a)})"
+                 f"{short_value(a.radius)} ({a.flipped} of {a.inputs}; {_step(a)})"
                  + (f", not at {smallest}" if a.radius > table.radius.min() else "") + ".")  # fmt: skip
     reached = table[(table.model == adversarial) & table.reaches].sort_values("radius")
     deep = reached[reached.collapses == "reproduced"]
     if len(deep):
         d = deep.iloc[0]
-        parts.append(f"Once reached, its valley is there: at {_radius(d.radius)} the sharpness collapses to "
+        parts.append(f"Once reached, its valley is there: at {short_value(d.radius)} the sharpness collapses to "
                      f"{_depth(d)} of its peak, below the claim's 1/{1 / COLLAPSES.threshold:g}. So adversarial "
                      "training moves the valley to larger budgets; within these paths it does not make it "
                      "shallower.")  # fmt: skip
         return " ".join(parts)
     side = table[table.model == clean].set_index("radius")
     pairs = "; ".join(
-        f"{_radius(r.radius)}: {_depth(r)} against {_depth(side.loc[r.radius])}"
+        f"{short_value(r.radius)}: {_depth(r)} against {_depth(side.loc[r.radius])}"
         for _, r in reached.iterrows()
         if r.radius in side.index
     )
@@ -227,7 +222,7 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
         "epochs": params.get("epochs"),
         "training": f"{clean} vs {adversarial}",
         "variant": LADDER_VARIANT,
-        "ladder": f"{', '.join(_radius(r) for r in radii)}; {steps} steps",
+        "ladder": f"{', '.join(short_value(r) for r in radii)}; {steps} steps",
         "source": f"sweep {runs[0]['sweep']}",
         "seeds": seeds,
     }
@@ -254,7 +249,7 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
     verdict = FORMS_LATER.judge(share)
     fragile = FORMS_LATER.fragile(share)
     text = (
-        f"at {_radius(r)}, where the clean model's valley forms ({int(c.flipped)} of {int(c.inputs)} inputs flip "
+        f"at {short_value(r)}, where the clean model's valley forms ({int(c.flipped)} of {int(c.inputs)} inputs flip "
         f"within {steps} steps; {_step(c)}), the adversarially trained model's attack flips {share} of its "
         f"{int(a.inputs)} inputs ({int(a.flipped)}; {_step(a)}) (at most {fmt(FORMS_LATER.threshold)}: "
         f"its valley has not formed at this budget, reproduced; above {fmt(FORMS_LATER.refutation)}: the steps "
@@ -271,8 +266,8 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
             f"clean model ({LATER.describe()} steps)"
         )
         values["half_flip_later"] = late.as_dict()
-    return check(verdict, f"{text}. {where}", values=values, fragile=fragile,
-                 measure=share.measure(f"adversarially trained flip share at {_radius(r)}", FORMS_LATER))  # fmt: skip
+    measure = share.measure(f"adversarially trained flip share at {short_value(r)}", FORMS_LATER)
+    return check(verdict, f"{text}. {where}", values=values, fragile=fragile, measure=measure)
 
 
 def _where(side: pd.DataFrame, model: str) -> str:
@@ -284,5 +279,5 @@ def _where(side: pd.DataFrame, model: str) -> str:
     r = float(reached.index.min())
     row = reached.loc[r]
     model = "adversarially trained" if model == "adversarial" else model
-    return (f"The {model} model's valley forms at {_radius(r)} ({_step(row)}; final/peak {_depth(row)}, over "
+    return (f"The {model} model's valley forms at {short_value(r)} ({_step(row)}; final/peak {_depth(row)}, over "
             f"{row['interval over']}).")  # fmt: skip

@@ -16,13 +16,12 @@ and makes a build the committed evidence.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from flatrob.evidence.claims import CLAIMS, PAPER_EPS, at_paper_attack, at_paper_setting
+from flatrob.evidence.claims import CLAIMS, at_paper_attack, at_paper_setting
 from flatrob.evidence.records import LEDGER_FORMAT, LedgerEntry, LedgerFile
 from flatrob.evidence.verdicts import (
     EVIDENCE_VERDICTS,
@@ -34,6 +33,7 @@ from flatrob.evidence.verdicts import (
 )
 from flatrob.util.io import atomic_write_text, json_text, strict_json
 from flatrob.util.paths import build_ledger_dir
+from flatrob.util.provenance import short_value
 
 __all__ = [
     "LEDGER_ENV",
@@ -153,7 +153,7 @@ def setting_label(setting: Mapping[str, Any]) -> str:
     bits = []
     if setting.get("norm"):
         eps = float(setting["eps"])
-        radius = "8/255" if math.isclose(eps, PAPER_EPS, rel_tol=1e-6) else f"{eps:.3g}"
+        radius = short_value(eps)
         steps = f", {setting['steps']} steps" if setting.get("steps") else ""
         bits.append(f"PGD-{setting['norm']} {radius}{steps}")
     for key in ("variant", "ladder", "definition"):

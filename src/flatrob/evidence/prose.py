@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from flatrob.evidence.verdicts import NOT_REACHED, Check
+from flatrob.util.provenance import short_value
 
 __all__ = [
     "DIRECTIONS",
@@ -58,7 +59,7 @@ def _find(found: Iterable[Check], part: str, **setting: Any) -> Check | None:
 
 
 def _radius(eps: float) -> str:
-    return "8/255 (the paper's)" if math.isclose(eps, 8 / 255, rel_tol=1e-6) else f"{eps:.3g}"
+    return "8/255 (the paper's)" if math.isclose(eps, 8 / 255, rel_tol=1e-6) else short_value(eps)
 
 
 def valley(found: Sequence[Check], radii: Sequence[float]) -> str:

@@ -167,18 +167,22 @@ def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], where: 
     fragile = any(g["fragile"] for g, n in zip(groups, counted, strict=True) if n)
     deciding = [e for e in entries if e["verdict"] == verdict]  # the checks that made the verdict, if any
     main = _main(claim["claim"], deciding) or _main(claim["claim"], entries)
-    s = entries[0]["setting"] if entries else {}
+    centre = _main(claim["claim"], entries)  # the claim's centre (HEADLINE_PART), whether or not it decided
+    s = (main or (entries[0] if entries else {})).get("setting", {})  # where the value shown comes from
     seeds = s.get("seeds")
     origin = f"{s.get('architecture', '?')}" + (f", {s['epochs']} epochs" if s.get("epochs") else "")
     origin += f", seeds {', '.join(map(str, seeds))}" if seeds else ", one run"
     value = f"{main['measure']['name']} {_value(main)}" if main and _value(main) else ""
+    if centre is not None and main is not None and centre is not main and centre.get("part") != main.get("part"):
+        value += f"; {centre['measure']['name']} {_value(centre)} ({centre['verdict']})" if _value(centre) else ""
     return " · ".join(b for b in (verdict + (" (fragile)" if fragile else ""), value, origin if where else "") if b)
 
 
 def _reached_elsewhere(claim: Mapping[str, Any], candidates: Sequence[dict[str, Any]]) -> str:
     """For a headline row whose attack does not reach the claim's regime at the paper's setting: the smallest radius
     at which the same network's attack does reach it (a further setting of the strongest evidence, e.g. the budget
-    ladder), with its verdict and decisive value; "" if none does."""
+    ladder), with its verdict and decisive value; "" if none does. A radius where the claim's centre
+    (:data:`HEADLINE_PART`, the collapse for claim 6) is itself measured comes before one where only other parts are."""
     from flatrob.util.provenance import short_value
     from flatrob.zoo import PAPER_KIND
 
@@ -192,7 +196,13 @@ def _reached_elsewhere(claim: Mapping[str, Any], candidates: Sequence[dict[str, 
     ]
     if not reached:
         return ""
-    strongest = strongest_groups(reached)
+    centre = HEADLINE_PART.get(claim["claim"], ())
+    at_centre = [  # where the claim's centre itself is measured (the collapse, not only the rise before it)
+        g
+        for g in reached
+        if any(e.get("part") in centre and e["verdict"] in EVIDENCE_VERDICTS for e in _setting_entries(claim, [g]))
+    ]
+    strongest = strongest_groups(at_centre or reached)
     g = min(strongest, key=lambda g: (float(g["setting"]["eps"]), g["label"]))
     entry = _setting_entries(claim, [g])[0]["setting"]
     attack = f"{short_value(float(g['setting']['eps']))}" + (f", {entry['steps']} steps" if entry.get("steps") else "")

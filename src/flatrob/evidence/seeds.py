@@ -194,12 +194,14 @@ def aggregate(sweep: Path) -> SweepSummary:
     return summary
 
 
-def committed_sweeps(chapter: str, root: Path | None = None) -> list[dict[str, Any]]:
+def committed_sweeps(chapter: str, root: Path | None = None, match: str = "") -> list[dict[str, Any]]:
     """The summaries of the sweeps of a chapter that count as evidence: their ``summary.json``
     :func:`flatrob.util.provenance.committed` (in the last commit, or promoted). [{"dir", "summary"}]. Summaries of
-    another :data:`SUMMARY_FORMAT` (made by older code: re-aggregate or re-run them) are left out."""
+    another :data:`SUMMARY_FORMAT` (made by older code: re-aggregate or re-run them) are left out; with ``match``,
+    only the sweeps whose name contains it (each kept sweep's runs are judged again, which takes time)."""
     base = sweeps_root(root)
     found = sorted(p for p in base.glob(f"*/{SUMMARY}") if not is_partial(p.parent)) if base.is_dir() else []
+    found = [p for p in found if match in p.parent.name]
     out = []
     for path in committed(found, root):
         summary = json.loads(path.read_text())

@@ -72,7 +72,7 @@ def cross_entropy(z: sp.Matrix, y: int) -> sp.Expr:
 
 
 def sigma_of(p: sp.Matrix) -> sp.Matrix:
-    """Sigma(p) = diag(p) - p p^T (eq-hessian-logits).
+    """Sigma(p) = diag(p) - p p^T (:eq:`eq-hessian-logits`).
 
     Args:
         p: probabilities, a column vector (k, 1).

@@ -26,7 +26,7 @@ __all__ = [
 
 
 def check_feature_weight_identity(k: int | None = None, m: int | None = None) -> sp.MatrixBase:
-    """eq-feature-weight: W (phi + delta A phi) - (W + delta W A) phi.
+    """:eq:`eq-feature-weight`: W (phi + delta A phi) - (W + delta W A) phi.
 
     With matrix symbols of symbolic sizes when k, m are None, explicit
     entries otherwise; zero (after expansion) when the identity holds.
@@ -52,7 +52,7 @@ def check_feature_weight_identity(k: int | None = None, m: int | None = None) ->
 
 
 def check_directional_derivatives(k: int, y: int = 0) -> dict[str, sp.Expr]:
-    """lem-directional: g(t) = l(z + t u) has g' = (p - e_y).u, g'' = Var_p(u_S), g''' = E_p[(u_S - mu)^3].
+    """:prf:ref:`lem-directional`: g(t) = l(z + t u) has g' = (p - e_y).u, g'' = Var_p(u_S), g''' = E_p[(u_S - mu)^3].
 
     Residuals at t = 0 for symbolic z, u in R^k (the statements at any t follow by shifting z).
 
@@ -77,7 +77,8 @@ def check_directional_derivatives(k: int, y: int = 0) -> dict[str, sp.Expr]:
 
 
 def check_haar_second_moment() -> sp.Matrix:
-    """eq-haar-moment for O(2): E_A[A phi phi^T A^T] - ||phi||^2 / 2 I, integrating over rotations and reflections.
+    """:eq:`eq-haar-moment` for O(2): E_A[A phi phi^T A^T] - ||phi||^2 / 2 I, integrating over rotations and
+    reflections.
 
     O(2) is the rotations R(theta) and the reflections R(theta) diag(1, -1);
     Haar measure is uniform theta on [0, 2 pi) and a fair choice between the two.
@@ -142,7 +143,7 @@ def _o2_haar_expectation(expr: sp.Expr, a: sp.Matrix) -> sp.Expr:
 
 
 def check_expected_quadratic(k: int, m: int = 2) -> sp.Expr:
-    """thm-expected-change: E_A[(W A phi)^T Sigma (W A phi)] - kappa_neuron / m, A Haar on O(m), for m = 2.
+    """:prf:ref:`thm-expected-change`: E_A[(W A phi)^T Sigma (W A phi)] - kappa_neuron / m, A Haar on O(m), for m = 2.
 
     The left side is built with A in it: the quadratic form is expanded in the entries of a
     symbolic A, and every monomial replaced by its Haar integral over O(2) (not by the moment
@@ -176,7 +177,7 @@ def check_expected_quadratic(k: int, m: int = 2) -> sp.Expr:
 
 
 def check_householder(m: int) -> dict[str, sp.MatrixBase]:
-    """lem-bridging: A = I - 2 v v^T / v^T v with v = u - w is orthogonal, and
+    """:prf:ref:`lem-bridging`: A = I - 2 v v^T / v^T v with v = u - w is orthogonal, and
     A u - w = v (``|w|^2 - |u|^2``) / ``|v|^2``.
 
     So A u = w exactly when ||u|| = ||w||. Returns both residuals (zero matrices).
@@ -199,7 +200,7 @@ def check_householder(m: int) -> dict[str, sp.MatrixBase]:
 
 
 def check_third_moment_bounds() -> dict[str, sp.Expr]:
-    """lem-third-derivative: bounds on the third central moment of a variable with range R.
+    """:prf:ref:`lem-third-derivative`: bounds on the third central moment of a variable with range R.
 
     ``popoviciu``: max of Var over two-point laws on [0, 1] is 1/4 (so ``|E(X - mu)^3|`` <= R Var <= R^3 / 4);
     ``bernoulli_max``: max over q of the Bernoulli third central moment q (1 - q)(1 - 2 q), 1 / (6 sqrt 3).
@@ -223,7 +224,8 @@ def check_third_moment_bounds() -> dict[str, sp.Expr]:
 
 
 def check_confident_is_flat(k: int) -> sp.Expr:
-    """prop-flat-wrong (i): 2 (1 - p_j) - (1 - ||p||^2) - [(1 - p_j)^2 + sum_{s != j} p_s^2], p on the simplex (zero).
+    """:prf:ref:`prop-flat-wrong` (i): 2 (1 - p_j) - (1 - ||p||^2) - [(1 - p_j)^2 + sum_{s != j} p_s^2], p on the
+    simplex (zero).
 
     The bracket is a sum of squares, so 1 - ||p||^2 <= 2 (1 - p_j) for every class j,
     in particular for the predicted one: a confident prediction has a small Tr H.

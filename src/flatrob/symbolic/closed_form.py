@@ -26,7 +26,7 @@ __all__ = [
 
 
 def check_logit_hessian(k: int) -> dict[int, tuple[sp.Matrix, sp.Matrix]]:
-    """lem-logit-hessian: for every label y, (grad_z l - (p - e_y), hess_z l - Sigma(p)), simplified.
+    """:prf:ref:`lem-logit-hessian`: for every label y, (grad_z l - (p - e_y), hess_z l - Sigma(p)), simplified.
 
     Fully symbolic logits z in R^k. Both residuals are zero matrices when the lemma holds.
 
@@ -50,7 +50,7 @@ def check_logit_hessian(k: int) -> dict[int, tuple[sp.Matrix, sp.Matrix]]:
 
 
 def check_kronecker_mixed_product() -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
-    """thm-closed-form-hessian, general sizes: the mixed-product step.
+    """:prf:ref:`thm-closed-form-hessian`, general sizes: the mixed-product step.
 
     With matrix symbols of symbolic sizes k and m, returns
     ``(combine_kronecker((I_k kron phi)(Sigma kron 1)(I_k kron phi^T)), Sigma kron phi phi^T)``;
@@ -70,7 +70,8 @@ def check_kronecker_mixed_product() -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
 
 
 def check_last_layer_hessian(k: int, m: int) -> dict[str, sp.Matrix]:
-    """lem-logit-jacobian and thm-closed-form-hessian for explicit symbolic W (k, m), phi (m,), b (k,).
+    """:prf:ref:`lem-logit-jacobian` and :prf:ref:`thm-closed-form-hessian` for explicit symbolic W (k, m), phi (m,),
+    b (k,).
 
     Returns residuals: the Jacobian minus I_k kron phi^T, the stacked Hessians of
     the logits in W, and for every label y the Hessian of the loss minus
@@ -100,7 +101,7 @@ def check_last_layer_hessian(k: int, m: int) -> dict[str, sp.Matrix]:
 
 
 def check_trace_identity(k: int) -> tuple[sp.Expr, sp.Expr]:
-    """cor-trace: (Tr Sigma(p) - (1 - ||p||^2), Tr Sigma(p) - sum_s p_s (1 - p_s)) for softmax p in R^k.
+    """:prf:ref:`cor-trace`: (Tr Sigma(p) - (1 - ||p||^2), Tr Sigma(p) - sum_s p_s (1 - p_s)) for softmax p in R^k.
 
     Args:
         k: k, the number of classes.
@@ -114,9 +115,10 @@ def check_trace_identity(k: int) -> tuple[sp.Expr, sp.Expr]:
 
 
 def check_neuron_forms(k: int, m: int) -> tuple[sp.Expr, sp.Expr]:
-    """prop-kappa-closed, neuron-wise: (definition - covariance form, definition - pairwise form) / ||phi||^2.
+    """:prf:ref:`prop-kappa-closed`, neuron-wise: (definition - covariance form, definition - pairwise form) /
+    ||phi||^2.
 
-    Definition (eq-kappa-def) with Tr H_{s,s'} = Sigma_{ss'} ||phi||^2 (cor-trace);
+    Definition (:eq:`eq-kappa-def`) with Tr H_{s,s'} = Sigma_{ss'} ||phi||^2 (:prf:ref:`cor-trace`);
     p on the simplex (p_k = 1 - sum of the others); symbolic w_s in R^m.
 
     Args:
@@ -141,7 +143,7 @@ def check_neuron_forms(k: int, m: int) -> tuple[sp.Expr, sp.Expr]:
 
 
 def check_eigen_form(k: int, m: int) -> list[tuple[sp.Matrix, int]]:
-    """prop-kappa-closed, eigenvalue form: per class s, (H_ss phi - p_s (1 - p_s) ||phi||^2 phi, rank H_ss).
+    """:prf:ref:`prop-kappa-closed`, eigenvalue form: per class s, (H_ss phi - p_s (1 - p_s) ||phi||^2 phi, rank H_ss).
 
     H_ss = Sigma_ss phi phi^T has rank one, phi is its eigenvector with eigenvalue
     p_s (1 - p_s) ||phi||^2 >= 0, so that eigenvalue is the largest.
@@ -165,7 +167,7 @@ def check_eigen_form(k: int, m: int) -> list[tuple[sp.Matrix, int]]:
 
 
 def check_relu_homogeneity() -> list[sp.Expr]:
-    """prop-rescaling-invariance: relu(lam u) - lam relu(u) for lam > 0, in the cases u > 0 and u <= 0.
+    """:prf:ref:`prop-rescaling-invariance`: relu(lam u) - lam relu(u) for lam > 0, in the cases u > 0 and u <= 0.
 
     Returns:
         The residuals for u > 0 and u <= 0, each zero.
@@ -176,8 +178,8 @@ def check_relu_homogeneity() -> list[sp.Expr]:
 
 
 def check_rescaling_hessian(k: int, m: int, y: int = 0) -> sp.Matrix:
-    """prop-rescaling-invariance: Hessian in U of l(U (lam phi) + b) at U = W / lam, minus lam^2 times that of
-    l(W phi + b).
+    """:prf:ref:`prop-rescaling-invariance`: Hessian in U of l(U (lam phi) + b) at U = W / lam, minus lam^2 times
+    that of l(W phi + b).
 
     Args:
         k: k, the number of classes.
@@ -204,7 +206,7 @@ def check_rescaling_hessian(k: int, m: int, y: int = 0) -> sp.Matrix:
 
 
 def check_flip_threshold(k: int | None = None) -> dict[str, sp.Expr]:
-    """prop-log-k-flip: a loss above log k forces a label flip.
+    """:prf:ref:`prop-log-k-flip`: a loss above log k forces a label flip.
 
     With p_y = exp(-l) < 1/k, the mean of the other k - 1 probabilities is
     (1 - p_y) / (k - 1), and (1 - p_y)/(k - 1) - p_y = (1 - k p_y) / (k - 1) > 0:

@@ -31,6 +31,7 @@ __all__ = [
     "machine_slug",
     "provenance",
     "provenance_line",
+    "in_255ths",
     "short_value",
 ]
 
@@ -134,14 +135,27 @@ def provenance(params: dict[str, Any] | None = None, device: torch.device | str 
     }
 
 
+def in_255ths(value: float) -> str | None:
+    """A radius or step size as the paper writes it, when it is a whole number of 255ths up to 32/255.
+
+    Args:
+        value: a radius or step size in pixel units (images in [0, 1]).
+
+    Returns:
+        ``"k/255"`` (``8/255``, not 0.03137254901960784) where ``value * 255`` is a whole number from 1 to 32, else
+        None: the caller writes the number itself (0.1, 0.2, 0.025).
+    """
+    k = value * 255
+    if 0 < value and abs(k - round(k)) < 1e-6 and round(k) <= 32:
+        return f"{round(k)}/255"
+    return None
+
+
 def short_value(value: Any) -> str:
-    """A parameter's value as a footer shows it: a radius or step size that is a whole number of 255ths below 16/255
-    as such (``8/255``, not 0.03137254901960784), other numbers to four digits, words unquoted, lists item by item."""
+    """A parameter's value as a footer, a table or a label shows it: a radius or step size in 255ths where it is a
+    whole number of them (:func:`in_255ths`), other numbers to four digits, words unquoted, lists item by item."""
     if isinstance(value, float):
-        k = value * 255
-        if 0 < value < 16 / 255 and abs(k - round(k)) < 1e-9:
-            return f"{round(k)}/255"
-        return f"{value:.4g}"
+        return in_255ths(value) or f"{value:.4g}"
     if isinstance(value, list):
         return "[" + ", ".join(short_value(v) for v in value) + "]"
     return value if isinstance(value, str) else json.dumps(value)

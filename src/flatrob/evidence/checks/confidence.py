@@ -36,8 +36,9 @@ def check_confidently_wrong_flat(
     The median sharpness of the adversarial points that are confidently wrong (confidence > :data:`CONFIDENT`)
     over the median at the boundary points, at most 1 / :data:`COLLAPSE_FACTOR`.
 
-    This is close to true by construction: confidence above 0.99 forces 1 - ||p||^2 <= 0.02 (cor-confident-flat),
-    while at the boundary, where the two most probable classes tie, 1 - ||p||^2 >= 1/2; the probability factors
+    This is close to true by construction: confidence above 0.99 forces 1 - ||p||^2 <= 0.02
+    (:prf:ref:`cor-confident-flat`), while at the boundary, where the two most probable classes tie,
+    1 - ||p||^2 >= 1/2; the probability factors
     alone give a ratio of at most 0.04. Only the feature norm, ||W||_F^2 ||phi||^2 being larger at the
     adversarial points by more than 2.5 times, could make it fail. So it is shown as holding by construction
     (with the feature-norm ratio that it did not need), and by its rule (partly, not reproduced) where it fails.
@@ -81,7 +82,7 @@ def check_confidently_wrong_flat(
 
 
 def check_confidence_band(outside: int, n_points: int, setting: Setting) -> Check:
-    """Claim 10's band: eps (1 - eps) <= 1 - ||p||^2 <= 2 eps (cor-confident-flat) at every point.
+    """Claim 10's band: eps (1 - eps) <= 1 - ||p||^2 <= 2 eps (:prf:ref:`cor-confident-flat`) at every point.
 
     An identity of probability vectors: it holds by construction (a point outside means a bug, not a finding).
     """
