@@ -212,20 +212,8 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
 
     if table.empty or not {clean, adversarial} <= set(table["model"]) or not runs:
         return None
-    params = {k: v for k, v in runs[0]["setting"].items() if k not in ("radii", "seed")}
-    seeds = sorted({r["seed"] for r in runs})
     steps = int(table["steps"].max())
-    radii = sorted(float(r) for r in table["radius"].unique())
-    setting = {
-        "data": params.get("dataset", "fashion-mnist"),
-        "architecture": params.get("architecture"),
-        "epochs": params.get("epochs"),
-        "training": f"{clean} vs {adversarial}",
-        "variant": LADDER_VARIANT,
-        "ladder": f"{', '.join(short_value(r) for r in radii)}; {steps} steps",
-        "source": f"sweep {runs[0]['sweep']}",
-        "seeds": seeds,
-    }
+    setting = _ladder_setting(table, runs, f"{clean} vs {adversarial}")
     combo = {"setting": runs[0]["setting"], "runs": [r["run"] for r in runs]}
     stmt = "Adversarial training shifts the valley to larger budgets and later steps: where it forms."
     paper = "the valley shifts (to later steps and larger perturbations) but persists (row E)"
@@ -268,6 +256,23 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
         values["half_flip_later"] = late.as_dict()
     measure = share.measure(f"adversarially trained flip share at {short_value(r)}", FORMS_LATER)
     return check(verdict, f"{text}. {where}", values=values, fragile=fragile, measure=measure)
+
+
+def _ladder_setting(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], training: str) -> dict[str, Any]:
+    """The ladder check's setting: the runs' data, network and training length, the two models, the ladder (its
+    radii and steps), the sweep and its seeds."""
+    params = {k: v for k, v in runs[0]["setting"].items() if k not in ("radii", "seed")}
+    radii = sorted(float(r) for r in table["radius"].unique())
+    return {
+        "data": params.get("dataset", "fashion-mnist"),
+        "architecture": params.get("architecture"),
+        "epochs": params.get("epochs"),
+        "training": training,
+        "variant": LADDER_VARIANT,
+        "ladder": f"{', '.join(short_value(r) for r in radii)}; {int(table['steps'].max())} steps",
+        "source": f"sweep {runs[0]['sweep']}",
+        "seeds": sorted({r["seed"] for r in runs}),
+    }
 
 
 def _where(side: pd.DataFrame, model: str) -> str:

@@ -206,11 +206,8 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
     # a share with a Wilson interval (never of zero width, also when the examples fool every model)
     rescued = share(np.asarray(kept).max(0) > np.asarray(kept)[0])
 
-    def pct(v: np.ndarray) -> str:
-        return "/".join(f"{100 * a:.0f}" for a in v)
-
+    pct = _pct
     grid = "/".join(f"{a:g}" for a in scales)
-    same = {k: bool(np.all(correct[k] == correct[k][0])) for k in ("transfer", "square") if k in correct}
     found = [
         judged(
             9,
@@ -239,13 +236,28 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
             f"s = {scales[0]:g}: {rescued} ({STILL_FOOLS.describe()})",
             values={"accuracy": acc["transfer, bias kept"].tolist()},
         ),
+    ]
+    return found + _constant_under_scaling(scales, correct, acc, setting)
+
+
+def _pct(v: np.ndarray) -> str:
+    return "/".join(f"{100 * a:.0f}" for a in v)
+
+
+def _constant_under_scaling(
+    scales: list[float], correct: dict[str, np.ndarray], acc: dict[str, np.ndarray], setting: Setting
+) -> list[Check]:
+    """Claim 9's columns that are constant by construction (scaling the last layer with its bias keeps every
+    arg-max): the transfer with the bias scaled, and Square where it was run; shown as such, not as evidence."""
+    same = {k: bool(np.all(correct[k] == correct[k][0])) for k in ("transfer", "square") if k in correct}
+    found = [
         Check(
             claim=9,
             part="transfer-bias-scaled",
             statement=r"Examples made at \(s = 1\) still fool the scaled models (bias scaled).",
             verdict=BY_CONSTRUCTION if same["transfer"] else "not reproduced",
             setting=setting,
-            evidence=f"robust accuracy under transfer {pct(acc['transfer'])}% at every s: the scaled model has the "
+            evidence=f"robust accuracy under transfer {_pct(acc['transfer'])}% at every s: the scaled model has the "
             "same decision regions, so the same examples fool it",
             paper="100% transfer",
             values={"accuracy": acc["transfer"].tolist()},
@@ -259,7 +271,7 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
                 statement="A gradient-free attack (Square) still succeeds at every scale.",
                 verdict=BY_CONSTRUCTION if same["square"] else "not reproduced",
                 setting=setting,
-                evidence=f"robust accuracy under Square {pct(acc['square'])}% at s = {scales[0]:g} and {scales[-1]:g} "
+                evidence=f"robust accuracy under Square {_pct(acc['square'])}% at s = {scales[0]:g} and {scales[-1]:g} "
                 f"(clean {100 * acc['clean'][0]:.0f}%): its objective, the logit margin, only scales with s, so "
                 "it makes the same queries and finds the same examples at every s",
                 paper="gradient-free attacks still succeed",
