@@ -189,9 +189,9 @@ def _prints_nothing(node):
 
 
 def _no_empty_chapter(app, doctree, docname):
-    """For LaTeX only: a chapter whose whole content LaTeX moves elsewhere (the References page: its bibliography is
-    printed at the end of the book) would be an empty page; its title goes, its citations stay for the bibliography.
-    """
+    """For LaTeX only: a chapter whose whole content LaTeX moves elsewhere (the References page: Sphinx has gathered
+    its citations into the bibliography at the end of the book before this event) would be an empty page; its title
+    goes, and whatever prints nothing stays."""
     if app.builder.format != "latex" or docname != app.config.root_doc:
         return
     from sphinx import addnodes
@@ -199,8 +199,9 @@ def _no_empty_chapter(app, doctree, docname):
     for start in list(doctree.findall(addnodes.start_of_file)):
         for section in [c for c in start.children if isinstance(c, nodes.section)]:
             body = [c for c in section.children if not isinstance(c, nodes.title)]
-            if body and all(_prints_nothing(c) for c in body):
-                section.replace_self(body)
+            if all(_prints_nothing(c) for c in body):  # by now Sphinx has moved the citations to the end
+                at = start.index(section)
+                start[at : at + 1] = body  # its label goes with it: nothing refers to an empty chapter
 
 
 def _author_year_style():
