@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flatrob.evidence.records import Comparison
 from flatrob.util.paths import PROMOTED, PROVENANCE, SUMMARY, build_ledger_dir, claims_dir, html_page, repo_root
 from flatrob.util.provenance import is_dirty
 
@@ -73,7 +74,7 @@ def promote(folder: Path, undo: bool = False) -> int:
     return 0
 
 
-def ledger_gate(result: dict[str, object]) -> list[str]:
+def ledger_gate(result: Comparison) -> list[str]:
     """What stops a build from counting (``make ledger-check``): tracked files the build changed, no ledger written,
     a report without its comparison with the committed evidence, and each verdict that differs from the committed
     one without being fragile.
@@ -94,9 +95,7 @@ def ledger_gate(result: dict[str, object]) -> list[str]:
     page = html_page("reproduction.html")
     if not page.is_file() or "build-vs-committed" not in page.read_text():
         problems.append(f"{page} lacks the comparison with the committed evidence")
-    rows = result["rows"]
-    assert isinstance(rows, list)
-    for r in rows:
+    for r in result["rows"]:
         if not r["agrees"] and not r["fragile"]:
             problems.append(f"{r['check']}: committed {r['committed']}, this build {r['this build']} (not fragile)")
     return problems

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flatrob.evidence.ledger import build, load, source_kind
+from flatrob.evidence.records import Comparison, ComparisonRow, LedgerEntry, LedgerFile
 from flatrob.evidence.verdicts import Check
 from flatrob.util.io import atomic_write_text, json_text
 from flatrob.util.paths import build_ledger_dir, claims_dir, claims_file
@@ -21,7 +22,7 @@ from flatrob.util.provenance import git_commit, is_dirty, machine
 __all__ = ["RefreshRefused", "compare", "compare_chapter", "comparison_display", "twin_story", "update"]
 
 
-def _measure_value(e: Mapping[str, Any]) -> float | None:
+def _measure_value(e: LedgerEntry) -> float | None:
     m = e.get("measure")
     return None if not m or m.get("value") is None else float(m["value"])
 
@@ -35,13 +36,11 @@ def _drift(before: float | None, after: float | None) -> float | None:
     return abs(after - before) / scale if scale > 0 else 0.0
 
 
-def _compare_entries(
-    committed: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
+def _compare_entries(committed: Iterable[LedgerEntry], current: Iterable[LedgerEntry]) -> list[ComparisonRow]:
     ref = {e["id"]: e for e in committed}
-    rows = []
+    rows: list[ComparisonRow] = []
     for e in current:
-        c: Mapping[str, Any] | None = ref.pop(e["id"], None)
+        c: LedgerEntry | None = ref.pop(e["id"], None)
         value, before = _measure_value(e), (_measure_value(c) if c else None)
         ci = (c.get("measure") or {}).get("ci95") if c else None
         inside = None if value is None or not ci or None in ci else bool(ci[0] <= value <= ci[1])
@@ -53,7 +52,7 @@ def _compare_entries(
                 "committed": c["verdict"] if c is not None else "(not committed)",
                 "this build": e["verdict"],
                 "agrees": c is not None and c["verdict"] == e["verdict"],
-                "fragile": bool(e.get("fragile") or (c or {}).get("fragile")),
+                "fragile": bool(e.get("fragile") or (c is not None and c.get("fragile"))),
                 "committed value": before,
                 "value here": value,
                 "drift": _drift(before, value),
@@ -79,14 +78,13 @@ def _compare_entries(
     return rows
 
 
-def compare(committed: Mapping[str, Mapping[str, Any]], current: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def compare(committed: Mapping[str, LedgerFile], current: Mapping[str, LedgerFile]) -> Comparison:
     """This build's ledger against the committed one (both as :func:`load` gives them): one row per check and a
-    summary ({"rows", "checks", "agree", "largest_drift", "largest_drift_check", "disagree"})."""
-    rows: list[dict[str, Any]] = []
+    summary (:class:`~flatrob.evidence.records.Comparison`)."""
+    rows: list[ComparisonRow] = []
     for chapter in sorted(set(committed) | set(current)):
-        rows += _compare_entries(
-            committed.get(chapter, {}).get("entries", []), current.get(chapter, {}).get("entries", [])
-        )
+        before, now = committed.get(chapter), current.get(chapter)
+        rows += _compare_entries(before["entries"] if before else [], now["entries"] if now else [])
     drifts = [(r["drift"], r["check"]) for r in rows if r["drift"] is not None]
     worst = max(drifts, default=(None, None))
     return {
@@ -99,7 +97,7 @@ def compare(committed: Mapping[str, Mapping[str, Any]], current: Mapping[str, Ma
     }
 
 
-def compare_chapter(chapter: str, entries: Sequence[Mapping[str, Any]], root: Path | None = None) -> dict[str, Any]:
+def compare_chapter(chapter: str, entries: Sequence[LedgerEntry], root: Path | None = None) -> dict[str, Any]:
     """A chapter's fresh entries against its committed ones, for its own page; compared only where the run's
     parameters are the committed run's (otherwise ``rows`` is empty and ``note`` says why)."""
     committed = load(claims_dir(root)).get(chapter)
@@ -117,7 +115,7 @@ def compare_chapter(chapter: str, entries: Sequence[Mapping[str, Any]], root: Pa
     return {"rows": rows, "note": _agreement_sentence(rows, ref[0]["provenance"] if ref else {})}
 
 
-def _agreement_sentence(rows: Sequence[Mapping[str, Any]], ref: Mapping[str, Any]) -> str:
+def _agreement_sentence(rows: Sequence[ComparisonRow], ref: Mapping[str, Any]) -> str:
     agree = sum(r["agrees"] for r in rows)
     drifts = [(r["drift"], r["check"]) for r in rows if r["drift"] is not None]
     worst = max(drifts, default=(0.0, ""))

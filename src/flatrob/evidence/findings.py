@@ -5,9 +5,9 @@ chapter's closing discussion (:func:`discussion`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from flatrob.evidence.ledger import source_kind, strongest_groups
+from flatrob.evidence.records import ClaimRecord
 from flatrob.evidence.report import _main, _setting_entries, _value, differences, markdown_math
 from flatrob.evidence.verdicts import NOT_REACHED, counted_settings
 
@@ -26,7 +26,7 @@ FINDINGS = {
 }
 
 
-def findings(claims: Sequence[Mapping[str, Any]], chapter: str | None = None) -> str:
+def findings(claims: Sequence[ClaimRecord], chapter: str | None = None) -> str:
     """What the book finds, one Markdown bullet per empirical claim, from the committed ledger: the short name linked
     to its chapter, the verdict at the paper's setting (from the rows that reach its regime), the decisive measure
     named with its value and interval, where it comes from, and the paper's number. ``chapter``: only the claims
@@ -46,8 +46,7 @@ def findings(claims: Sequence[Mapping[str, Any]], chapter: str | None = None) ->
         main = _main(claim["claim"], deciding) or _main(claim["claim"], entries)
         verdict = claim["verdict"] + (" (fragile)" if claim["fragile"] else "")
         text = f"- **{name}** ({{ref}}`{home}`): {verdict} at the paper's setting"
-        if main and main.get("measure"):
-            m = main["measure"]
+        if main and (m := main.get("measure")):
             s = main["setting"]
             seeds = s.get("seeds")
             where = f"{s.get('architecture', '?')}" + (f", {len(seeds)} seeds" if seeds else ", one run")
@@ -57,7 +56,7 @@ def findings(claims: Sequence[Mapping[str, Any]], chapter: str | None = None) ->
     return "\n".join(out)
 
 
-def reasons(claims: Sequence[Mapping[str, Any]], extra: Mapping[int, str] | None = None) -> str:
+def reasons(claims: Sequence[ClaimRecord], extra: Mapping[int, str] | None = None) -> str:
     """Why each empirical claim that is not reproduced at the paper's setting is not, as Markdown bullets: the checks
     that made the verdict (the refuted ones of a claim that is not reproduced, the undecided ones of a "partly"), each
     with its decisive measure against its rule; the rows that did not reach the regime; and ``extra`` (claim -> a
@@ -92,7 +91,7 @@ def reasons(claims: Sequence[Mapping[str, Any]], extra: Mapping[int, str] | None
     return "\n".join(out)
 
 
-def discussion(claims: Sequence[Mapping[str, Any]], chapter: str, extra: Mapping[int, str] | None = None) -> str:
+def discussion(claims: Sequence[ClaimRecord], chapter: str, extra: Mapping[int, str] | None = None) -> str:
     """A chapter's closing discussion, computed from the committed ledger: what held (its empirical claims reproduced
     at the paper's setting, as :func:`findings` says them), what did not and why (:func:`reasons`, with ``extra``:
     claim -> a computed sentence of the chapter's own), and what still differs from the paper at the settings that

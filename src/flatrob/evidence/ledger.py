@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from flatrob.evidence.claims import CLAIMS, at_paper_attack, at_paper_setting
-from flatrob.evidence.records import LEDGER_FORMAT, LedgerEntry, LedgerFile
+from flatrob.evidence.records import LEDGER_FORMAT, ClaimRecord, Further, LedgerEntry, LedgerFile, SettingGroup
 from flatrob.evidence.verdicts import (
     EVIDENCE_VERDICTS,
     VERDICTS,
@@ -127,8 +127,8 @@ def load(folder: Path) -> dict[str, LedgerFile]:
     return out
 
 
-def _entries(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [dict(e) for doc in ledger.values() for e in doc["entries"]]
+def _entries(ledger: Mapping[str, LedgerFile]) -> list[LedgerEntry]:
+    return [cast(LedgerEntry, dict(e)) for doc in ledger.values() for e in doc["entries"]]
 
 
 # ---------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def setting_label(setting: Mapping[str, Any]) -> str:
     return text
 
 
-def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def build(ledger: Mapping[str, LedgerFile]) -> list[ClaimRecord]:
     """One entry per claim from a ledger ({chapter: file}, :func:`load`): its checks, its settings with a verdict
     each (the paper's settings first, then the others by strength of evidence and radius) and its headline verdict:
     the verdict at the paper's setting (:func:`at_paper_setting`) from the strongest evidence there (a committed
@@ -185,16 +185,16 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     :func:`flatrob.evidence.verdicts.combine_settings`: a setting whose attack did not reach the claim's regime does
     not weaken those that did. A claim without a paper setting (the mathematical ones)
     combines all its checks."""
-    by_claim: dict[int, list[dict[str, Any]]] = {c: [] for c in CLAIMS}
+    by_claim: dict[int, list[LedgerEntry]] = {c: [] for c in CLAIMS}
     for e in _entries(ledger):
         by_claim[int(e["claim"])].append(e)
-    out = []
+    out: list[ClaimRecord] = []
     for c, claim in CLAIMS.items():
         found = by_claim[c]
-        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        groups: dict[tuple[Any, ...], list[LedgerEntry]] = {}
         for e in found:
             groups.setdefault(setting_group(e["setting"]), []).append(e)
-        settings: list[dict[str, Any]] = []
+        settings: list[SettingGroup] = []
         for key, members in groups.items():
             s = members[0]["setting"]
             settings.append(
@@ -217,7 +217,7 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
         head = strongest_groups(paper)
         verdict = combine_settings([g["verdict"] for g in head]) if head else NOT_TESTED
-        further = None
+        further: Further | None = None
         if claim["paper_settings"] and verdict not in EVIDENCE_VERDICTS:
             others = strongest_groups([g for g in settings if not g["paper_setting"] and g["strength"] > 0])
             if others:
@@ -226,7 +226,11 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         out.append(
             {
                 "claim": c,
-                **claim,
+                "statement": claim["statement"],
+                "paper": claim["paper"],
+                "kind": claim["kind"],
+                "source": claim["source"],
+                "paper_settings": claim["paper_settings"],
                 "verdict": verdict,
                 "fragile": any(
                     g["fragile"] for g, n in zip(head, counted_settings([g["verdict"] for g in head]), strict=True) if n
@@ -239,7 +243,7 @@ def build(ledger: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def strongest_groups(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def strongest_groups(groups: Sequence[SettingGroup]) -> list[SettingGroup]:
     """The groups of settings from the strongest evidence among ``groups``: all groups of the strongest source that
     gave any evidence (or, when none did, of the strongest source at all); a group of that source that could not
     test stays in, so that the combined verdict says "partly" rather than passing over it."""

@@ -18,9 +18,14 @@ __all__ = [
     "CALLS_FORMAT",
     "LEDGER_FORMAT",
     "SUMMARY_FORMAT",
+    "ClaimRecord",
     "Combination",
+    "Comparison",
+    "ComparisonRow",
+    "Further",
     "LedgerEntry",
     "LedgerFile",
+    "SettingGroup",
     "SweepRun",
     "SweepSummary",
 ]
@@ -92,3 +97,75 @@ class SweepSummary(TypedDict):
     finished: int
     combinations: list[Combination]
     grid_provenance: dict[str, Any]
+
+
+class SettingGroup(TypedDict):
+    """The checks of one claim that share a setting (:func:`flatrob.evidence.ledger.setting_group`), with the
+    setting's combined verdict: how the report and the pages read a claim's evidence setting by setting."""
+
+    setting: dict[str, Any]
+    label: str
+    paper_setting: bool
+    paper_attack: bool
+    strength: int
+    verdict: str
+    fragile: bool
+    checks: list[str]
+
+
+class Further(TypedDict):
+    """The best setting beyond the paper's, named by its own verdict, where the paper's gives no evidence."""
+
+    label: str
+    verdict: str
+
+
+class ClaimRecord(TypedDict):
+    """One claim as the ledger makes it (:func:`flatrob.evidence.ledger.build`): the claim of
+    :data:`flatrob.evidence.claims.CLAIMS` (statement, paper, kind, source, paper_settings), its headline verdict and
+    fragility, the best further setting, its settings (paper's first, then by strength) and all its checks."""
+
+    claim: int
+    statement: str
+    paper: str
+    kind: str
+    source: str
+    paper_settings: list[dict[str, Any]]
+    verdict: str
+    fragile: bool
+    further: Further | None
+    settings: list[SettingGroup]
+    checks: list[LedgerEntry]
+
+
+#: One check of a build against the committed evidence (:func:`flatrob.evidence.compare.compare`): its id, chapter and
+#: claim, both verdicts, whether they agree, fragility, both decisive values, their relative drift, and whether this
+#: build's value lies inside the committed interval. (Keys with spaces: the table a page shows is made from them.)
+ComparisonRow = TypedDict(
+    "ComparisonRow",
+    {
+        "check": str,
+        "chapter": str,
+        "claim": int,
+        "committed": str,
+        "this build": str,
+        "agrees": bool,
+        "fragile": bool,
+        "committed value": float | None,
+        "value here": float | None,
+        "drift": float | None,
+        "inside committed interval": bool | None,
+    },
+)
+
+
+class Comparison(TypedDict):
+    """A build's ledger against the committed one: its rows and how many agree, the largest drift of a decisive
+    value and where, and the checks that disagree."""
+
+    rows: list[ComparisonRow]
+    checks: int
+    agree: int
+    largest_drift: float | None
+    largest_drift_check: str | None
+    disagree: list[str]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from flatrob.evidence.claims import ROWS, at_paper_setting
 from flatrob.evidence.ledger import setting_group, source_kind, strongest_groups
+from flatrob.evidence.records import ClaimRecord, LedgerEntry, SettingGroup
 from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, NOT_REACHED, combine, combine_settings, counted_settings
 
 __all__ = [
@@ -78,7 +79,7 @@ def _fmt(x: Any) -> str:
     return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3g}"
 
 
-def _value(entry: Mapping[str, Any]) -> str:
+def _value(entry: LedgerEntry) -> str:
     """The decisive measure's value with its interval, and where the measure cannot show more than some value (a
     capped walk: its ``largest measurable`` limit, the smallest over the seeds), that bound: ``2.33 [2.04, 2.65]
     (at most 3.47 measurable here)``."""
@@ -93,7 +94,12 @@ def _value(entry: Mapping[str, Any]) -> str:
     return text + (f" (at most {_fmt(min(bounds))} measurable here)" if bounds else "")
 
 
-def _main(claim: int, entries: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def _measure_name(entry: LedgerEntry) -> str:
+    """The name of an entry's decisive measure ("" without one)."""
+    return str((entry.get("measure") or {}).get("name", ""))
+
+
+def _main(claim: int, entries: Sequence[LedgerEntry]) -> LedgerEntry | None:
     for part in HEADLINE_PART.get(claim, ("",)):
         hit = [e for e in entries if e.get("part", "") == part and e.get("measure")]
         if hit:
@@ -101,11 +107,11 @@ def _main(claim: int, entries: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]
     return next((e for e in entries if e.get("measure")), None)
 
 
-def _rows(claim: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+def _rows(claim: ClaimRecord) -> dict[str, list[LedgerEntry]]:
     """The claim's checks by row: split by training (clean, adversarially trained) where it has both."""
     trainings = {e["setting"].get("training") for e in claim["checks"]}
     split = {"clean", "adversarial"} <= trainings
-    out: dict[str, list[Mapping[str, Any]]] = {}
+    out: dict[str, list[LedgerEntry]] = {}
     for e in claim["checks"]:
         t = e["setting"].get("training")
         label = (
@@ -117,7 +123,7 @@ def _rows(claim: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
     return out
 
 
-def grid(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def grid(claims: Sequence[ClaimRecord]) -> pd.DataFrame:
     """One row per (claim row, kind of evidence) of the empirical claims: the combined verdict, the decisive value
     with its interval (of the claim's centre, :data:`HEADLINE_PART`), fragility, and whether it is the paper's setting.
     """
@@ -126,7 +132,7 @@ def grid(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         if claim["kind"] != "empirical":
             continue
         for label, entries in _rows(claim).items():
-            by_cat: dict[str, list[Mapping[str, Any]]] = {}
+            by_cat: dict[str, list[LedgerEntry]] = {}
             for e in entries:
                 by_cat.setdefault(category(claim["claim"], e["setting"]), []).append(e)
             for cat in CATEGORIES:
@@ -151,12 +157,12 @@ def grid(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _setting_entries(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _setting_entries(claim: ClaimRecord, groups: Sequence[SettingGroup]) -> list[LedgerEntry]:
     ids = {i for g in groups for i in g["checks"]}
     return [e for e in claim["checks"] if e["id"] in ids]
 
 
-def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], where: bool = True) -> str:
+def _cell(claim: ClaimRecord, groups: Sequence[SettingGroup], where: bool = True) -> str:
     """A verdict with its decisive measure, named, and where it comes from: ``reproduced (fragile) · median
     final/peak 0.0077 [..] · wrn-10-1, 10 epochs, seeds 0, 1, 2`` (without the last part unless ``where``)."""
     if not groups:
@@ -168,17 +174,18 @@ def _cell(claim: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], where: 
     deciding = [e for e in entries if e["verdict"] == verdict]  # the checks that made the verdict, if any
     main = _main(claim["claim"], deciding) or _main(claim["claim"], entries)
     centre = _main(claim["claim"], entries)  # the claim's centre (HEADLINE_PART), whether or not it decided
-    s = (main or (entries[0] if entries else {})).get("setting", {})  # where the value shown comes from
+    shown = main or (entries[0] if entries else None)
+    s = shown["setting"] if shown else {}  # where the value shown comes from
     seeds = s.get("seeds")
     origin = f"{s.get('architecture', '?')}" + (f", {s['epochs']} epochs" if s.get("epochs") else "")
     origin += f", seeds {', '.join(map(str, seeds))}" if seeds else ", one run"
-    value = f"{main['measure']['name']} {_value(main)}" if main and _value(main) else ""
+    value = f"{_measure_name(main)} {_value(main)}" if main and _value(main) else ""
     if centre is not None and main is not None and centre is not main and centre.get("part") != main.get("part"):
-        value += f"; {centre['measure']['name']} {_value(centre)} ({centre['verdict']})" if _value(centre) else ""
+        value += f"; {_measure_name(centre)} {_value(centre)} ({centre['verdict']})" if _value(centre) else ""
     return " · ".join(b for b in (verdict + (" (fragile)" if fragile else ""), value, origin if where else "") if b)
 
 
-def _reached_elsewhere(claim: Mapping[str, Any], candidates: Sequence[dict[str, Any]]) -> str:
+def _reached_elsewhere(claim: ClaimRecord, candidates: Sequence[SettingGroup]) -> str:
     """For a headline row whose attack does not reach the claim's regime at the paper's setting: the smallest radius
     at which the same network's attack does reach it (a further setting of the strongest evidence, e.g. the budget
     ladder), with its verdict and decisive value; "" if none does. A radius where the claim's centre
@@ -209,7 +216,7 @@ def _reached_elsewhere(claim: Mapping[str, Any], candidates: Sequence[dict[str, 
     return f"; reached at {attack} ({entry.get('source', 'live')}): {_cell(claim, [g], where=False)}"
 
 
-def _of_training(setting: Mapping[str, Any], training: str | None, split: bool) -> bool:
+def _of_training(setting: SettingGroup, training: str | None, split: bool) -> bool:
     """Whether a group of settings belongs to a headline row: all of them when the claim is not split by training;
     else those of that training (None: those of neither the clean nor the adversarially trained model)."""
     got = setting["setting"].get("training")
@@ -218,7 +225,7 @@ def _of_training(setting: Mapping[str, Any], training: str | None, split: bool) 
     return got not in ("clean", "adversarial") if training is None else got == training
 
 
-def headline(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def headline(claims: Sequence[ClaimRecord]) -> pd.DataFrame:
     """Each empirical claim at the paper's setting (the paper's attack on a network of the paper's kind trained on
     real images, :func:`flatrob.evidence.claims.at_paper_setting`), from the strongest evidence there, beside the same
     attack on the book's small CNN (one further setting) and the paper's number. A claim checked on both a clean and
@@ -242,8 +249,8 @@ def headline(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                 verdict = combine_settings([g["verdict"] for g in head])
                 if verdict == NOT_REACHED:
                     ours += _reached_elsewhere(claim, candidates)
-                elif verdict not in EVIDENCE_VERDICTS and claim.get("further"):
-                    ours += f"; best further setting: {claim['further']['label']}: {claim['further']['verdict']}"
+                elif verdict not in EVIDENCE_VERDICTS and (further := claim["further"]):
+                    ours += f"; best further setting: {further['label']}: {further['verdict']}"
             else:
                 ours = "not tested yet at the paper's setting"
             label = {"clean": " · clean", "adversarial": " · AT"}.get(training or "", "")
@@ -259,7 +266,7 @@ def headline(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def differences(claims: Sequence[Mapping[str, Any]]) -> str:
+def differences(claims: Sequence[ClaimRecord]) -> str:
     """What still differs from the paper at the settings that make the headlines, in words computed from them: the
     data, the networks, the training (epochs, the steps of adversarial training), seeds and inputs."""
     entries = [
@@ -300,7 +307,7 @@ def differences(claims: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def mathematical(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def mathematical(claims: Sequence[ClaimRecord]) -> pd.DataFrame:
     """The identities and bounds (claims 1-5): verdict and what was checked."""
     return pd.DataFrame(
         [
@@ -316,7 +323,7 @@ def mathematical(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     )
 
 
-def checks_frame(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def checks_frame(claims: Sequence[ClaimRecord]) -> pd.DataFrame:
     """Every check as one row, for the long table and its CSV: claim, check, verdict, fragile, our value, the paper's,
     the setting's fields, chapter, device, commit."""
     rows = []
@@ -342,7 +349,7 @@ def checks_frame(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
 
 
-def scale_caveat(claims: Sequence[Mapping[str, Any]]) -> str:
+def scale_caveat(claims: Sequence[ClaimRecord]) -> str:
     """The first thing a reader must know: at which scale, on which hardware and how unlike the paper's the
     verdicts were made (:func:`differences`)."""
     entries = [e for c in claims for e in c["checks"]]
@@ -355,7 +362,7 @@ def scale_caveat(claims: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def rows(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def rows(claims: Sequence[ClaimRecord]) -> pd.DataFrame:
     """The paper's experiments (rows A-F): each row's question, the paper's numbers, the chapter that re-runs it and
     its verdict, combined over that chapter's checks of the row's claim at the paper's setting (from the strongest
     evidence there)."""
@@ -395,7 +402,7 @@ def rows(claims: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _strength(entry: Mapping[str, Any]) -> int:
+def _strength(entry: LedgerEntry) -> int:
     return {"run": 3, "sweep": 2, "study": 0}.get(source_kind(entry["setting"]), 1)
 
 

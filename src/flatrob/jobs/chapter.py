@@ -29,7 +29,7 @@ from flatrob.util.provenance import provenance, provenance_line
 if TYPE_CHECKING:
     from flatrob.attacks import AttackConfig, Norm
     from flatrob.data import Split
-    from flatrob.evidence.records import LedgerEntry
+    from flatrob.evidence.records import ClaimRecord, LedgerEntry
     from flatrob.models import FeatureClassifier
     from flatrob.training import TrainConfig
 
@@ -345,7 +345,7 @@ class ChapterContext:
         return entries
 
 
-def _committed_claims() -> list[dict[str, Any]]:
+def _committed_claims() -> list[ClaimRecord]:
     """The claims as the committed ledger judges them (:func:`flatrob.evidence.ledger.build`)."""
     from flatrob.evidence import ledger
     from flatrob.util.paths import claims_dir
