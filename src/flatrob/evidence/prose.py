@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from flatrob.evidence.records import LedgerEntry, LedgerFile
 from flatrob.evidence.verdicts import NOT_REACHED, Check
 from flatrob.util.provenance import short_value
 
@@ -194,11 +195,11 @@ class TextClaim:
 
     chapter: str
     pattern: str
-    allowed: Callable[[Sequence[Mapping[str, Any]]], bool]
+    allowed: Callable[[Sequence[LedgerEntry]], bool]
     why: str
 
 
-def _verdict_of(entries: Sequence[Mapping[str, Any]], part: str, ok: set[str], **setting: Any) -> bool:
+def _verdict_of(entries: Sequence[LedgerEntry], part: str, ok: set[str], **setting: Any) -> bool:
     hits = [
         e
         for e in entries
@@ -289,12 +290,12 @@ WINDOW = 4
 HEDGED = r"\b(paper|papers|claims?|reports?|reported|whether|if|would|could|should|expects?|asks?|reviewer)\b|\?"
 
 
-def _measured(entries: Sequence[Mapping[str, Any]], d: Direction) -> str | None:
+def _measured(entries: Sequence[LedgerEntry], d: Direction) -> str | None:
     """The direction the committed checks of ``d`` measured: "up", "down", or None (no measure, or mixed)."""
     values = [
-        float(e["measure"]["value"])
+        float(m["value"])
         for e in entries
-        if e.get("part") == d.part and e.get("measure") and e["measure"].get("value") is not None
+        if e.get("part") == d.part and (m := e.get("measure")) and m.get("value") is not None
     ]
     if not values:
         return None
@@ -305,7 +306,7 @@ def _measured(entries: Sequence[Mapping[str, Any]], d: Direction) -> str | None:
     return None
 
 
-def direction_contradictions(path: Path, entries: Sequence[Mapping[str, Any]]) -> list[str]:
+def direction_contradictions(path: Path, entries: Sequence[LedgerEntry]) -> list[str]:
     """The sentences of a chapter's fixed text that state a direction of a quantity of :data:`DIRECTIONS` opposite
     to the one its committed checks measured (sentences that report the paper's claim, or ask, are left alone)."""
     text = fixed_text(path.read_text())
@@ -338,7 +339,12 @@ def fixed_text(markdown: str) -> str:
     return re.sub(r"```\{code-cell\}.*?\n```", "", text, flags=re.S)
 
 
-def contradictions(book: Path, committed: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def _entries_of(committed: Mapping[str, LedgerFile], chapter: str) -> list[LedgerEntry]:
+    doc = committed.get(chapter)
+    return doc["entries"] if doc else []
+
+
+def contradictions(book: Path, committed: Mapping[str, LedgerFile]) -> list[str]:
     """The phrases of :data:`TEXT_CLAIMS` that a chapter's fixed text states although its committed checks do not
     support them (``committed``: :func:`flatrob.evidence.ledger.load` of data/claims). Every over-seeds section is
     held to the uncanny-valley rule on the same-rule phrase."""
@@ -348,12 +354,12 @@ def contradictions(book: Path, committed: Mapping[str, Mapping[str, Any]]) -> li
         for claim in TEXT_CLAIMS:
             if claim.chapter != path.stem and not (claim.chapter == "uncanny-valley" and "same rule" in claim.pattern):
                 continue
-            entries = committed.get(claim.chapter, {}).get("entries", [])
+            entries = _entries_of(committed, claim.chapter)
             if re.search(claim.pattern, text, flags=re.I) and not claim.allowed(entries):
                 found.append(
                     f"{path.name}: says {claim.pattern!r} ({claim.why}), which its committed checks do not support"
                 )
-        found += direction_contradictions(path, committed.get(path.stem, {}).get("entries", []))
+        found += direction_contradictions(path, _entries_of(committed, path.stem))
     return found
 
 
