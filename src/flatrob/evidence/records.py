@@ -12,12 +12,13 @@ mypy checks every module that builds or reads one of them by these types.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "CALLS_FORMAT",
     "LEDGER_FORMAT",
     "SUMMARY_FORMAT",
+    "CheckRecord",
     "ClaimRecord",
     "Combination",
     "Comparison",
@@ -25,6 +26,7 @@ __all__ = [
     "Further",
     "LedgerEntry",
     "LedgerFile",
+    "SeedsCheck",
     "SettingGroup",
     "SweepRun",
     "SweepSummary",
@@ -36,6 +38,50 @@ LEDGER_FORMAT = 2
 SUMMARY_FORMAT = 2
 #: The layout of a run's logged check calls.
 CALLS_FORMAT = 1
+
+
+class CheckRecord(TypedDict):
+    """A check as a run stores it (``checks.json``) and :meth:`flatrob.evidence.verdicts.Check.as_dict` gives it: its
+    id and claim, the part of the claim, the statement, verdict and evidence, the paper's number, the setting, the
+    measured values, the decisive measure (value, interval, rule), fragility and, for committed evidence, the
+    provenance of what made it."""
+
+    id: str
+    claim: int
+    part: str
+    statement: str
+    verdict: str
+    evidence: str
+    paper: str
+    setting: dict[str, Any]
+    values: dict[str, Any]
+    measure: dict[str, Any] | None
+    fragile: bool
+    provenance: dict[str, Any] | None
+
+
+class SeedsCheck(TypedDict):
+    """One check over the seeds of a sweep's combination (:func:`flatrob.evidence.seeds.over_seeds`): the check's
+    identity and setting (without the seed), the seeds and each seed's verdict, the verdict over the seeds and its
+    fragility; where at least two seeds measured, the pooled measure (a mean with its t-interval, or counts pooled
+    with a Wilson interval), whether its interval has any width (``resolved``) and the seeds' spread (``min``,
+    ``max``); each seed's limits where it had any (caps, censored counts)."""
+
+    id: str
+    claim: int
+    part: str
+    statement: str
+    paper: str
+    setting: dict[str, Any]
+    seeds: list[int]
+    verdicts: dict[str, str]
+    verdict: str
+    fragile: bool
+    limits: NotRequired[dict[str, Any]]
+    measure: NotRequired[dict[str, Any]]
+    resolved: NotRequired[bool]
+    min: NotRequired[float]
+    max: NotRequired[float]
 
 
 class LedgerEntry(TypedDict):
@@ -83,7 +129,7 @@ class Combination(TypedDict):
 
     setting: dict[str, Any]
     runs: list[SweepRun]
-    checks: list[dict[str, Any]]
+    checks: list[SeedsCheck]
 
 
 class SweepSummary(TypedDict):

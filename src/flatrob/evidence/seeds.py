@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from flatrob.evidence.admission import committed
 from flatrob.evidence.checks.replay import CALLS_FILE
-from flatrob.evidence.records import SUMMARY_FORMAT, Combination, SweepSummary
+from flatrob.evidence.records import SUMMARY_FORMAT, CheckRecord, Combination, SeedsCheck, SweepSummary
 from flatrob.evidence.verdicts import (
     BY_CONSTRUCTION,
     EVIDENCE_VERDICTS,
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def over_seeds(checks_by_seed: Mapping[Any, Sequence[CheckRecord]]) -> list[SeedsCheck]:
     """One verdict per check over several seeds' runs of the same setting.
 
     ``checks_by_seed``: seed -> that run's checks (as dicts, :meth:`Check.as_dict`). For a check with a
@@ -65,7 +66,7 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
         first = next(iter(present.values()))
         verdicts = {str(s): c["verdict"] for s, c in present.items()}
         setting = {k: v for k, v in first.get("setting", {}).items() if k != "seed"}
-        entry: dict[str, Any] = {
+        entry: SeedsCheck = {
             "id": cid,
             "claim": first["claim"],
             "part": first.get("part", ""),
@@ -74,17 +75,19 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
             "setting": setting,
             "seeds": sorted(present),
             "verdicts": verdicts,
+            "verdict": "",  # judged below, over the seeds
+            "fragile": False,
         }
         limits = {str(s): c.get("values", {}).get("limits") for s, c in present.items()}
         if any(limits.values()):
             entry["limits"] = {s: v for s, v in limits.items() if v}
-        measured = [  # a check that holds by construction keeps its measured number too: shown, never counted
-            c["measure"]
+        measured: list[dict[str, Any]] = [  # a check that holds by construction keeps its measured number too
+            m
             for c in present.values()
-            if c.get("measure")
+            if (m := c.get("measure"))
             and c["verdict"] in (*EVIDENCE_VERDICTS, BY_CONSTRUCTION)
-            and c["measure"].get("value") is not None
-            and np.isfinite(c["measure"]["value"])
+            and m.get("value") is not None
+            and np.isfinite(m["value"])
         ]
         pooled: dict[str, Any] | None = None
         rule: Rule | None = None
@@ -100,19 +103,17 @@ def over_seeds(checks_by_seed: dict[Any, list[dict[str, Any]]]) -> list[dict[str
                 if geometric:
                     pooled["pooled"] = "geometric"
             rule = Rule.from_dict(measured[0]["rule"])
-            entry |= {
-                "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
-                "resolved": hi - lo > 1e-9 * max(1.0, abs(mean)),  # identical values: an interval of no width
-                "min": float(min(values)),
-                "max": float(max(values)),
-            }
+            entry["measure"] = {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]}
+            entry["resolved"] = hi - lo > 1e-9 * max(1.0, abs(mean))  # identical values: an interval of no width
+            entry["min"], entry["max"] = float(min(values)), float(max(values))
         verdict, fragile = over_seeds_verdict(list(verdicts.values()), pooled, rule)
         fragile = fragile or any(c.get("fragile") for c in present.values())
-        out.append(entry | {"verdict": verdict, "fragile": bool(fragile)})
+        judged = {k: v for k, v in entry.items() if k not in ("verdict", "fragile")}  # the files' key order kept
+        out.append(cast(SeedsCheck, judged | {"verdict": verdict, "fragile": bool(fragile)}))
     return out
 
 
-def _checks_of(run: Path) -> list[dict[str, Any]]:
+def _checks_of(run: Path) -> list[CheckRecord]:
     """A finished run's checks, judged again by this code from its recorded measurements
     (:func:`flatrob.evidence.checks.replay.replay`)."""
     from flatrob.evidence.checks.replay import replay

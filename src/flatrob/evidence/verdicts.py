@@ -35,7 +35,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from flatrob.evidence.estimates import (
     Estimate,
@@ -50,6 +50,7 @@ from flatrob.evidence.estimates import (
     share_of,
     t_interval,
 )
+from flatrob.evidence.records import CheckRecord
 
 __all__ = [
     "BY_CONSTRUCTION",
@@ -296,8 +297,8 @@ class Check:
     def id(self) -> str:
         return check_id(self.claim, self.part, self.setting)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, **asdict(self)}
+    def as_dict(self) -> CheckRecord:
+        return cast(CheckRecord, {"id": self.id, **asdict(self)})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Check:
