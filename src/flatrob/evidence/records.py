@@ -12,6 +12,7 @@ mypy checks every module that builds or reads one of them by these types.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 __all__ = [
@@ -26,7 +27,10 @@ __all__ = [
     "Further",
     "LedgerEntry",
     "LedgerFile",
+    "CommittedSweep",
     "SeedsCheck",
+    "SweepJob",
+    "SweepPlan",
     "SettingGroup",
     "SweepRun",
     "SweepSummary",
@@ -132,6 +136,24 @@ class Combination(TypedDict):
     checks: list[SeedsCheck]
 
 
+class SweepJob(TypedDict):
+    """One job of a sweep's plan: its id (from its parameters) and its checked, typed parameters."""
+
+    id: str
+    params: dict[str, Any]
+
+
+class SweepPlan(TypedDict):
+    """A sweep's plan (``grid.json``, :func:`flatrob.jobs.sweep.plan`): the chapter, the sweep's name, the grid of
+    values and every combination as a job; in the file, the provenance of the checkout that planned it."""
+
+    chapter: str
+    name: str
+    grid: dict[str, list[Any]]
+    jobs: list[SweepJob]
+    provenance: NotRequired[dict[str, Any]]
+
+
 class SweepSummary(TypedDict):
     """A sweep's ``summary.json``: its plan and its combinations, every run judged again by the code."""
 
@@ -215,3 +237,11 @@ class Comparison(TypedDict):
     largest_drift: float | None
     largest_drift_check: str | None
     disagree: list[str]
+
+
+class CommittedSweep(TypedDict):
+    """A committed sweep as the pages read it (:func:`flatrob.evidence.seeds.committed_sweeps`): its folder and its
+    summary, judged again by this code where its plan is there."""
+
+    dir: Path
+    summary: SweepSummary

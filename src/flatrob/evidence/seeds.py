@@ -17,7 +17,15 @@ import numpy as np
 
 from flatrob.evidence.admission import committed
 from flatrob.evidence.checks.replay import CALLS_FILE
-from flatrob.evidence.records import SUMMARY_FORMAT, CheckRecord, Combination, SeedsCheck, SweepSummary
+from flatrob.evidence.records import (
+    SUMMARY_FORMAT,
+    CheckRecord,
+    Combination,
+    CommittedSweep,
+    SeedsCheck,
+    SweepPlan,
+    SweepSummary,
+)
 from flatrob.evidence.verdicts import (
     BY_CONSTRUCTION,
     EVIDENCE_VERDICTS,
@@ -121,7 +129,7 @@ def _checks_of(run: Path) -> list[CheckRecord]:
     return [c.as_dict() for c in replay(run)]
 
 
-def _runs_of(sweep: Path, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _runs_of(sweep: Path, spec: SweepPlan) -> dict[str, dict[str, Any]]:
     """The finished runs of a sweep, grouped by their parameters other than ``seed``."""
     groups: dict[str, dict[str, Any]] = {}
     for job in spec["jobs"]:
@@ -151,7 +159,7 @@ def summarize(sweep: Path) -> SweepSummary:
     """A sweep's finished runs merged, with provenance: runs grouped by their parameters other than ``seed`` (one
     group per combination), each group's checks judged over its seeds by :func:`over_seeds`, every run's checks
     judged again by this code from its recorded measurements."""
-    spec = json.loads((sweep / GRID).read_text())
+    spec = cast(SweepPlan, json.loads((sweep / GRID).read_text()))
     groups = _runs_of(sweep, spec)
     return SweepSummary(
         format=SUMMARY_FORMAT,
@@ -195,7 +203,7 @@ def aggregate(sweep: Path) -> SweepSummary:
     return summary
 
 
-def committed_sweeps(chapter: str, root: Path | None = None, match: str = "") -> list[dict[str, Any]]:
+def committed_sweeps(chapter: str, root: Path | None = None, match: str = "") -> list[CommittedSweep]:
     """The summaries of the sweeps of a chapter that count as evidence: their ``summary.json``
     :func:`flatrob.util.provenance.committed` (in the last commit, or promoted). [{"dir", "summary"}]. Summaries of
     another :data:`SUMMARY_FORMAT` (made by older code: re-aggregate or re-run them) are left out; with ``match``,
@@ -203,7 +211,7 @@ def committed_sweeps(chapter: str, root: Path | None = None, match: str = "") ->
     base = sweeps_root(root)
     found = sorted(p for p in base.glob(f"*/{SUMMARY}") if not is_partial(p.parent)) if base.is_dir() else []
     found = [p for p in found if match in p.parent.name]
-    out = []
+    out: list[CommittedSweep] = []
     for path in committed(found, root):
         summary = json.loads(path.read_text())
         if summary.get("chapter") == chapter and summary.get("format") == SUMMARY_FORMAT:
@@ -295,7 +303,7 @@ def _limits(limits: dict[str, Any]) -> str:
     return ", ".join(f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in limits.items())
 
 
-def sweep_provenance(name: str, combo: dict[str, Any]) -> dict[str, Any]:
+def sweep_provenance(name: str, combo: Mapping[str, Any]) -> dict[str, Any]:
     """Where an over-seeds entry comes from: the sweep ``name``, the parameters of its combination (``combo``:
     {"setting", "runs"}) and, per run, the commit, device, machine and time that made it (not the build that judges
     it)."""

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flatrob.evidence.records import SweepJob, SweepPlan
 from flatrob.evidence.seeds import aggregate
 from flatrob.jobs.params import ParameterError, parse_value, validate
 from flatrob.util.io import atomic_write_text
@@ -93,7 +94,7 @@ def job_id(params: dict[str, Any]) -> str:
     return "_".join(f"{k}-{clean(v)}" for k, v in sorted(params.items())) or "default"
 
 
-def plan(chapter: str, grid: dict[str, list[Any]], name: str | None = None) -> dict[str, Any]:
+def plan(chapter: str, grid: dict[str, list[Any]], name: str | None = None) -> SweepPlan:
     """The sweep's jobs: every combination of ``grid``'s values, each validated by the chapter's rules.
 
     Raises :class:`flatrob.jobs.params.ParameterError` for the first impossible combination, before anything runs.
@@ -104,7 +105,7 @@ def plan(chapter: str, grid: dict[str, list[Any]], name: str | None = None) -> d
         if not isinstance(values, list) or not values:
             raise ParameterError(f"parameter {key!r} of the sweep needs at least one value")
     keys = sorted(grid)
-    jobs = []
+    jobs: list[SweepJob] = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         params = dict(zip(keys, combo))
         full = validate(chapter, params)  # the chapter's own checks, for every combination
@@ -166,7 +167,7 @@ def _release_stale_lock(sweep: Path, cmd: list[str], whose: str = "an earlier sw
     print(f"sweep {sweep.name}: removed the lock left by {whose}", flush=True)
 
 
-def _run_sequentially(spec: dict[str, Any], sweep: Path) -> int:
+def _run_sequentially(spec: SweepPlan, sweep: Path) -> int:
     """The sweep's jobs one after the other in this process (:func:`flatrob.jobs.run.run_chapter`), each into its
     folder; finished jobs are kept, a job's unfinished folder is removed first; then reported and aggregated
     (:func:`_finish`)."""
@@ -197,7 +198,7 @@ def _run_sequentially(spec: dict[str, Any], sweep: Path) -> int:
     return _finish(spec, sweep, interrupted)
 
 
-def _finish(spec: dict[str, Any], sweep: Path, interrupted: bool, ok: bool = True) -> int:
+def _finish(spec: SweepPlan, sweep: Path, interrupted: bool, ok: bool = True) -> int:
     """The end of a sweep, however its jobs ran: how many are done and which failed (with their logs) or are left,
     then the aggregate over seeds of those done (``summary.json``). Returns 0 when every job finished (and the
     runner reported success, ``ok``), 1 when some failed, 130 when interrupted."""
