@@ -128,7 +128,8 @@ def _introduction_as_front_matter(app, doctree, docname):
 
 
 def _record_proof_titles(app, doctree):
-    """Remember each labelled box's kind and title (sphinx-proof keeps only the label), for :class:`_TitledIndex`."""
+    """Remember each labelled box's kind and title (sphinx-proof keeps only the label), for the titled proof index
+    (:func:`_titled_proof_index`)."""
     titles = _proof_titles_of(app.env)
     for node in doctree.findall(nodes.Element):
         if node.get("label") and "realtype" in node.attributes:

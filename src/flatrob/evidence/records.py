@@ -44,11 +44,10 @@ SUMMARY_FORMAT = 2
 CALLS_FORMAT = 1
 
 
-class CheckRecord(TypedDict):
-    """A check as a run stores it (``checks.json``) and :meth:`flatrob.evidence.verdicts.Check.as_dict` gives it: its
-    id and claim, the part of the claim, the statement, verdict and evidence, the paper's number, the setting, the
-    measured values, the decisive measure (value, interval, rule), fragility and, for committed evidence, the
-    provenance of what made it."""
+class _CheckFields(TypedDict):
+    """What a check is, wherever it is stored: its id and claim, the part of the claim, the statement, verdict and
+    evidence, the paper's number, the setting, the measured values, the decisive measure (value, interval, rule) and
+    fragility."""
 
     id: str
     claim: int
@@ -61,6 +60,12 @@ class CheckRecord(TypedDict):
     values: dict[str, Any]
     measure: dict[str, Any] | None
     fragile: bool
+
+
+class CheckRecord(_CheckFields):
+    """A check as a run stores it (``checks.json``) and :meth:`flatrob.evidence.verdicts.Check.as_dict` gives it,
+    with, for committed evidence, the provenance of what made it."""
+
     provenance: dict[str, Any] | None
 
 
@@ -88,22 +93,10 @@ class SeedsCheck(TypedDict):
     max: NotRequired[float]
 
 
-class LedgerEntry(TypedDict):
-    """One check in a ledger: ``Check.as_dict`` (id, claim, part, statement, verdict, evidence, paper, setting,
-    values, measure, fragile, provenance) with the chapter that shows it; ``provenance`` is the run's or the
-    sweep's that made it."""
+class LedgerEntry(_CheckFields):
+    """One check in a ledger: ``Check.as_dict`` with the chapter that shows it; ``provenance`` is the run's or the
+    sweep's that made it (never missing here)."""
 
-    id: str
-    claim: int
-    part: str
-    statement: str
-    verdict: str
-    evidence: str
-    paper: str
-    setting: dict[str, Any]
-    values: dict[str, Any]
-    measure: dict[str, Any] | None
-    fragile: bool
     provenance: dict[str, Any]
     chapter: str
 

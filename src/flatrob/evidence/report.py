@@ -172,8 +172,8 @@ def _cell(claim: ClaimRecord, groups: Sequence[SettingGroup], where: bool = True
     counted = counted_settings([g["verdict"] for g in groups])
     fragile = any(g["fragile"] for g, n in zip(groups, counted, strict=True) if n)
     deciding = [e for e in entries if e["verdict"] == verdict]  # the checks that made the verdict, if any
-    main = _main(claim["claim"], deciding) or _main(claim["claim"], entries)
     centre = _main(claim["claim"], entries)  # the claim's centre (HEADLINE_PART), whether or not it decided
+    main = _main(claim["claim"], deciding) or centre
     shown = main or (entries[0] if entries else None)
     s = shown["setting"] if shown else {}  # where the value shown comes from
     seeds = s.get("seeds")

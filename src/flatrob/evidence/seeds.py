@@ -74,7 +74,7 @@ def over_seeds(checks_by_seed: Mapping[Any, Sequence[CheckRecord]]) -> list[Seed
         first = next(iter(present.values()))
         verdicts = {str(s): c["verdict"] for s, c in present.items()}
         setting = {k: v for k, v in first.get("setting", {}).items() if k != "seed"}
-        entry: SeedsCheck = {
+        entry: dict[str, Any] = {
             "id": cid,
             "claim": first["claim"],
             "part": first.get("part", ""),
@@ -83,8 +83,6 @@ def over_seeds(checks_by_seed: Mapping[Any, Sequence[CheckRecord]]) -> list[Seed
             "setting": setting,
             "seeds": sorted(present),
             "verdicts": verdicts,
-            "verdict": "",  # judged below, over the seeds
-            "fragile": False,
         }
         limits = {str(s): c.get("values", {}).get("limits") for s, c in present.items()}
         if any(limits.values()):
@@ -111,13 +109,15 @@ def over_seeds(checks_by_seed: Mapping[Any, Sequence[CheckRecord]]) -> list[Seed
                 if geometric:
                     pooled["pooled"] = "geometric"
             rule = Rule.from_dict(measured[0]["rule"])
-            entry["measure"] = {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]}
-            entry["resolved"] = hi - lo > 1e-9 * max(1.0, abs(mean))  # identical values: an interval of no width
-            entry["min"], entry["max"] = float(min(values)), float(max(values))
+            entry |= {
+                "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
+                "resolved": hi - lo > 1e-9 * max(1.0, abs(mean)),  # identical values: an interval of no width
+                "min": float(min(values)),
+                "max": float(max(values)),
+            }
         verdict, fragile = over_seeds_verdict(list(verdicts.values()), pooled, rule)
         fragile = fragile or any(c.get("fragile") for c in present.values())
-        judged = {k: v for k, v in entry.items() if k not in ("verdict", "fragile")}  # the files' key order kept
-        out.append(cast(SeedsCheck, judged | {"verdict": verdict, "fragile": bool(fragile)}))
+        out.append(cast(SeedsCheck, entry | {"verdict": verdict, "fragile": bool(fragile)}))
     return out
 
 

@@ -206,7 +206,6 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
     # a share with a Wilson interval (never of zero width, also when the examples fool every model)
     rescued = share(np.asarray(kept).max(0) > np.asarray(kept)[0])
 
-    pct = _pct
     grid = "/".join(f"{a:g}" for a in scales)
     found = [
         judged(
@@ -218,7 +217,7 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
             name="PGD robust accuracy gain",
             setting=setting,
             paper="0% at s = 1 to 93% at s = 100 (the predecessor's ResNet-18: 93.88% clean, 0.01% under PGD)",
-            evidence=f"s = {grid}: PGD robust accuracy {pct(acc['pgd'])}% (clean {pct(acc['clean'])}%); gain from "
+            evidence=f"s = {grid}: PGD robust accuracy {_pct(acc['pgd'])}% (clean {_pct(acc['clean'])}%); gain from "
             f"the smallest to the largest s {gain} ({MASKS.describe()})",
             values={"pgd": acc["pgd"].tolist(), "clean": acc["clean"].tolist(), "scales": list(scales)},
         ),
@@ -231,7 +230,7 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
             name="share of inputs a scaled model gets right that the examples fool at the smallest s",
             setting=setting,
             paper="100% transfer",
-            evidence=f"s = {grid}: robust accuracy under transfer {pct(acc['transfer, bias kept'])}%; the share of "
+            evidence=f"s = {grid}: robust accuracy under transfer {_pct(acc['transfer, bias kept'])}%; the share of "
             f"inputs that some scaled model classifies correctly although the examples fool the model at "
             f"s = {scales[0]:g}: {rescued} ({STILL_FOOLS.describe()})",
             values={"accuracy": acc["transfer, bias kept"].tolist()},
