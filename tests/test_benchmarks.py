@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "script, args",
     [
+        ("bench_bootstrap.py", ["--sizes", "50", "--repeat", "1"]),
         ("bench_flatness.py", ["--m", "16", "--k", "3", "--n", "4", "--repeat", "1"]),
         ("bench_forward.py", ["--sizes", "8x16x3", "--budget", "0.2"]),
         ("bench_pgd.py", ["--batch", "4", "--steps", "2", "--repeat", "1"]),

@@ -14,11 +14,12 @@ import pytest
 
 from flatrob.evidence import ledger
 from flatrob.evidence.seeds import SUMMARY_FORMAT, over_seeds, summarize, sweep_checks
-from flatrob.evidence.verdicts import Rule
+from flatrob.evidence.verdicts import OVER_SEEDS_RULE, Rule
+from flatrob.jobs.chapter import SWEEP_JOB_NOTE
 from flatrob.jobs.params import ParameterError
 from flatrob.jobs.run import partial_runs
 from flatrob.jobs.sweep import job_id, plan, split_values
-from flatrob.util.paths import PROMOTED, SUMMARY
+from flatrob.util.paths import GRID, PROMOTED, SUMMARY, is_sweep_job, partial_dir, sweep_job_dir
 from helpers import interruptible, write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,8 +300,21 @@ def test_a_sequential_sweep_needs_no_snakemake_and_resumes(tmp_path, env):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["finished"] == 2 and {tuple(c["seeds"]) for c in summary["combinations"][0]["checks"]} == {(0, 1)}
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob("runs/uncanny-valley/*/provenance.json")}
+    # a job measures; the committed evidence is the page's to draw, not every job's (ChapterContext.in_sweep)
+    notebooks = [p.read_text() for p in folder.glob("runs/uncanny-valley/*/notebook.ipynb")]
+    assert len(notebooks) == 2 and all(SWEEP_JOB_NOTE in nb and OVER_SEEDS_RULE[:26] not in nb for nb in notebooks)
     again = sweep(tmp_path, *args, env=env)
     assert again.returncode == 0 and stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+
+def test_a_run_knows_whether_it_is_a_job_of_a_sweep(tmp_path):
+    sweep_dir = tmp_path / "s"
+    job = sweep_job_dir(sweep_dir, "basin", "seed-0")
+    job.mkdir(parents=True)
+    assert not is_sweep_job(job)  # no plan beside it: a run folder like any other
+    (sweep_dir / GRID).write_text("{}")
+    assert is_sweep_job(job) and is_sweep_job(partial_dir(job))
+    assert not is_sweep_job(tmp_path / "runs" / "basin" / "seed-0")
 
 
 def _same(a, b, path="", tol=1e-9):

@@ -75,3 +75,12 @@ def test_fmt(value, text):
 
 def test_fmt_digits():
     assert fmt(3.14159, digits=5) == "3.1416"
+
+
+def test_an_empty_table_is_one_line(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append(a))
+    from flatrob.tables import show
+
+    show(pd.DataFrame(columns=["check", "verdict"]))
+    assert len(shown) == 1 and "no rows" in shown[0][0].data

@@ -43,6 +43,44 @@ def test_bootstrap_interval_covers_and_is_reproducible():
     assert hits >= 51
 
 
+def test_every_rowwise_statistic_gives_the_interval_of_one_resample_at_a_time(monkeypatch):
+    """A statistic's row-wise form (all resamples at once) must give the same interval, to the last bit, as the
+    statistic evaluated on one resample at a time: on skewed samples with zeros and infinities, and in blocks smaller
+    than the number of resamples (the random stream is drawn row after row either way)."""
+    from dataclasses import astuple
+
+    from flatrob.evidence import estimates
+    from flatrob.evidence.checks import rules
+    from flatrob.evidence.checks.scale import log10_quantile_change
+    from flatrob.evidence.ladder import _half_flip_step
+
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(0, 2, 301), rng.lognormal(1, 2, 301)
+    a[:40] = 0.0  # ratios over a zero mean or median: infinite
+    logs = np.log(np.where(rng.random(301) < 0.2, 0.0, b))  # log-increases of 0: -inf
+    steps = rng.integers(1, 12, 301).astype(float)
+    cases = [
+        (median, (a,)),
+        (rules.mean, (a,)),
+        (rules.mean_difference, (a, b)),
+        (rules.mean_ratio, (a, b)),
+        (rules.median_ratio, (a, b)),
+        (rules.median_ratio, (b[:50] * 0, b[:50])),  # every resample infinite
+        (_half_flip_step, (steps,)),
+        (log10_quantile_change(0.9), (np.log(a), logs)),  # claim 8's statistic, with -inf on both sides
+        (log10_quantile_change(0.5), (np.log(a), logs)),
+    ]
+    for block in (estimates._BLOCK, 301 * 2 * 7):  # one block, and blocks of 7 resamples
+        monkeypatch.setattr(estimates, "_BLOCK", block)
+        for stat, samples in cases:
+            assert stat in estimates._ROWWISE
+            one_at_a_time = bootstrap(lambda *x, stat=stat: stat(*x), *samples, n_boot=500)  # not registered
+            est = bootstrap(stat, *samples, n_boot=500)
+            pairs = zip(astuple(est), astuple(one_at_a_time), strict=True)
+            same = [x == y or (math.isnan(x) and math.isnan(y)) for x, y in pairs]
+            assert all(same), (stat.__name__, est, one_at_a_time)
+
+
 def test_share_has_a_wilson_interval_that_never_has_zero_width():
     all_true = share(np.ones(300, dtype=bool))
     assert all_true.value == 1.0 and all_true.hi == 1.0 and 0.98 < all_true.lo < 0.99 and all_true.resolved

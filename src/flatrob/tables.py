@@ -116,9 +116,12 @@ def show(
     widths: Mapping[str, float] | None = None,
 ) -> None:
     """Display ``df`` without its index, numbers formatted by :func:`fmt` (or ``formats`` per column), as HTML,
-    LaTeX and plain text at once (the book and the PDF each take theirs)."""
-    from IPython.display import display
+    LaTeX and plain text at once (the book and the PDF each take theirs); an empty table as one line saying so."""
+    from IPython.display import Markdown, display
 
+    if df.empty:
+        display(Markdown("*(no rows)*"))
+        return
     shown = df.reset_index(drop=True).copy()
     for c in shown.columns:
         f = (formats or {}).get(c, fmt)

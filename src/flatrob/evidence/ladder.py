@@ -22,13 +22,14 @@ import pandas as pd
 
 from flatrob.evidence.checks.rules import COLLAPSES, FORMS_LATER, LATER, REACHES, fmt
 from flatrob.evidence.claims import LADDER_VARIANT
-from flatrob.evidence.estimates import Estimate, Pooled, bootstrap, median, pooled_mean, pooled_share
+from flatrob.evidence.estimates import Estimate, Pooled, bootstrap, median, pooled_mean, pooled_share, rowwise
 from flatrob.evidence.verdicts import NOT_REACHED, Check
 from flatrob.util.provenance import short_value
 
 __all__ = ["ladder_check", "ladder_finding", "ladder_runs", "ladder_table"]
 
 
+@rowwise(lambda m: np.quantile(m, 0.5, axis=1, method="inverted_cdf"))
 def _half_flip_step(time_to_flip: np.ndarray) -> float:
     """The first step by which at least half of the inputs have flipped (``time_to_flip`` is ``steps + 1`` for an
     input that never flips, so a result beyond the path means fewer than half flip within it)."""

@@ -33,7 +33,13 @@ if TYPE_CHECKING:
     from flatrob.models import FeatureClassifier
     from flatrob.training import TrainConfig
 
-__all__ = ["ChapterContext", "setup_chapter", "sweep_caption"]
+__all__ = ["ChapterContext", "SWEEP_JOB_NOTE", "setup_chapter", "sweep_caption"]
+
+#: What a job of a sweep shows where the book's page shows the committed evidence (:attr:`ChapterContext.in_sweep`).
+SWEEP_JOB_NOTE = (
+    "This run is a job of a sweep: it measures and records its own checks. The committed evidence (the sweeps over "
+    "seeds, the committed runs, the ledger's verdicts) is drawn on the book's page, not again in every job."
+)
 
 
 @dataclass
@@ -47,6 +53,15 @@ class ChapterContext:
     run: Run | None = None
     started: float = field(default_factory=time.perf_counter)
     log: CheckLog = field(default_factory=CheckLog)
+
+    @property
+    def in_sweep(self) -> bool:
+        """Whether this run is a job of a sweep (:func:`flatrob.util.paths.is_sweep_job`): a job measures and records
+        its own checks; the committed evidence (sweeps, runs, the ledger) is left to the book's page, which draws it
+        once, instead of every job drawing it again."""
+        from flatrob.util.paths import is_sweep_job
+
+        return self.run is not None and is_sweep_job(self.run.folder)
 
     @property
     def caption(self) -> str:
@@ -175,6 +190,8 @@ class ChapterContext:
         from flatrob.evidence.compare import twin_story
         from flatrob.evidence.seeds import committed_sweeps, sweep_checks
 
+        if self.in_sweep:
+            return []
         found = sweep_checks(self.name, kind=source)
         if not show:
             return found
@@ -198,6 +215,9 @@ class ChapterContext:
         its interval, the paper's number), as Markdown; a line saying so where the ledger holds none yet."""
         from flatrob.evidence import findings
 
+        if self.in_sweep:
+            _markdown(SWEEP_JOB_NOTE)
+            return
         text = findings.findings(_committed_claims(), chapter=self.name)
         _markdown(text or "The committed ledger holds no verdict of this chapter yet (see {ref}`reproduction`).")
 
@@ -218,7 +238,8 @@ class ChapterContext:
         sentence of the chapter's own, added to that claim's reason."""
         from flatrob.evidence import findings
 
-        _markdown(findings.discussion(_committed_claims(), self.name, extra))
+        if not self.in_sweep:
+            _markdown(findings.discussion(_committed_claims(), self.name, extra))
 
     def sweep_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
         """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
@@ -230,7 +251,9 @@ class ChapterContext:
         from flatrob.util.paths import sweep_job_dir
 
         name = chapter or self.name
-        out = []
+        out: list[dict[str, Any]] = []
+        if self.in_sweep:
+            return out
         for sweep in committed_sweeps(name):
             for combo in sweep["summary"]["combinations"]:
                 for run in combo["runs"]:  # the runs that count (summarize: those that recorded their measurements)
@@ -292,6 +315,8 @@ class ChapterContext:
         provenance line)."""
         from IPython.display import Markdown, display
 
+        if self.in_sweep:
+            return []
         runs = Run.committed(self.name)
         if not runs:
             display(Markdown("No larger run of this chapter is committed yet."))
@@ -341,7 +366,8 @@ class ChapterContext:
             self.run.save_checks(own, self.log)
         entries = [ledger.entry(c, self.name, self.provenance) for c in checks]
         ledger.record(self.name, entries, duration_s=round(time.perf_counter() - self.started, 1))
-        compare.comparison_display(compare.compare_chapter(self.name, entries))
+        if not self.in_sweep:
+            compare.comparison_display(compare.compare_chapter(self.name, entries))
         return entries
 
 
@@ -368,6 +394,8 @@ def show_checks(checks: Sequence[Check]) -> None:
     from flatrob.evidence.report import paper_link
     from flatrob.tables import show
 
+    if not checks:
+        return
     show(
         pd.DataFrame(
             [

@@ -252,6 +252,12 @@ def sweep_job_dir(sweep: Path, chapter: str, job: str) -> Path:
     return sweep_runs_dir(sweep, chapter) / job
 
 
+def is_sweep_job(run: Path) -> bool:
+    """Whether ``run`` (a run's folder, or its :func:`partial_dir` while it runs) is a job of a sweep: it lies in
+    ``<sweep>/runs/<chapter>/`` beside the sweep's plan (:data:`GRID`)."""
+    return (run.parent.parent.parent / GRID).is_file() and run.parent.parent.name == "runs"
+
+
 def sweep_log(sweep: Path, job: str) -> Path:
     """One job's log in a sweep: ``<sweep>/logs/<job>.log``."""
     return sweep / "logs" / f"{job}.log"

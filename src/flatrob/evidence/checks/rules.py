@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from flatrob.evidence.estimates import rowwise
 from flatrob.evidence.verdicts import NOT_TESTABLE, Check, Estimate, Rule, Setting
 
 # ---------------------------------------------------------------------------
@@ -122,19 +123,31 @@ def yes(ok: bool) -> str:
     return "reproduced" if ok else "not reproduced"
 
 
+@rowwise(lambda m: np.mean(m, axis=1))
 def mean(a: np.ndarray) -> float:
     return float(np.mean(a))
 
 
+@rowwise(lambda a, b: np.mean(b, axis=1) - np.mean(a, axis=1))
 def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(b) - np.mean(a))
 
 
+def _ratio_rows(ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
+    """``mb / ma`` row by row, infinite where ``ma`` is not positive (as :func:`mean_ratio`, :func:`median_ratio`)."""
+    out = np.full(len(ma), math.inf)
+    pos = ma > 0
+    out[pos] = mb[pos] / ma[pos]
+    return out
+
+
+@rowwise(lambda a, b: _ratio_rows(np.mean(a, axis=1), np.mean(b, axis=1)))
 def mean_ratio(a: np.ndarray, b: np.ndarray) -> float:
     ma = float(np.mean(a))
     return float(np.mean(b)) / ma if ma > 0 else math.inf
 
 
+@rowwise(lambda a, b: _ratio_rows(np.median(a, axis=1), np.median(b, axis=1)))
 def median_ratio(a: np.ndarray, b: np.ndarray) -> float:
     ma = float(np.median(a))
     return float(np.median(b)) / ma if ma > 0 else math.inf

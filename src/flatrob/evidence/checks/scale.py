@@ -19,9 +19,11 @@ from flatrob.evidence.checks.rules import (
     TAIL_QUANTILE,
     ascending,
     fmt,
+    mean_difference,
     median_ratio,
     too_few,
 )
+from flatrob.evidence.estimates import rowwise
 from flatrob.evidence.verdicts import BY_CONSTRUCTION, Check, Setting, bootstrap, judged, share
 
 # ---------------------------------------------------------------------------
@@ -88,6 +90,33 @@ def check_scaling_median(kappa: Tensor, scales: list[float], setting: Setting) -
     )
 
 
+def log10_quantile_change(q: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The statistic "log10 of the ratio of the ``q`` quantiles" of two samples of natural-log loss increases
+    (claim 8's loss growth, in log space): ``(Q_q(b) - Q_q(a)) / ln 10``, NaN where either
+    quantile is infinite (no rise at that quantile). Registered with its row-wise form for :func:`bootstrap`.
+
+    Args:
+        q: the quantile, in (0, 1).
+
+    Returns:
+        ``stat(a, b) -> float`` for two samples of the same inputs, shape (n,) each.
+    """
+
+    def rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        qa, qb = np.quantile(a, q, axis=1, method="inverted_cdf"), np.quantile(b, q, axis=1, method="inverted_cdf")
+        with np.errstate(invalid="ignore"):
+            out = (qb - qa) / math.log(10)
+        out[~(np.isfinite(qa) & np.isfinite(qb))] = math.nan
+        return np.asarray(out)
+
+    @rowwise(rows)
+    def stat(a: np.ndarray, b: np.ndarray) -> float:
+        qa, qb = np.quantile(a, q, method="inverted_cdf"), np.quantile(b, q, method="inverted_cdf")
+        return float(qb - qa) / math.log(10) if math.isfinite(qa) and math.isfinite(qb) else math.nan
+
+    return stat
+
+
 def check_paired_loss_growth(log_increase: Tensor, paired: Tensor, scales: list[float], setting: Setting) -> Check:
     """Row A: under a weak attack the loss increases concentrate near 0 as s grows, on the same inputs at every s.
 
@@ -122,15 +151,8 @@ def check_paired_loss_growth(log_increase: Tensor, paired: Tensor, scales: list[
     if few is not None:
         return few
 
-    def log10_ratio_of(q: float) -> Callable[[np.ndarray, np.ndarray], float]:
-        def stat(a: np.ndarray, b: np.ndarray) -> float:
-            qa, qb = np.quantile(a, q, method="inverted_cdf"), np.quantile(b, q, method="inverted_cdf")
-            return float(qb - qa) / math.log(10) if math.isfinite(qa) and math.isfinite(qb) else math.nan
-
-        return stat
-
-    tail = bootstrap(log10_ratio_of(TAIL_QUANTILE), first, last)
-    med = bootstrap(log10_ratio_of(0.5), first, last)
+    tail = bootstrap(log10_quantile_change(TAIL_QUANTILE), first, last)
+    med = bootstrap(log10_quantile_change(0.5), first, last)
     rose = [int(np.isfinite(row).sum()) for row in (first, last)]
 
     def q(a: np.ndarray, p: float) -> str:
@@ -200,7 +222,7 @@ def check_gradient_masking(scales: list[float], correct: dict[str, np.ndarray], 
     only the smallest and the largest scale (its two rows).
     """
     acc = {k: v.mean(1) for k, v in correct.items()}
-    gain = bootstrap(lambda a, b: float(b.mean() - a.mean()), correct["pgd"][0], correct["pgd"][-1])
+    gain = bootstrap(mean_difference, correct["pgd"][0], correct["pgd"][-1])
     kept = correct["transfer, bias kept"]
     # the inputs that some scaled model classifies correctly although the examples fool the model at the smallest s:
     # a share with a Wilson interval (never of zero width, also when the examples fool every model)
