@@ -9,7 +9,7 @@
 #   bash workflow/residual-evidence.sh [SWEEP ...]     # all sweeps, or the named ones, in this order
 #
 # Run it in a clean checkout (a git worktree of the commit to be credited), then commit data/sweeps/<name>/.
-# On two cores it takes about 6-7 hours in all; each sweep's runs record their own time.
+# On two cores it takes about 8 hours in all; each sweep's runs record their own time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -53,6 +53,11 @@ sweep valley-conditions-residual valley-conditions "${ALL[@]}" -p epochs 10 -p a
 sweep valley-conditions-length valley-conditions "${ALL[@]}" -p epochs 2 -p architecture "$STUDY"
 sweep valley-conditions-depth valley-conditions "${ALL[@]}" -p epochs 10 -p architecture wrn-16-1
 sweep valley-conditions-width valley-conditions "${ALL[@]}" -p epochs 10 -p architecture wrn-10-2
+# The design that lets each axis show an effect: batch norm crossed with a third training length (5 epochs, between
+# the 2 and 10 above), and depth and width on a baseline that does not collapse (2 epochs), beside the collapsing
+# one at 10 epochs above.
+sweep valley-conditions-length-5 valley-conditions "${ALL[@]}" -p epochs 5 -p architecture wrn-10-1,wrn-10-1-nobn
+sweep valley-conditions-size-2 valley-conditions "${ALL[@]}" -p epochs 2 -p architecture wrn-16-1,wrn-10-2
 # A network with attention: the small vision transformer of the zoo, trained and attacked like the others; its models
 # are then committed (python -m flatrob models add data/sweeps/valley-conditions-vit).
 sweep valley-conditions-vit valley-conditions "${ALL[@]}" -p epochs 10 -p architecture vit

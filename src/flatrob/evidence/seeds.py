@@ -203,11 +203,15 @@ def aggregate(sweep: Path) -> SweepSummary:
     return summary
 
 
-def committed_sweeps(chapter: str, root: Path | None = None, match: str = "") -> list[CommittedSweep]:
+def committed_sweeps(
+    chapter: str, root: Path | None = None, match: str = "", judged: bool = True
+) -> list[CommittedSweep]:
     """The summaries of the sweeps of a chapter that count as evidence: their ``summary.json``
     :func:`flatrob.util.provenance.committed` (in the last commit, or promoted). [{"dir", "summary"}]. Summaries of
     another :data:`SUMMARY_FORMAT` (made by older code: re-aggregate or re-run them) are left out; with ``match``,
-    only the sweeps whose name contains it (each kept sweep's runs are judged again, which takes time)."""
+    only the sweeps whose name contains it. Each kept sweep's runs are judged again by this code (which takes
+    time); with ``judged`` False, the committed summary is taken as it is, for what does not depend on the rules
+    (which runs a combination holds: a test keeps the committed summaries equal to what the code derives)."""
     base = sweeps_root(root)
     found = sorted(p for p in base.glob(f"*/{SUMMARY}") if not is_partial(p.parent)) if base.is_dir() else []
     found = [p for p in found if match in p.parent.name]
@@ -215,7 +219,7 @@ def committed_sweeps(chapter: str, root: Path | None = None, match: str = "") ->
     for path in committed(found, root):
         summary = json.loads(path.read_text())
         if summary.get("chapter") == chapter and summary.get("format") == SUMMARY_FORMAT:
-            fresh = (path.parent / GRID).is_file()  # its plan is there: its runs judged again by this code
+            fresh = judged and (path.parent / GRID).is_file()  # its plan is there: its runs judged again
             out.append({"dir": path.parent, "summary": _summarized(str(path.parent.resolve())) if fresh else summary})
     return out
 

@@ -254,7 +254,7 @@ class ChapterContext:
         out: list[dict[str, Any]] = []
         if self.in_sweep:
             return out
-        for sweep in committed_sweeps(name):
+        for sweep in committed_sweeps(name, judged=False):  # which runs, not their verdicts
             for combo in sweep["summary"]["combinations"]:
                 for run in combo["runs"]:  # the runs that count (summarize: those that recorded their measurements)
                     folder = Run(sweep_job_dir(sweep["dir"], name, run["job"]))
@@ -295,7 +295,7 @@ class ChapterContext:
         from flatrob.evidence.seeds import committed_sweeps
         from flatrob.util.paths import PROVENANCE, sweep_job_dir
 
-        dirs = {s["summary"]["name"]: s["dir"] for s in committed_sweeps(self.name)}
+        dirs = {s["summary"]["name"]: s["dir"] for s in committed_sweeps(self.name, judged=False)}
         out = []
         for r in self.paper_regime_results(PROVENANCE):
             folder = sweep_job_dir(dirs[r["sweep"]], self.name, r["run"]["job"])
