@@ -70,50 +70,52 @@ def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     table = pd.concat(frames, ignore_index=True)
-    rows = []
-    for (model, radius), part in table.groupby(["model", "radius"], sort=True):
-        steps = int(part["steps"].max())
-        by_seed = list(part.groupby("seed"))
-        flip = pooled_share([int(p["flipped"].sum()) for _, p in by_seed], [len(p) for _, p in by_seed])
-        ttf = part["time_to_flip"].to_numpy(dtype=float)
-        step = bootstrap(_half_flip_step, ttf)
-
-        def beyond(t: float, steps: int = steps) -> float:  # past the path: fewer than half flip within it
-            return math.inf if t > steps else t
-
-        medians = [float(np.median(p.loc[p.flipped.astype(bool), "final_over_peak"]))
-                   for _, p in by_seed if p["flipped"].astype(bool).any()]  # fmt: skip
-        flipped = part[part["flipped"].astype(bool)]
-        if len(medians) > 1:  # over seeds, as every ratio is pooled
-            collapse, over = pooled_mean(medians, ratio=True), "seeds"
-        else:  # one seed: the median over its inputs, with a bootstrap interval over them
-            e = bootstrap(median, flipped["final_over_peak"].to_numpy())
-            collapse, over = Pooled(e.value, e.lo, e.hi, False), "inputs of one seed"
-        rows.append(
-            {
-                "model": model,
-                "radius": float(radius),
-                "steps": steps,
-                "seeds": len(by_seed),
-                "inputs": len(part),
-                "flipped": int(part["flipped"].astype(bool).sum()),
-                "flip count": flip.count,
-                "flip share": flip.value,
-                "flip lo": flip.lo,
-                "flip hi": flip.hi,
-                "reaches": REACHES.judge(flip) != "not reproduced",
-                "half-flip step": beyond(step.value),
-                "step lo": beyond(step.lo),
-                "step hi": beyond(step.hi),
-                "peak/start": median(flipped["peak_over_start"].to_numpy()) if len(flipped) else math.nan,
-                "final/peak": collapse.mean,
-                "collapse lo": collapse.low,
-                "collapse hi": collapse.high,
-                "interval over": over,
-                "collapses": COLLAPSES.judge({"value": collapse.mean, "lo": collapse.low, "hi": collapse.high}),
-            }
-        )
+    rows = [_ladder_row(str(model), float(radius), part)
+            for (model, radius), part in table.groupby(["model", "radius"], sort=True)]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _ladder_row(model: str, radius: float, part: pd.DataFrame) -> dict[str, Any]:
+    """One model and radius of :func:`ladder_table`, from the per-input rows of every seed (``part``)."""
+    steps = int(part["steps"].max())
+    by_seed = list(part.groupby("seed"))
+    flip = pooled_share([int(p["flipped"].sum()) for _, p in by_seed], [len(p) for _, p in by_seed])
+    ttf = part["time_to_flip"].to_numpy(dtype=float)
+    step = bootstrap(_half_flip_step, ttf)
+
+    def beyond(t: float, steps: int = steps) -> float:  # past the path: fewer than half flip within it
+        return math.inf if t > steps else t
+
+    medians = [float(np.median(p.loc[p.flipped.astype(bool), "final_over_peak"]))
+               for _, p in by_seed if p["flipped"].astype(bool).any()]  # fmt: skip
+    flipped = part[part["flipped"].astype(bool)]
+    if len(medians) > 1:  # over seeds, as every ratio is pooled
+        collapse, over = pooled_mean(medians, ratio=True), "seeds"
+    else:  # one seed: the median over its inputs, with a bootstrap interval over them
+        e = bootstrap(median, flipped["final_over_peak"].to_numpy())
+        collapse, over = Pooled(e.value, e.lo, e.hi, False), "inputs of one seed"
+    return {
+        "model": model,
+        "radius": float(radius),
+        "steps": steps,
+        "seeds": len(by_seed),
+        "inputs": len(part),
+        "flipped": int(part["flipped"].astype(bool).sum()),
+        "flip count": flip.count,
+        "flip share": flip.value,
+        "flip lo": flip.lo,
+        "flip hi": flip.hi,
+        "reaches": REACHES.judge(flip) != "not reproduced",
+        "half-flip step": beyond(step.value),
+        "step lo": beyond(step.lo),
+        "step hi": beyond(step.hi),
+        "peak/start": median(flipped["peak_over_start"].to_numpy()) if len(flipped) else math.nan,
+        "final/peak": collapse.mean,
+        "collapse lo": collapse.low,
+        "collapse hi": collapse.high,
+        "interval over": over,
+        "collapses": COLLAPSES.judge({"value": collapse.mean, "lo": collapse.low, "hi": collapse.high}),
+    }
 
 
 def _step(row: Mapping[str, Any]) -> str:
@@ -166,6 +168,13 @@ def ladder_finding(table: pd.DataFrame, clean: str = "clean", adversarial: str =
                      "training moves the valley to larger budgets; within these paths it does not make it "
                      "shallower.")  # fmt: skip
         return " ".join(parts)
+    parts.append(_shallower(table, reached, clean))
+    return " ".join(parts)
+
+
+def _shallower(table: pd.DataFrame, reached: pd.DataFrame, clean: str) -> str:
+    """The sentence of :func:`ladder_finding` where the adversarially trained valley collapses at no radius: how deep
+    it collapses against the clean model at the same radii, and whether that collapse is refuted or undecided."""
     side = table[table.model == clean].set_index("radius")
     pairs = "; ".join(
         f"{short_value(r.radius)}: {_depth(r)} against {_depth(side.loc[r.radius])}"
@@ -179,11 +188,10 @@ def ladder_finding(table: pd.DataFrame, clean: str = "clean", adversarial: str =
     else:
         verdict = (f"by the claim's rule (a collapse below 1/{1 / COLLAPSES.threshold:g} of the peak, refuted above "
                    f"{COLLAPSES.refutation:g}) its collapse is decided at no radius of the ladder: within these "
-                   "20-step paths its valley is later and shallower than the clean model's; whether it deepens "
-                   "with longer paths, the ladder cannot say")  # fmt: skip
-    parts.append(f"Where it is reached, its sharpness collapses less deeply than the clean model's at the same "
-                 f"radius (final/peak, adversarially trained against clean: {pairs}), and {verdict}.")  # fmt: skip
-    return " ".join(parts)
+                   f"{int(reached.steps.max())}-step paths its valley is later and shallower than the clean "
+                   "model's; whether it deepens with longer paths, the ladder cannot say")  # fmt: skip
+    return (f"Where it is reached, its sharpness collapses less deeply than the clean model's at the same "
+            f"radius (final/peak, adversarially trained against clean: {pairs}), and {verdict}.")  # fmt: skip
 
 
 def _depth(row: pd.Series) -> str:
@@ -235,20 +243,12 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
     c, a = cl.loc[r], at.loc[r]
     share = Estimate(float(a["flip share"]), float(a["flip lo"]), float(a["flip hi"]), int(a["inputs"]),
                      int(a["flip count"]))  # fmt: skip
-    verdict = FORMS_LATER.judge(share)
-    fragile = FORMS_LATER.fragile(share)
-    text = (
-        f"at {short_value(r)}, where the clean model's valley forms ({int(c.flipped)} of {int(c.inputs)} inputs flip "
-        f"within {steps} steps; {_step(c)}), the adversarially trained model's attack flips {share} of its "
-        f"{int(a.inputs)} inputs ({int(a.flipped)}; {_step(a)}) (at most {fmt(FORMS_LATER.threshold)}: "
-        f"its valley has not formed at this budget, reproduced; above {fmt(FORMS_LATER.refutation)}: the steps "
-        "decide; between: partly)"
-    )
+    verdict, fragile = FORMS_LATER.judge(share), FORMS_LATER.fragile(share)
+    text = _forms_text(r, c, a, share, steps)
     values: dict[str, Any] = {"radius": r, "at_share": share.as_dict(), "clean_flipped": int(c.flipped),
                               "clean_inputs": int(c.inputs), "steps": steps}  # fmt: skip
     if verdict == "not reproduced":  # most adversarially trained inputs flip there too: do they flip later?
-        late = Estimate(a["half-flip step"] - c["half-flip step"], a["step lo"] - c["step hi"],
-                        a["step hi"] - c["step lo"], int(a.inputs))  # fmt: skip
+        late = _later(c, a)
         verdict, fragile = LATER.judge(late), LATER.fragile(late)
         text += (
             f"; most flip there, so the steps decide: half have flipped {late} steps later than under the "
@@ -257,6 +257,26 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
         values["half_flip_later"] = late.as_dict()
     measure = share.measure(f"adversarially trained flip share at {short_value(r)}", FORMS_LATER)
     return check(verdict, f"{text}. {where}", values=values, fragile=fragile, measure=measure)
+
+
+def _forms_text(r: float, c: pd.Series, a: pd.Series, share: Estimate, steps: int) -> str:
+    """The evidence of :func:`ladder_check` at the clean model's forming radius ``r`` (rows ``c`` and ``a`` of
+    :func:`ladder_table`): how many inputs flip under each model, and the rule on the adversarially trained share."""
+    return (
+        f"at {short_value(r)}, where the clean model's valley forms ({int(c.flipped)} of {int(c.inputs)} inputs flip "
+        f"within {steps} steps; {_step(c)}), the adversarially trained model's attack flips {share} of its "
+        f"{int(a.inputs)} inputs ({int(a.flipped)}; {_step(a)}) (at most {fmt(FORMS_LATER.threshold)}: "
+        f"its valley has not formed at this budget, reproduced; above {fmt(FORMS_LATER.refutation)}: the steps "
+        "decide; between: partly)"
+    )
+
+
+def _later(c: pd.Series, a: pd.Series) -> Estimate:
+    """How many steps later half of the adversarially trained model's inputs have flipped than the clean model's,
+    at one radius of :func:`ladder_table` (rows ``c`` and ``a``), with an interval that joins the two bootstrap
+    intervals (the lower end of one against the upper end of the other)."""
+    return Estimate(a["half-flip step"] - c["half-flip step"], a["step lo"] - c["step hi"],
+                    a["step hi"] - c["step lo"], int(a.inputs))  # fmt: skip
 
 
 def _ladder_setting(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], training: str) -> dict[str, Any]:

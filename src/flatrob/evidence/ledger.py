@@ -191,27 +191,7 @@ def build(ledger: Mapping[str, LedgerFile]) -> list[ClaimRecord]:
     out: list[ClaimRecord] = []
     for c, claim in CLAIMS.items():
         found = by_claim[c]
-        groups: dict[tuple[Any, ...], list[LedgerEntry]] = {}
-        for e in found:
-            groups.setdefault(setting_group(e["setting"]), []).append(e)
-        settings: list[SettingGroup] = []
-        for key, members in groups.items():
-            s = members[0]["setting"]
-            settings.append(
-                {
-                    "setting": dict(key),
-                    "label": setting_label(s),
-                    "paper_setting": at_paper_setting(c, s),
-                    "paper_attack": at_paper_attack(c, s) if claim["paper_settings"] else False,
-                    "strength": _STRENGTH.get(source_kind(s), 1),
-                    "verdict": combine([m["verdict"] for m in members]),
-                    "fragile": any(m.get("fragile") for m in members),
-                    "checks": [m["id"] for m in members],
-                }
-            )
-        settings.sort(
-            key=lambda g: (not g["paper_setting"], -g["strength"], float(g["setting"].get("eps", 0.0)), g["label"])
-        )
+        settings = _setting_groups(c, found, bool(claim["paper_settings"]))
         paper = (
             [g for g in settings if g["paper_setting"] and g["strength"] > 0] if claim["paper_settings"] else settings
         )
@@ -241,6 +221,34 @@ def build(ledger: Mapping[str, LedgerFile]) -> list[ClaimRecord]:
             }
         )
     return out
+
+
+def _setting_groups(claim: int, found: Sequence[LedgerEntry], paper_settings: bool) -> list[SettingGroup]:
+    """A claim's entries grouped by setting (:func:`setting_group`), each group with its label, whether it is at the
+    paper's setting and attack, its strength of evidence and its combined verdict; the paper's settings first, then
+    by strength, radius and label (:func:`build`)."""
+    groups: dict[tuple[Any, ...], list[LedgerEntry]] = {}
+    for e in found:
+        groups.setdefault(setting_group(e["setting"]), []).append(e)
+    settings: list[SettingGroup] = []
+    for key, members in groups.items():
+        s = members[0]["setting"]
+        settings.append(
+            {
+                "setting": dict(key),
+                "label": setting_label(s),
+                "paper_setting": at_paper_setting(claim, s),
+                "paper_attack": at_paper_attack(claim, s) if paper_settings else False,
+                "strength": _STRENGTH.get(source_kind(s), 1),
+                "verdict": combine([m["verdict"] for m in members]),
+                "fragile": any(m.get("fragile") for m in members),
+                "checks": [m["id"] for m in members],
+            }
+        )
+    settings.sort(
+        key=lambda g: (not g["paper_setting"], -g["strength"], float(g["setting"].get("eps", 0.0)), g["label"])
+    )
+    return settings
 
 
 def strongest_groups(groups: Sequence[SettingGroup]) -> list[SettingGroup]:

@@ -385,6 +385,55 @@ def pooled_path(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return path_intervals(pool_along_path([pd.DataFrame(r["data"]) for r in results if r["data"]]))
 
 
+def _accuracy(row: pd.Series, stump: str) -> str:
+    return f"{_f(row[f'{stump} accuracy'])} [{_f(row[f'{stump} lo'])}, {_f(row[f'{stump} hi'])}]"
+
+
+def _detector_model(model: str, part: pd.DataFrame, paper_step: int) -> str:
+    """One model's paragraph of :func:`detector_path`."""
+    from flatrob.evidence.checks.rules import DETECTOR_REFUTED, DETECTOR_REPRODUCED
+
+    acc = _accuracy
+    rows = part.set_index("position")
+    near_rows = [rows.loc[p] for p in ("first flip", "sharpness peak") if p in rows.index]
+    if not near_rows or str(paper_step) not in rows.index:
+        return f"For the {model} model too few inputs are fooled to score the stump along the path."
+    end = rows.loc[str(paper_step)]
+    near = any(r["sharpness lo"] >= DETECTOR_REPRODUCED for r in near_rows)
+    valley = end["sharpness hi"] < DETECTOR_REFUTED
+    reading = (
+        "the stump separates near the decision boundary and fails where the paper's attack ends, in the valley; "
+        "this would explain the paper's 0.92-0.93 if its adversarial points lay nearer the boundary than the end "
+        "of the attack (where they lay is not in what we could read of the paper)"
+        if near and valley
+        else "the stump separates near the boundary and still at the paper's endpoint"
+        if near
+        else "the stump fails at the paper's endpoint and does not reach "
+        f"{DETECTOR_REPRODUCED:g} near the boundary either"
+        if valley
+        else "where the attack ends does not explain the difference from the paper"
+    )
+    where = "; ".join(
+        f"{acc(r, 'sharpness')} at the {r.name.replace('first flip', 'first wrong iterate')} "
+        f"({int(r['pairs'])} pairs, median step {_f(r['median step'])}; the confidence stump "
+        f"{acc(r, 'confidence')})"
+        for r in near_rows
+    )
+    same = all(r["confidence hi"] >= r["sharpness lo"] and r["confidence lo"] <= r["sharpness hi"] for r in near_rows)
+    reading += (
+        "; the confidence stump does as well (overlapping intervals) wherever the sharpness stump separates, as "
+        "the tie between sharpness and confidence in this chapter leads one to expect"
+        if same and near
+        else ""
+    )
+    return (
+        f"For the {model} model the sharpness stump's held-out accuracy is {where}, and {acc(end, 'sharpness')} "
+        f"at the paper's endpoint, step {paper_step} ({int(end['pairs'])} pairs; the confidence stump "
+        f"{acc(end, 'confidence')}). By the detector's thresholds ({DETECTOR_REPRODUCED:g} and "
+        f"{DETECTOR_REFUTED:g}), {reading}."
+    )
+
+
 def detector_path(along: pd.DataFrame, paper_step: int) -> str:
     """Row F along the path in words, per model: the sharpness stump's held-out accuracy near the decision boundary
     (at the first wrong iterate and at the sharpness peak) and at the paper's endpoint (step ``paper_step``), each with
@@ -401,54 +450,8 @@ def detector_path(along: pd.DataFrame, paper_step: int) -> str:
     Returns:
         One paragraph per model.
     """
-    from flatrob.evidence.checks.rules import DETECTOR_REFUTED, DETECTOR_REPRODUCED
-
-    def acc(row: pd.Series, stump: str) -> str:
-        return f"{_f(row[f'{stump} accuracy'])} [{_f(row[f'{stump} lo'])}, {_f(row[f'{stump} hi'])}]"
-
     if not len(along):
         return "No input was fooled on the path, so no pair can be scored along it."
-    out = []
-    for model, part in along.groupby("model", sort=False):
-        rows = part.set_index("position")
-        near_rows = [rows.loc[p] for p in ("first flip", "sharpness peak") if p in rows.index]
-        if not near_rows or str(paper_step) not in rows.index:
-            out.append(f"For the {model} model too few inputs are fooled to score the stump along the path.")
-            continue
-        end = rows.loc[str(paper_step)]
-        near = any(r["sharpness lo"] >= DETECTOR_REPRODUCED for r in near_rows)
-        valley = end["sharpness hi"] < DETECTOR_REFUTED
-        reading = (
-            "the stump separates near the decision boundary and fails where the paper's attack ends, in the valley; "
-            "this would explain the paper's 0.92-0.93 if its adversarial points lay nearer the boundary than the end "
-            "of the attack (where they lay is not in what we could read of the paper)"
-            if near and valley
-            else "the stump separates near the boundary and still at the paper's endpoint"
-            if near
-            else "the stump fails at the paper's endpoint and does not reach "
-            f"{DETECTOR_REPRODUCED:g} near the boundary either"
-            if valley
-            else "where the attack ends does not explain the difference from the paper"
-        )
-        where = "; ".join(
-            f"{acc(r, 'sharpness')} at the {r.name.replace('first flip', 'first wrong iterate')} "
-            f"({int(r['pairs'])} pairs, median step {_f(r['median step'])}; the confidence stump "
-            f"{acc(r, 'confidence')})"
-            for r in near_rows
-        )
-        same = all(
-            r["confidence hi"] >= r["sharpness lo"] and r["confidence lo"] <= r["sharpness hi"] for r in near_rows
-        )
-        reading += (
-            "; the confidence stump does as well (overlapping intervals) wherever the sharpness stump separates, as "
-            "the tie between sharpness and confidence in this chapter leads one to expect"
-            if same and near
-            else ""
-        )
-        out.append(
-            f"For the {model} model the sharpness stump's held-out accuracy is {where}, and {acc(end, 'sharpness')} "
-            f"at the paper's endpoint, step {paper_step} ({int(end['pairs'])} pairs; the confidence stump "
-            f"{acc(end, 'confidence')}). By the detector's thresholds ({DETECTOR_REPRODUCED:g} and "
-            f"{DETECTOR_REFUTED:g}), {reading}."
-        )
-    return "\n\n".join(out)
+    return "\n\n".join(
+        _detector_model(str(model), part, paper_step) for model, part in along.groupby("model", sort=False)
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -87,38 +87,46 @@ def over_seeds(checks_by_seed: Mapping[Any, Sequence[CheckRecord]]) -> list[Seed
         limits = {str(s): c.get("values", {}).get("limits") for s, c in present.items()}
         if any(limits.values()):
             entry["limits"] = {s: v for s, v in limits.items() if v}
-        measured: list[dict[str, Any]] = [  # a check that holds by construction keeps its measured number too
-            m
-            for c in present.values()
-            if (m := c.get("measure"))
-            and c["verdict"] in (*EVIDENCE_VERDICTS, BY_CONSTRUCTION)
-            and m.get("value") is not None
-            and np.isfinite(m["value"])
-        ]
-        pooled: dict[str, Any] | None = None
-        rule: Rule | None = None
-        if len(measured) >= 2:
-            values = [float(m["value"]) for m in measured]
-            if all(m.get("count") is not None for m in measured):  # a share: the seeds' counts pooled as counts
-                counted = pooled_share([int(m["count"]) for m in measured], [int(m["n"]) for m in measured])
-                mean, lo, hi = counted.value, counted.lo, counted.hi
-                pooled = counted.as_dict() | {"pooled": "counts", "seeds": len(values)}
-            else:
-                mean, lo, hi, geometric = pooled_mean(values, is_ratio(measured[0]["name"]))
-                pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
-                if geometric:
-                    pooled["pooled"] = "geometric"
-            rule = Rule.from_dict(measured[0]["rule"])
-            entry |= {
-                "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
-                "resolved": hi - lo > 1e-9 * max(1.0, abs(mean)),  # identical values: an interval of no width
-                "min": float(min(values)),
-                "max": float(max(values)),
-            }
+        fields, pooled, rule = _pooled(present.values())
+        entry |= fields
         verdict, fragile = over_seeds_verdict(list(verdicts.values()), pooled, rule)
         fragile = fragile or any(c.get("fragile") for c in present.values())
         out.append(cast(SeedsCheck, entry | {"verdict": verdict, "fragile": bool(fragile)}))
     return out
+
+
+def _pooled(present: Iterable[CheckRecord]) -> tuple[dict[str, Any], dict[str, Any] | None, Rule | None]:
+    """The seeds' decisive measures pooled (:func:`over_seeds`): the entry's fields ("measure", "resolved", "min",
+    "max"), the pooled estimate and the rule; ({}, None, None) where fewer than two seeds measured a finite value.
+    A check that holds by construction keeps its measured number too."""
+    measured: list[dict[str, Any]] = [
+        m
+        for c in present
+        if (m := c.get("measure"))
+        and c["verdict"] in (*EVIDENCE_VERDICTS, BY_CONSTRUCTION)
+        and m.get("value") is not None
+        and np.isfinite(m["value"])
+    ]
+    if len(measured) < 2:
+        return {}, None, None
+    values = [float(m["value"]) for m in measured]
+    pooled: dict[str, Any]
+    if all(m.get("count") is not None for m in measured):  # a share: the seeds' counts pooled as counts
+        counted = pooled_share([int(m["count"]) for m in measured], [int(m["n"]) for m in measured])
+        mean, lo, hi = counted.value, counted.lo, counted.hi
+        pooled = counted.as_dict() | {"pooled": "counts", "seeds": len(values)}
+    else:
+        mean, lo, hi, geometric = pooled_mean(values, is_ratio(measured[0]["name"]))
+        pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
+        if geometric:
+            pooled["pooled"] = "geometric"
+    fields = {
+        "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
+        "resolved": hi - lo > 1e-9 * max(1.0, abs(mean)),  # identical values: an interval of no width
+        "min": float(min(values)),
+        "max": float(max(values)),
+    }
+    return fields, pooled, Rule.from_dict(measured[0]["rule"])
 
 
 def _checks_of(run: Path) -> list[CheckRecord]:
@@ -251,31 +259,8 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
             if len(combo["runs"]) < 2:
                 continue
             for c in combo["checks"]:
-                seeds = ", ".join(f"seed {s}: {v}" for s, v in c["verdicts"].items())
                 m = c.get("measure")
-                if m:
-                    interval = (
-                        f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]"
-                        if c.get("resolved")
-                        else "(unresolved: the seeds' values are identical)"
-                    )
-                    geometric = m.get("pooled") == "geometric"
-                    if m.get("pooled") == "counts":
-                        evidence = (
-                            f"{m['name']} over {m['seeds']} seeds, pooled as counts: {m['count']} of {m['n']}, "
-                            f"{_fmt(m['value'])} {interval} (95% Wilson interval of the pooled count; the seeds "
-                            f"spread from {_fmt(c['min'])} to {_fmt(c['max'])}); the seeds' verdicts: {seeds}"
-                        )
-                    else:
-                        evidence = (
-                            f"{m['name']} over {m['n']} seeds: {'geometric mean' if geometric else 'mean'} "
-                            f"{_fmt(m['value'])} {interval} (95% t-interval over seeds"
-                            f"{' on the log scale' if geometric else ''}, each attacking its own inputs; spread "
-                            f"{_fmt(c['min'])} to "
-                            f"{_fmt(c['max'])}); the seeds' verdicts: {seeds}"
-                        )
-                else:
-                    evidence = f"the seeds' verdicts: {seeds}"
+                evidence = _seeds_evidence(c)
                 evidence += "".join(f"; seed {s}: {_limits(v)}" for s, v in c.get("limits", {}).items())
                 setting = {
                     **c["setting"],
@@ -300,6 +285,34 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                     )
                 )
     return out
+
+
+def _seeds_evidence(c: SeedsCheck) -> str:
+    """The evidence of a check over seeds in words (:func:`sweep_checks`): the pooled measure with its interval and
+    how it was pooled (counts, a geometric or an arithmetic mean), the seeds' spread and their verdicts."""
+    seeds = ", ".join(f"seed {s}: {v}" for s, v in c["verdicts"].items())
+    m = c.get("measure")
+    if not m:
+        return f"the seeds' verdicts: {seeds}"
+    interval = (
+        f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]"
+        if c.get("resolved")
+        else "(unresolved: the seeds' values are identical)"
+    )
+    if m.get("pooled") == "counts":
+        return (
+            f"{m['name']} over {m['seeds']} seeds, pooled as counts: {m['count']} of {m['n']}, "
+            f"{_fmt(m['value'])} {interval} (95% Wilson interval of the pooled count; the seeds "
+            f"spread from {_fmt(c['min'])} to {_fmt(c['max'])}); the seeds' verdicts: {seeds}"
+        )
+    geometric = m.get("pooled") == "geometric"
+    return (
+        f"{m['name']} over {m['n']} seeds: {'geometric mean' if geometric else 'mean'} "
+        f"{_fmt(m['value'])} {interval} (95% t-interval over seeds"
+        f"{' on the log scale' if geometric else ''}, each attacking its own inputs; spread "
+        f"{_fmt(c['min'])} to "
+        f"{_fmt(c['max'])}); the seeds' verdicts: {seeds}"
+    )
 
 
 def _limits(limits: dict[str, Any]) -> str:

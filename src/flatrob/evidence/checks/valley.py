@@ -254,17 +254,7 @@ def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any],
     flip = bootstrap(mean_difference, tc, ta)
     later, earlier = share(ta > tc), share(ta < tc)
     never = {"clean": int((tc >= cap).sum()), "adversarial": int((ta >= cap).sum())}
-    both_flip = both & clean["flipped"] & adv["flipped"]
-    if int(both_flip.sum()) >= MIN_POINTS:
-        peak = bootstrap(mean_difference, clean["peak_step_all"][both_flip], adv["peak_step_all"][both_flip])
-        peak_verdict, peak_text = (
-            LATER.judge(peak),
-            f"mean peak step later by {peak} on the {int(both_flip.sum())} inputs that flip under both",
-        )
-    else:
-        peak = Estimate(math.nan, math.nan, math.nan, int(both_flip.sum()))
-        peak_verdict = NOT_TESTABLE
-        peak_text = f"the peak is not compared: {int(both_flip.sum())} inputs flip under both (need {MIN_POINTS})"
+    peak, peak_verdict, peak_text = _peak_shift(clean, adv, both & clean["flipped"] & adv["flipped"])
     return Check(
         claim=7,
         part="shift",
@@ -293,6 +283,36 @@ def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any],
             },
         },
         measure=flip.measure("restricted mean time to flip, later by (steps)", LATER),
+    )
+
+
+def _peak_shift(clean: dict[str, Any], adv: dict[str, Any], both_flip: np.ndarray) -> tuple[Estimate, str, str]:
+    """The peak part of :func:`check_adversarial_training_shift`: the mean peak step, adversarially trained minus
+    clean, paired on the inputs that flip under both models (``both_flip``): (estimate, verdict by
+    :data:`LATER`, evidence); not testable with fewer than :data:`MIN_POINTS` of them."""
+    n = int(both_flip.sum())
+    if n < MIN_POINTS:
+        return (Estimate(math.nan, math.nan, math.nan, n), NOT_TESTABLE,
+                f"the peak is not compared: {n} inputs flip under both (need {MIN_POINTS})")  # fmt: skip
+    peak = bootstrap(mean_difference, clean["peak_step_all"][both_flip], adv["peak_step_all"][both_flip])
+    return peak, LATER.judge(peak), f"mean peak step later by {peak} on the {n} inputs that flip under both"
+
+
+def _norm_evidence(ratio: Estimate, phi: float, prob: float) -> str:
+    """The evidence of :func:`check_feature_norm`: the median max/min of ||phi|| against its rule, and how many
+    decades ||phi||^2 (``phi``) and 1 - ||p||^2 (``prob``) span, with what it means when the probability factor
+    dominates (:data:`DOMINANCE`)."""
+    dominates = prob > DOMINANCE * phi
+    return (
+        f"median per-input max/min of ||phi|| {ratio} ({NORM_MOVES.describe()}); ||phi||^2 spans {fmt(phi)} decades, "
+        f"1 - ||p||^2 spans {fmt(prob)}: the probability factor {'dominates' if dominates else 'does not dominate'} "
+        "the curve"
+        + (
+            f" (spans more than {DOMINANCE:g} times the decades of ||phi||^2): the curve's shape is mostly "
+            "1 - ||p||^2, the reviewer's reading, so the claim holds only in part"
+            if dominates
+            else ""
+        )
     )
 
 
@@ -345,15 +365,7 @@ def check_feature_norm(samples: dict[str, Any], setting: Setting) -> Check:
         name="median max/min of ||phi||",
         setting=setting,
         paper=paper,
-        evidence=f"median per-input max/min of ||phi|| {ratio} ({NORM_MOVES.describe()}); ||phi||^2 spans "
-        f"{fmt(phi)} decades, 1 - ||p||^2 spans {fmt(prob)}: the probability factor "
-        f"{'dominates' if dominates else 'does not dominate'} the curve"
-        + (
-            f" (spans more than {DOMINANCE:g} times the decades of ||phi||^2): the curve's shape is mostly "
-            "1 - ||p||^2, the reviewer's reading, so the claim holds only in part"
-            if dominates
-            else ""
-        ),
+        evidence=_norm_evidence(ratio, phi, prob),
         values={"decades_phi_sq": phi, "decades_one_minus_p2": prob, "probability_dominates": dominates},
     )
     if dominates and check.verdict == "reproduced":  # its own dominance test contradicts the paper's reading
