@@ -42,7 +42,8 @@ def _compare_entries(committed: Iterable[LedgerEntry], current: Iterable[LedgerE
     for e in current:
         c: LedgerEntry | None = ref.pop(e["id"], None)
         value, before = _measure_value(e), (_measure_value(c) if c else None)
-        ci = (c.get("measure") or {}).get("ci95") if c else None
+        mc = c.get("measure") if c else None
+        ci = mc.get("ci95") if mc else None
         inside = None if value is None or not ci or None in ci else bool(ci[0] <= value <= ci[1])
         rows.append(
             {

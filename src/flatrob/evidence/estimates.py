@@ -13,6 +13,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
+from flatrob.evidence.records import Measure
+
 
 class Rule(Protocol):
     """What an estimate needs of a rule (:class:`flatrob.evidence.verdicts.Rule`) to name it as its measure's."""
@@ -73,9 +75,12 @@ class Estimate:
             {"count": self.count} if self.count is not None else {}
         )
 
-    def measure(self, name: str, rule: Rule) -> dict[str, Any]:
+    def measure(self, name: str, rule: Rule) -> Measure:
         """This estimate as the decisive measure of a check, with the rule that turns it into the verdict."""
-        return {"name": name, **self.as_dict(), "rule": rule.as_dict()}
+        ci95 = [self.lo, self.hi]
+        if self.count is None:
+            return Measure(name=name, value=self.value, ci95=ci95, n=self.n, rule=rule.as_dict())
+        return Measure(name=name, value=self.value, ci95=ci95, n=self.n, count=self.count, rule=rule.as_dict())
 
 
 Stat = TypeVar("Stat", bound=Callable[..., float])

@@ -74,9 +74,9 @@ def reasons(claims: Sequence[ClaimRecord], extra: Mapping[int, str] | None = Non
         made = [e for e in _setting_entries(claim, counted) if e["verdict"] in want]
         parts = []
         for e in made[:3]:
-            m = e.get("measure") or {}
+            m = e.get("measure")
             what = f"{e['claim']}-{e['part']}" if e.get("part") else str(e["claim"])
-            rule = f" (the rule: {Rule.from_dict(m['rule']).describe()})" if m.get("rule") else ""
+            rule = f" (the rule: {Rule.from_dict(m['rule']).describe()})" if m and m.get("rule") else ""
             value = f"{m['name']} {_value(e)}{rule}" if m else e["evidence"][:160]
             model = " ".join(str(e["setting"][k]) for k in ("training", "architecture") if e["setting"].get(k))
             model += f", {e['setting']['source']}" if source_kind(e["setting"]) != "live" else ""

@@ -27,6 +27,7 @@ __all__ = [
     "Further",
     "LedgerEntry",
     "LedgerFile",
+    "Measure",
     "CommittedSweep",
     "SeedsCheck",
     "SweepJob",
@@ -44,6 +45,22 @@ SUMMARY_FORMAT = 2
 CALLS_FORMAT = 1
 
 
+class Measure(TypedDict):
+    """A check's decisive measure (:meth:`flatrob.evidence.estimates.Estimate.measure`): what was measured, its value
+    and 95% interval over ``n`` inputs (or seeds), the count of a share, and the rule that turns it into the verdict
+    (:meth:`flatrob.evidence.verdicts.Rule.as_dict`); pooled over seeds (:func:`flatrob.evidence.seeds.over_seeds`),
+    how it was pooled ("counts" or "geometric"; an arithmetic mean says nothing) and over how many seeds."""
+
+    name: str
+    value: float
+    ci95: list[float]
+    n: int
+    count: NotRequired[int]
+    rule: dict[str, Any]
+    pooled: NotRequired[str]
+    seeds: NotRequired[int]
+
+
 class _CheckFields(TypedDict):
     """What a check is, wherever it is stored: its id and claim, the part of the claim, the statement, verdict and
     evidence, the paper's number, the setting, the measured values, the decisive measure (value, interval, rule) and
@@ -58,7 +75,7 @@ class _CheckFields(TypedDict):
     paper: str
     setting: dict[str, Any]
     values: dict[str, Any]
-    measure: dict[str, Any] | None
+    measure: Measure | None
     fragile: bool
 
 
@@ -87,7 +104,7 @@ class SeedsCheck(TypedDict):
     verdict: str
     fragile: bool
     limits: NotRequired[dict[str, Any]]
-    measure: NotRequired[dict[str, Any]]
+    measure: NotRequired[Measure]
     resolved: NotRequired[bool]
     min: NotRequired[float]
     max: NotRequired[float]

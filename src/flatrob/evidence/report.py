@@ -86,8 +86,8 @@ def _value(entry: LedgerEntry) -> str:
     m = entry.get("measure")
     if not m or m.get("value") is None:
         return ""
-    lo, hi = (m.get("ci95") or [None, None])[:2]
-    text = f"{_fmt(m['value'])} [{_fmt(lo)}, {_fmt(hi)}]" if lo is not None else _fmt(m["value"])
+    ci = m.get("ci95")
+    text = f"{_fmt(m['value'])} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and ci[0] is not None else _fmt(m["value"])
     limits = (entry.get("values") or {}).get("limits") or {}
     per_seed = limits.values() if limits and all(isinstance(v, Mapping) for v in limits.values()) else [limits]
     bounds = [float(v) for lim in per_seed for k, v in lim.items() if k.startswith("largest measurable")]
@@ -96,7 +96,8 @@ def _value(entry: LedgerEntry) -> str:
 
 def _measure_name(entry: LedgerEntry) -> str:
     """The name of an entry's decisive measure ("" without one)."""
-    return str((entry.get("measure") or {}).get("name", ""))
+    m = entry.get("measure")
+    return str(m["name"]) if m else ""
 
 
 def _main(claim: int, entries: Sequence[LedgerEntry]) -> LedgerEntry | None:

@@ -22,6 +22,7 @@ from flatrob.evidence.records import (
     CheckRecord,
     Combination,
     CommittedSweep,
+    Measure,
     SeedsCheck,
     SweepPlan,
     SweepSummary,
@@ -99,7 +100,7 @@ def _pooled(present: Iterable[CheckRecord]) -> tuple[dict[str, Any], dict[str, A
     """The seeds' decisive measures pooled (:func:`over_seeds`): the entry's fields ("measure", "resolved", "min",
     "max"), the pooled estimate and the rule; ({}, None, None) where fewer than two seeds measured a finite value.
     A check that holds by construction keeps its measured number too."""
-    measured: list[dict[str, Any]] = [
+    measured: list[Measure] = [
         m
         for c in present
         if (m := c.get("measure"))
@@ -200,8 +201,8 @@ def aggregate(sweep: Path) -> SweepSummary:
                 "check": chk["id"],
                 "verdict": chk["verdict"],
                 "fragile": chk["fragile"],
-                "measure": (chk.get("measure") or {}).get("name"),
-                "mean": (chk.get("measure") or {}).get("value"),
+                "measure": m["name"] if (m := chk.get("measure")) else None,
+                "mean": m["value"] if m else None,
                 "per-seed verdicts": ", ".join(f"{s}: {v}" for s, v in chk["verdicts"].items()),
             }
             for c in summary["combinations"]

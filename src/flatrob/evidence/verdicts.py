@@ -50,7 +50,7 @@ from flatrob.evidence.estimates import (
     share_of,
     t_interval,
 )
-from flatrob.evidence.records import CheckRecord
+from flatrob.evidence.records import CheckRecord, Measure
 
 __all__ = [
     "BY_CONSTRUCTION",
@@ -285,7 +285,7 @@ class Check:
     paper: str = ""
     setting: Setting = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
-    measure: dict[str, Any] | None = None
+    measure: Measure | None = None
     fragile: bool = False
     provenance: dict[str, Any] | None = None
 
