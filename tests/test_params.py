@@ -164,3 +164,22 @@ def test_a_chapters_parameters_as_a_readers_table():
     assert table.loc["epochs", "this run"] == "10" and table.loc["epochs", "default"] == str(spec["epochs"].default)
     assert table.loc["adv_eps", "this run"] == "8/255" and table.loc["adv_eps", "default"] == ""
     assert "at least 1" in table.loc["epochs", "what it is"] and table.loc["seed", "default"] == ""
+
+
+def test_papermill_reads_every_parameter_of_every_chapter(tmp_path):
+    """``papermill --help-notebook`` and papermill's own checks read a chapter's parameters cell line by line; a line
+    it cannot parse (a second "=" in its comment, say) makes papermill warn "Passed unknown parameter" whenever a user
+    sets it. Every chapter's parameters, as papermill reads them, are the chapter's own."""
+    import jupytext
+    import papermill
+
+    from flatrob.jobs.params import chapter_path, chapters, parameter_spec
+
+    for name in chapters():
+        spec = parameter_spec(name)
+        if not spec:
+            continue
+        nb = tmp_path / f"{name}.ipynb"
+        jupytext.write(jupytext.read(chapter_path(name)), nb)
+        seen = papermill.inspect_notebook(str(nb))
+        assert set(seen) == set(spec), (name, sorted(set(spec) ^ set(seen)))
