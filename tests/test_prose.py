@@ -161,3 +161,26 @@ def test_the_detector_path_paragraph_follows_the_detectors_thresholds():
     assert "does not reach 0.9 near the boundary either" in prose.detector_path(table(0.8, 0.55), 10)
     assert "does not explain" in prose.detector_path(table(0.8, 0.8), 10)
     assert prose.detector_path(table(0.9, 0.5).iloc[:0], 10).startswith("No input was fooled")
+
+
+def test_row_a_in_words_names_the_unscaled_accuracy_and_which_scales_lie_apart():
+    import pandas as pd
+
+    from flatrob.evidence.prose import robust_by_scale
+
+    own = "robust accuracy (own attack)"
+
+    def table(values):
+        return pd.DataFrame(
+            [
+                {"radius": r, "scale s": s, "seeds": 3, own: v, f"{own} lo": v - 0.02, f"{own} hi": v + 0.02}
+                for r in (0.025, 0.25)
+                for s, v in zip((0.25, 1.0, 50.0), values, strict=True)
+            ]
+        )
+
+    text = robust_by_scale(table([0.80, 0.85, 0.99]), paper=0.9033)
+    assert "keeps 0.85 [0.83, 0.87]" in text and "keeps 0.903" in text and "3 seeds" in text
+    assert "$s$ = 0.25, 50 its interval lies apart" in text and "radius 0.025" in text
+    assert "overlaps" in robust_by_scale(table([0.85, 0.85, 0.86]), paper=0.9033)
+    assert robust_by_scale(table([0.85, 0.85, 0.86]).query("`scale s` != 1.0"), paper=0.9033) == ""

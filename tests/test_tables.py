@@ -84,3 +84,11 @@ def test_an_empty_table_is_one_line(monkeypatch):
 
     show(pd.DataFrame(columns=["check", "verdict"]))
     assert len(shown) == 1 and "no rows" in shown[0][0].data
+
+
+def test_estimates_join_their_intervals_into_one_cell():
+    from flatrob.tables import with_intervals
+
+    df = pd.DataFrame({"s": [1.0], "acc": [0.8512], "acc lo": [0.83], "acc hi": [0.87], "n": [3]})
+    out = with_intervals(df, ["acc"])
+    assert list(out.columns) == ["s", "acc", "n"] and out.loc[0, "acc"] == "0.851 [0.83, 0.87]"

@@ -329,3 +329,23 @@ def test_every_verdict_word_is_defined_once_and_only_the_words_used_are_listed()
     assert "**not reproduced**" in text and "**partly**" in text and "**fragile**" in text
     assert "**reproduced**" not in text and "**holds by construction**" not in text
     assert define(["reproduced"]).startswith("Verdict words: **reproduced**") and define([]) == ""
+
+
+def test_shares_per_seed_pool_as_counts_per_group():
+    import pandas as pd
+
+    from flatrob.evidence.estimates import pooled_shares, share_of
+
+    frame = pd.DataFrame(
+        {
+            "radius": [0.1, 0.1, 0.1, 0.2],
+            "seed": [0, 1, 2, 0],
+            "acc": [0.9, 0.85, 1.0, 0.0],
+            "inputs": [100, 200, 50, 40],
+        }
+    )
+    out = pooled_shares(frame, ["radius"], ["acc"], "inputs").set_index("radius")
+    pooled = share_of(90 + 170 + 50, 350)  # by hand: the counts added
+    assert out.loc[0.1, "seeds"] == 3 and out.loc[0.1, "acc"] == pytest.approx(310 / 350)
+    assert (out.loc[0.1, "acc lo"], out.loc[0.1, "acc hi"]) == (pooled.lo, pooled.hi)
+    assert out.loc[0.2, "acc"] == 0 and out.loc[0.2, "acc hi"] > 0  # 0 of 40: decided, an interval with width

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -66,6 +66,16 @@ def fmt(value: Any, digits: int = 3) -> str:
         sup = str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
         return f"{mantissa}·10{sup}"
     return text
+
+
+def with_intervals(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``df`` with each of ``columns`` and its ``<column> lo``/``<column> hi`` joined into one cell, "value [lo, hi]"
+    (numbers by :func:`fmt`), the ``lo``/``hi`` columns dropped: a table of estimates a reader takes in at once."""
+    out = df.copy()
+    for c in columns:
+        triples = zip(df[c], df[f"{c} lo"], df[f"{c} hi"], strict=True)
+        out[c] = [f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]" for v, lo, hi in triples]
+    return out.drop(columns=[f"{c} {end}" for c in columns for end in ("lo", "hi")])
 
 
 def to_latex(df: pd.DataFrame, widths: Mapping[str, float] | None = None) -> str:

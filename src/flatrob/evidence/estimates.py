@@ -33,6 +33,7 @@ __all__ = [
     "median",
     "pooled_mean",
     "pooled_share",
+    "pooled_shares",
     "rowwise",
     "rule_of_three",
     "share",
@@ -206,6 +207,33 @@ def pooled_share(counts: Sequence[int], ns: Sequence[int]) -> Estimate:
     if len(counts) != len(ns):
         raise ValueError(f"one count per size; got {len(counts)} counts and {len(ns)} sizes")
     return share_of(int(sum(counts)), int(sum(ns)))
+
+
+def pooled_shares(frame: Any, by: Sequence[str], columns: Sequence[str], n: str) -> Any:
+    """Shares measured per seed (one row per seed and group), pooled over the seeds as counts per group
+    (:func:`pooled_share`): each seed's count is its share times its ``n`` inputs, rounded.
+
+    Args:
+        frame: a DataFrame with the ``by`` columns, ``seed``, the share ``columns`` (in [0, 1]) and ``n``.
+        by: the columns that name a group (radius and scale, say).
+        columns: the shares to pool.
+        n: the column of each row's number of inputs.
+
+    Returns:
+        One row per group: the ``by`` columns, ``seeds``, and per share column its pooled value and ``<column>
+        lo``/``<column> hi``, the 95% Wilson interval of the pooled count.
+    """
+    import pandas as pd
+
+    rows = []
+    for key, part in frame.groupby(list(by), sort=True):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)) | {"seeds": part["seed"].nunique()}
+        for col in columns:
+            counts = [round(float(v) * int(k)) for v, k in zip(part[col], part[n], strict=True)]
+            e = pooled_share(counts, [int(k) for k in part[n]])
+            row |= {col: e.value, f"{col} lo": e.lo, f"{col} hi": e.hi}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float]:

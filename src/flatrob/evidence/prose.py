@@ -169,6 +169,47 @@ def scaling(
     return text
 
 
+def robust_by_scale(pooled: pd.DataFrame, paper: float) -> str:
+    """Row A's own number in words: the robust accuracy of the unscaled model (s = 1) under the weakest attack of
+    the table, pooled over seeds as counts with its interval, beside the paper's, and how it moves across the scales
+    under each scale's own attack.
+
+    Args:
+        pooled: :func:`flatrob.evidence.estimates.pooled_shares` of the runs' ``robust.csv`` by radius and
+            ``scale s``, with the columns ``robust accuracy (own attack)`` and its ``lo``/``hi``.
+        paper: the paper's robust accuracy of its unscaled model under its weak attack (row A).
+
+    Returns:
+        One paragraph; empty without s = 1 in the table.
+    """
+    own = "robust accuracy (own attack)"
+    weak = pooled[pooled["radius"] == pooled["radius"].min()].sort_values("scale s")
+    at1 = weak[weak["scale s"] == 1.0]
+    if at1.empty:
+        return ""
+    r = at1.iloc[0]
+    first, last = weak.iloc[0], weak.iloc[-1]
+    return (
+        f"Under the weak attack (PGD-$\\ell_2$, radius {_f(float(r['radius']))}) the unscaled model keeps "
+        f"{_f(r[own])} [{_f(r[own + ' lo'])}, {_f(r[own + ' hi'])}] of its inputs ({int(r['seeds'])} seeds, their "
+        f"counts pooled); the paper's ResNet-18 on CIFAR-10 keeps {_f(paper)}. Each scale attacked by its own PGD, "
+        f"the robust accuracy goes from {_f(first[own])} at $s = {_f(float(first['scale s']))}$ to {_f(last[own])} "
+        f"at $s = {_f(float(last['scale s']))}$" + _moves(weak, own, r) + "."
+    )
+
+
+def _moves(weak: pd.DataFrame, own: str, at1: pd.Series) -> str:
+    """Whether any scale's interval of robust accuracy (own attack) lies apart from the unscaled model's."""
+    apart = weak[(weak[own + " lo"] > at1[own + " hi"]) | (weak[own + " hi"] < at1[own + " lo"])]
+    if apart.empty:
+        return ": every scale's interval overlaps the unscaled model's"
+    return (
+        f"; at $s$ = {', '.join(_f(float(v)) for v in apart['scale s'])} its interval lies apart from the unscaled "
+        "model's. Scaling (with the bias) leaves the decision regions as they are, so what moves is what the attack's "
+        "gradient can do (the gradient-masking chapter)"
+    )
+
+
 def confidence(points_wrong: float, confidently_wrong: int, n: int, radius: float) -> str:
     """What the attack's end points are, in words."""
     kind = (
