@@ -13,7 +13,10 @@ mypy checks every module that builds or reads one of them by these types.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from flatrob.util.provenance import Provenance
 
 __all__ = [
     "CALLS_FORMAT",
@@ -83,7 +86,7 @@ class CheckRecord(_CheckFields):
     """A check as a run stores it (``checks.json``) and :meth:`flatrob.evidence.verdicts.Check.as_dict` gives it,
     with, for committed evidence, the provenance of what made it."""
 
-    provenance: dict[str, Any] | None
+    provenance: Provenance | None
 
 
 class SeedsCheck(TypedDict):
@@ -114,7 +117,7 @@ class LedgerEntry(_CheckFields):
     """One check in a ledger: ``Check.as_dict`` with the chapter that shows it; ``provenance`` is the run's or the
     sweep's that made it (never missing here)."""
 
-    provenance: dict[str, Any]
+    provenance: Provenance
     chapter: str
 
 
@@ -161,7 +164,7 @@ class SweepPlan(TypedDict):
     name: str
     grid: dict[str, list[Any]]
     jobs: list[SweepJob]
-    provenance: NotRequired[dict[str, Any]]
+    provenance: NotRequired[Provenance]
 
 
 class SweepSummary(TypedDict):
@@ -174,7 +177,7 @@ class SweepSummary(TypedDict):
     jobs: int
     finished: int
     combinations: list[Combination]
-    grid_provenance: dict[str, Any]
+    grid_provenance: Provenance
 
 
 class SettingGroup(TypedDict):

@@ -39,6 +39,7 @@ from flatrob.evidence.verdicts import (
 )
 from flatrob.util.io import atomic_write_text
 from flatrob.util.paths import GRID, PROVENANCE, SUMMARY, SUMMARY_CSV, is_partial, sweep_job_dir, sweeps_root
+from flatrob.util.provenance import Provenance
 
 __all__ = [
     "SUMMARY_FORMAT",
@@ -321,7 +322,7 @@ def _limits(limits: dict[str, Any]) -> str:
     return ", ".join(f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in limits.items())
 
 
-def sweep_provenance(name: str, combo: Mapping[str, Any]) -> dict[str, Any]:
+def sweep_provenance(name: str, combo: Mapping[str, Any]) -> Provenance:
     """Where an over-seeds entry comes from: the sweep ``name``, the parameters of its combination (``combo``:
     {"setting", "runs"}) and, per run, the commit, device, machine and time that made it (not the build that judges
     it)."""

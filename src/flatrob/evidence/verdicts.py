@@ -35,7 +35,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flatrob.evidence.estimates import (
     Estimate,
@@ -51,6 +51,9 @@ from flatrob.evidence.estimates import (
     t_interval,
 )
 from flatrob.evidence.records import CheckRecord, Measure
+
+if TYPE_CHECKING:
+    from flatrob.util.provenance import Provenance
 
 __all__ = [
     "BY_CONSTRUCTION",
@@ -287,7 +290,7 @@ class Check:
     values: dict[str, Any] = field(default_factory=dict)
     measure: Measure | None = None
     fragile: bool = False
-    provenance: dict[str, Any] | None = None
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -24,7 +24,7 @@ from flatrob.jobs.params import parameter_spec, validate
 from flatrob.jobs.run import RUN_ENV, Run
 from flatrob.util.devices import fix_threads, resolve_device
 from flatrob.util.progress import set_progress_default
-from flatrob.util.provenance import provenance, provenance_line
+from flatrob.util.provenance import Provenance, provenance, provenance_line
 
 if TYPE_CHECKING:
     from flatrob.attacks import AttackConfig, Norm
@@ -49,7 +49,7 @@ class ChapterContext:
     name: str
     params: dict[str, Any]
     device: torch.device
-    provenance: dict[str, Any]
+    provenance: Provenance
     run: Run | None = None
     started: float = field(default_factory=time.perf_counter)
     log: CheckLog = field(default_factory=CheckLog)

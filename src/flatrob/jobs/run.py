@@ -49,7 +49,7 @@ from flatrob.util.paths import (
     runs_root,
     sweeps_root,
 )
-from flatrob.util.provenance import provenance
+from flatrob.util.provenance import Provenance, provenance
 
 __all__ = ["RUN_ENV", "Run", "RunFailed", "partial_runs", "run_chapter"]
 
@@ -67,7 +67,7 @@ class Run:
     """
 
     folder: Path
-    _record: dict[str, Any] | None = field(default=None, repr=False)
+    _record: Provenance | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
@@ -136,7 +136,7 @@ class Run:
         return self.folder.name
 
     @property
-    def record(self) -> dict[str, Any]:
+    def record(self) -> Provenance:
         """The run's record (read once)."""
         if self._record is None:
             self._record = json.loads(self.path(PROVENANCE).read_text())
@@ -154,9 +154,9 @@ class Run:
     def finished(self) -> bool:
         return not is_partial(self.folder) and self.record.get("status", "finished") == "finished"
 
-    def write_record(self, record: dict[str, Any]) -> None:
+    def write_record(self, record: Provenance) -> None:
         """Replace the run's record (atomically)."""
-        self._record = dict(record)
+        self._record = Provenance(**record)  # a copy
         atomic_write_text(self.path(PROVENANCE), json.dumps(self._record, indent=2) + "\n")
 
     def save(self, files: dict[str, Any]) -> list[Path]:

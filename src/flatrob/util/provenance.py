@@ -15,7 +15,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -25,6 +25,7 @@ from flatrob.util.paths import repo_root
 
 __all__ = [
     "COMMIT_ENV",
+    "Provenance",
     "git_commit",
     "is_dirty",
     "machine",
@@ -34,6 +35,29 @@ __all__ = [
     "in_255ths",
     "short_value",
 ]
+
+
+class Provenance(TypedDict, total=False):
+    """How a result was made (:func:`provenance`), the one record of a run (``provenance.json``, with the run's
+    chapter, source, status and duration: :class:`flatrob.jobs.run.Run`) and, for committed evidence, where it
+    comes from (``source``: "sweep <name>", "run <name>"; a sweep's ``runs``) and which build judged it
+    (``judged_at``, the ledger's). Every key is optional: each kind of record holds its own."""
+
+    params: dict[str, Any]
+    commit: str
+    device: str
+    device_type: str
+    machine: dict[str, Any]
+    versions: dict[str, str]
+    time_utc: str
+    chapter: str
+    source: str
+    progress: bool
+    status: str
+    duration_s: float
+    runs: list[Any]
+    judged_at: str
+
 
 #: The commit to record where the repository's history is absent (a copy of the working tree on another machine).
 COMMIT_ENV = "FLATROB_COMMIT"
@@ -114,7 +138,7 @@ def machine_slug() -> str:
     return f"{cpu}-{str(m['cpu_capability']).lower()}-{m['threads']}t"
 
 
-def provenance(params: dict[str, Any] | None = None, device: torch.device | str | None = None) -> dict[str, Any]:
+def provenance(params: dict[str, Any] | None = None, device: torch.device | str | None = None) -> Provenance:
     """A JSON-serialisable record of how a result was made: parameters, commit, device, machine, versions, time."""
     import numpy
     import sympy
@@ -161,7 +185,7 @@ def short_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def provenance_line(record: dict[str, Any]) -> str:
+def provenance_line(record: Provenance) -> str:
     """One line for a figure caption: parameters (radii in 255ths, numbers to four digits), device, commit."""
     params = ", ".join(f"{k}={short_value(v)}" for k, v in record["params"].items())
     return f"parameters: {params} | device: {record['device']} | commit: {record['commit']}"
