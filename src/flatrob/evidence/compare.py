@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flatrob.evidence.ledger import build, load, source_kind
-from flatrob.evidence.records import Comparison, ComparisonRow, LedgerEntry, LedgerFile
+from flatrob.evidence.records import ChapterComparison, Comparison, ComparisonRow, LedgerEntry, LedgerFile
 from flatrob.evidence.verdicts import Check
 from flatrob.util.io import atomic_write_text, json_text
 from flatrob.util.paths import build_ledger_dir, claims_dir, claims_file
@@ -98,7 +98,7 @@ def compare(committed: Mapping[str, LedgerFile], current: Mapping[str, LedgerFil
     }
 
 
-def compare_chapter(chapter: str, entries: Sequence[LedgerEntry], root: Path | None = None) -> dict[str, Any]:
+def compare_chapter(chapter: str, entries: Sequence[LedgerEntry], root: Path | None = None) -> ChapterComparison:
     """A chapter's fresh entries against its committed ones, for its own page; compared only where the run's
     parameters are the committed run's (otherwise ``rows`` is empty and ``note`` says why)."""
     committed = load(claims_dir(root)).get(chapter)
@@ -132,7 +132,7 @@ def _agreement_sentence(rows: Sequence[ComparisonRow], ref: Mapping[str, Any]) -
     return text + "."
 
 
-def comparison_display(result: Mapping[str, Any]) -> None:
+def comparison_display(result: ChapterComparison) -> None:
     """Display a chapter's comparison on its page: a sentence and, where something differs, a table of the rows
     that do (through :func:`flatrob.tables.show`, so that it fits a phone and reaches the PDF)."""
     import pandas as pd

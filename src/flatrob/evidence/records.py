@@ -25,17 +25,20 @@ __all__ = [
     "CheckRecord",
     "ClaimRecord",
     "Combination",
+    "ChapterComparison",
     "Comparison",
     "ComparisonRow",
     "Further",
     "LedgerEntry",
     "LedgerFile",
+    "RegimeCall",
     "Measure",
     "CommittedSweep",
     "SeedsCheck",
     "SweepJob",
     "SweepPlan",
     "SettingGroup",
+    "SweepResult",
     "SweepRun",
     "SweepSummary",
 ]
@@ -238,6 +241,35 @@ ComparisonRow = TypedDict(
         "inside committed interval": bool | None,
     },
 )
+
+
+class ChapterComparison(TypedDict):
+    """A chapter's fresh entries against its committed ones (:func:`flatrob.evidence.compare.compare_chapter`): the
+    rows compared (none where the parameters differ) and a sentence that says how they agree, or why they are not
+    compared."""
+
+    rows: list[ComparisonRow]
+    note: str
+
+
+class SweepResult(TypedDict):
+    """A result file of one run of a committed sweep (:meth:`flatrob.jobs.chapter.ChapterContext.sweep_results`):
+    the sweep's name, the combination's parameters but the seed, the seed, the run as the summary records it, and
+    the file read (a ``.npz`` as a dict of arrays, a ``.json`` as its content, a ``.csv`` as a DataFrame)."""
+
+    sweep: str
+    setting: dict[str, Any]
+    seed: int
+    run: SweepRun
+    data: Any
+
+
+class RegimeCall(SweepResult):
+    """One recorded call of a check in a run of the paper's regime
+    (:meth:`flatrob.jobs.chapter.ChapterContext.paper_regime_calls`): the run's result, and the call's arguments."""
+
+    args: list[Any]
+    kwargs: dict[str, Any]
 
 
 class Comparison(TypedDict):

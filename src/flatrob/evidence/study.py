@@ -16,7 +16,7 @@ sharpness of each run (one seed of one setting), on the log scale:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from flatrob.evidence.checks.rules import fmt
 from flatrob.evidence.estimates import t_interval
 from flatrob.valley import one_axis_pairs
 
-__all__ = ["PREDICTS", "effect_sizes", "effects_sentence", "mechanism", "mechanism_sentence"]
+__all__ = ["PREDICTS", "MechanismFit", "effect_sizes", "effects_sentence", "mechanism", "mechanism_sentence"]
 
 #: The final confidence "predicts" the collapse depth when its held-out error is at most this share of the error of
 #: predicting each held-out setting by the mean of the others (fixed before the study was fitted).
@@ -93,7 +93,28 @@ def effects_sentence(effects: pd.DataFrame) -> str:
     )
 
 
-def mechanism(points: pd.DataFrame) -> dict[str, Any]:
+#: :func:`mechanism`'s fit (empty for fewer than three settings): the line of log10 final/peak against log10
+#: (1 - final confidence), its slope's interval, the fit's R^2, the held-out and the null error (decades), the runs
+#: and settings it was fitted on, and the held-out prediction per setting (a DataFrame).
+MechanismFit = TypedDict(
+    "MechanismFit",
+    {
+        "slope": float,
+        "intercept": float,
+        "slope lo": float,
+        "slope hi": float,
+        "r2": float,
+        "held-out rmse": float,
+        "null rmse": float,
+        "runs": int,
+        "settings": int,
+        "predictions": pd.DataFrame,
+    },
+    total=False,
+)
+
+
+def mechanism(points: pd.DataFrame) -> MechanismFit:
     """How well what the model shows at the end of the path predicts the collapse depth.
 
     Args:
@@ -142,7 +163,7 @@ def mechanism(points: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def mechanism_sentence(fit: dict[str, Any]) -> str:
+def mechanism_sentence(fit: MechanismFit) -> str:
     """:func:`mechanism` in words: the fitted slope with its interval, and the held-out error against the null."""
     if not fit:
         return ""

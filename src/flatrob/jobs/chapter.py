@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -29,7 +29,7 @@ from flatrob.util.provenance import Provenance, provenance, provenance_line
 if TYPE_CHECKING:
     from flatrob.attacks import AttackConfig, Norm
     from flatrob.data import Split
-    from flatrob.evidence.records import ClaimRecord, LedgerEntry
+    from flatrob.evidence.records import ClaimRecord, LedgerEntry, RegimeCall, SweepResult
     from flatrob.models import FeatureClassifier
     from flatrob.training import TrainConfig
 
@@ -241,7 +241,7 @@ class ChapterContext:
         if not self.in_sweep:
             _markdown(findings.discussion(_committed_claims(), self.name, extra))
 
-    def sweep_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
+    def sweep_results(self, fname: str, chapter: str | None = None) -> list[SweepResult]:
         """A result file of every run of the chapter's committed sweeps: [{"sweep", "setting" (the combination's
         parameters but the seed), "seed", "run" (the run's record in the sweep), "data"}], where ``data`` is the file
         read (a ``.npz`` as a dict of arrays, a ``.json`` as its content, a ``.csv`` as a DataFrame); runs without
@@ -251,7 +251,7 @@ class ChapterContext:
         from flatrob.util.paths import sweep_job_dir
 
         name = chapter or self.name
-        out: list[dict[str, Any]] = []
+        out: list[SweepResult] = []
         if self.in_sweep:
             return out
         for sweep in committed_sweeps(name, judged=False):  # which runs, not their verdicts
@@ -272,7 +272,7 @@ class ChapterContext:
                     )
         return out
 
-    def paper_regime_results(self, fname: str, chapter: str | None = None) -> list[dict[str, Any]]:
+    def paper_regime_results(self, fname: str, chapter: str | None = None) -> list[SweepResult]:
         """:meth:`sweep_results` of the first committed sweep in the paper's regime: a network of the paper's kind
         (:data:`flatrob.zoo.PAPER_KIND`) attacked with the chapter's own attack (no ``attack_*`` parameter and no
         ``radii`` changed: the uncanny-valley ladder's 20-step paths are not the paper's attack). Empty if none."""
@@ -286,7 +286,7 @@ class ChapterContext:
         ]
         return [r for r in runs if r["sweep"] == runs[0]["sweep"]] if runs else []
 
-    def paper_regime_calls(self, check: str) -> list[dict[str, Any]]:
+    def paper_regime_calls(self, check: str) -> list[RegimeCall]:
         """The measurements behind the paper-regime verdicts: every recorded call of ``check`` (a ``check_*``
         name) in the runs of the first committed sweep in the paper's regime (:meth:`paper_regime_results`), as
         {"sweep", "setting", "seed", "run", "args", "kwargs"}: a chapter draws its committed figure from them
@@ -299,7 +299,7 @@ class ChapterContext:
         out = []
         for r in self.paper_regime_results(PROVENANCE):
             folder = sweep_job_dir(dirs[r["sweep"]], self.name, r["run"]["job"])
-            out += [r | {"args": a, "kwargs": k} for name, a, k in calls(folder) if name == check]
+            out += [cast("RegimeCall", {**r, "args": a, "kwargs": k}) for name, a, k in calls(folder) if name == check]
         return out
 
     def sweep_caption(self, results: Sequence[Mapping[str, Any]]) -> str:
