@@ -158,7 +158,8 @@ bench: setup
 	  --out data/benchmarks/pgd-tracking-resnet18-cpu-$$slug.json && \
 	$(BIN)/python benchmarks/bench_pgd.py --arch wrn-10-1 --batch 64 --steps 10 --repeat 21 \
 	  --out data/benchmarks/pgd-tracking-wrn-10-1-cpu-$$slug.json && \
-	$(BIN)/python benchmarks/bench_training.py --out data/benchmarks/training-cpu-$$slug.json
+	$(BIN)/python benchmarks/bench_training.py --out data/benchmarks/training-cpu-$$slug.json && \
+	$(BIN)/python benchmarks/bench_bootstrap.py --out data/benchmarks/bootstrap-cpu-$$slug.json
 
 # On a machine with a CUDA GPU: the test suite, every chapter with device cuda, the ResNet-18 / CIFAR path and the
 # GPU benchmarks, reported in data/benchmarks/gpu-check.json. Where the pinned packages cannot be installed, run
