@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ __all__ = [
     "PathPoints",
     "path_points",
     "VALLEY_KEYS",
+    "ValleySamples",
     "axis_effects",
     "budget_summary",
     "curves",
@@ -96,7 +97,35 @@ VALLEY_KEYS = (
 )
 
 
-def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any]:
+class ValleySamples(TypedDict):
+    """What :func:`valley_samples` returns: the counts, the per-input arrays of every input (n,) and, for every key
+    of :data:`VALLEY_KEYS`, the float64 array (n_flipped,) of the inputs that start correct and flip."""
+
+    steps: int
+    n_samples: int
+    n_start_correct: int
+    n_flipped: int
+    start_correct: np.ndarray
+    flipped: np.ndarray
+    time_to_flip: np.ndarray
+    peak_step_all: np.ndarray
+    start: np.ndarray
+    peak: np.ndarray
+    final: np.ndarray
+    peak_over_start: np.ndarray
+    final_over_peak: np.ndarray
+    flip_step: np.ndarray
+    peak_step: np.ndarray
+    peak_minus_flip: np.ndarray
+    abs_peak_minus_flip: np.ndarray
+    final_confidence: np.ndarray
+    final_wrong: np.ndarray
+    feature_norm_max_over_min: np.ndarray
+    decades_phi_sq: np.ndarray
+    decades_one_minus_p2: np.ndarray
+
+
+def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> ValleySamples:
     """Per-input shape statistics of one statistic along the paths of the inputs that start correct and flip.
 
     The checks of claims 6, 7 and 12 take these (:ref:`uncanny-valley`).
@@ -128,7 +157,7 @@ def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any
     out["time_to_flip"] = torch.where(start_correct, time_to_flip, torch.full_like(time_to_flip, math.nan)).numpy()
     out["peak_step_all"] = np.full(len(traj.labels), math.nan)
     if not sel.any():  # nothing flipped: every statistic is an empty array
-        return out | {k: np.zeros(0) for k in VALLEY_KEYS}
+        return cast(ValleySamples, out | {k: np.zeros(0) for k in VALLEY_KEYS})
     v = traj.stats[stat][:, sel].double()
     peak_step = v.argmax(0)
     out["peak_step_all"][sel.numpy()] = peak_step.double().numpy()
@@ -155,8 +184,7 @@ def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, Any
         "decades_phi_sq": decades(phi**2),
         "decades_one_minus_p2": decades(one_minus_p2),
     }
-    out |= {k: cols[k].numpy() for k in VALLEY_KEYS}
-    return out
+    return cast(ValleySamples, out | {k: cols[k].numpy() for k in VALLEY_KEYS})
 
 
 PER_INPUT_KEYS = ("peak_over_start", "final_over_peak", "flip_step", "peak_step", "final_confidence")
@@ -207,7 +235,7 @@ def valley_summary(traj: Trajectory, stat: str = "kappa_layer") -> dict[str, flo
         the median of each per-input statistic of :func:`valley_samples` over the flipped inputs (NaN when none
         flipped).
     """
-    samples = valley_samples(traj, stat)
+    samples: Mapping[str, Any] = valley_samples(traj, stat)
     out: dict[str, float] = {k: samples[k] for k in ("steps", "n_samples", "n_start_correct", "n_flipped")}
     out["flipped_fraction"] = (
         samples["n_flipped"] / samples["n_start_correct"] if samples["n_start_correct"] else math.nan

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import Tensor
@@ -47,11 +47,14 @@ from flatrob.evidence.verdicts import (
     share_of,
 )
 
+if TYPE_CHECKING:
+    from flatrob.valley import ValleySamples
+
 # ---------------------------------------------------------------------------
 # the uncanny valley (claims 6, 7, 12)
 
 
-def reaches_regime(samples: dict[str, Any]) -> tuple[Estimate, str]:
+def reaches_regime(samples: ValleySamples) -> tuple[Estimate, str]:
     """Whether a model's attack reaches the regime of the valley (:data:`REACHES`): the share of the inputs that start
     correct and flip, with its Wilson interval, and "" when the regime is reached (or the share cannot say), else the
     reason in words, for the evidence of every part of the row.
@@ -86,7 +89,7 @@ _SHAPE_PAPER = {
 }
 
 
-def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]:
+def check_valley_shape(samples: ValleySamples, setting: Setting) -> list[Check]:
     """Claim 6: relative sharpness rises from the clean point, peaks near the label flip, then collapses.
 
     ``samples`` is :func:`flatrob.valley.valley_samples` of one model's PGD trajectories. Over the inputs that
@@ -130,7 +133,7 @@ def check_valley_shape(samples: dict[str, Any], setting: Setting) -> list[Check]
 
 
 def _shape_not_reached(
-    samples: dict[str, Any], setting: Setting, counts: dict[str, Any], outside: str, flips: Estimate
+    samples: ValleySamples, setting: Setting, counts: dict[str, Any], outside: str, flips: Estimate
 ) -> list[Check]:
     """Every part of claim 6 for a row whose attack does not reach the regime: the measured numbers stay in the
     evidence, the verdict says the row is outside it."""
@@ -156,7 +159,7 @@ def _shape_not_reached(
     ]
 
 
-def _shape_peak(samples: dict[str, Any], setting: Setting, counts: dict[str, Any]) -> Check:
+def _shape_peak(samples: ValleySamples, setting: Setting, counts: dict[str, Any]) -> Check:
     """Claim 6's peak: among the flipped inputs that rise by :data:`RISE_FACTOR`, the share whose peak lies within
     max(1, :data:`PEAK_FRACTION` x flip step) steps of the flip."""
     rose = samples["peak_over_start"] >= RISE_FACTOR
@@ -191,7 +194,7 @@ def _shape_peak(samples: dict[str, Any], setting: Setting, counts: dict[str, Any
     )
 
 
-def _shape_collapse(samples: dict[str, Any], setting: Setting, counts: dict[str, Any], n: str) -> Check:
+def _shape_collapse(samples: ValleySamples, setting: Setting, counts: dict[str, Any], n: str) -> Check:
     """Claim 6's collapse: the median final/peak, in a confidently wrong region (most inputs wrong at the end, with
     a high median final confidence); where the attacks end near the boundary, not reached in this regime."""
     drop = bootstrap(median, samples["final_over_peak"])
@@ -226,7 +229,7 @@ def _shape_collapse(samples: dict[str, Any], setting: Setting, counts: dict[str,
     )
 
 
-def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any], setting: Setting) -> Check:
+def check_adversarial_training_shift(clean: ValleySamples, adv: ValleySamples, setting: Setting) -> Check:
     """Claim 7: adversarial training shifts the valley: a later flip and a later peak along the same attack.
 
     ``clean``, ``adv``: :func:`flatrob.valley.valley_samples` of the two models on the same inputs. The flip is
@@ -286,7 +289,7 @@ def check_adversarial_training_shift(clean: dict[str, Any], adv: dict[str, Any],
     )
 
 
-def _peak_shift(clean: dict[str, Any], adv: dict[str, Any], both_flip: np.ndarray) -> tuple[Estimate, str, str]:
+def _peak_shift(clean: ValleySamples, adv: ValleySamples, both_flip: np.ndarray) -> tuple[Estimate, str, str]:
     """The peak part of :func:`check_adversarial_training_shift`: the mean peak step, adversarially trained minus
     clean, paired on the inputs that flip under both models (``both_flip``): (estimate, verdict by
     :data:`LATER`, evidence); not testable with fewer than :data:`MIN_POINTS` of them."""
@@ -316,7 +319,7 @@ def _norm_evidence(ratio: Estimate, phi: float, prob: float) -> str:
     )
 
 
-def check_feature_norm(samples: dict[str, Any], setting: Setting) -> Check:
+def check_feature_norm(samples: ValleySamples, setting: Setting) -> Check:
     """Claim 12, the paper's reading against a reviewer's alternative: the feature norm ||phi|| moves along the
     path, so the sharpness curve is more than the confidence curve 1 - ||p||^2 (the alternative: ||phi|| constant).
 
