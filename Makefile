@@ -140,7 +140,7 @@ pdf: book
 # seeds, one Snakemake sweep each, resuming where an interrupted one stopped (about 4 hours on two cores; each run
 # records its time, which the chapter shows). Run it in a clean checkout, then commit data/sweeps/valley-conditions-*.
 STUDY := valley-conditions-residual valley-conditions-length valley-conditions-depth valley-conditions-width \
-	valley-conditions-vit
+	valley-conditions-vit valley-conditions-length-5 valley-conditions-size-2
 study: setup
 	PYTHON=$(BIN)/python bash workflow/residual-evidence.sh $(STUDY)
 
