@@ -137,7 +137,7 @@ pdf: book
 	@echo "PDF: _build/latex/book.pdf ($$(du -h _build/latex/book.pdf | cut -f1))"
 
 # The valley-conditions study beyond the paper (#34): every network and training length of the chapter over three
-# seeds, one Snakemake sweep each, resuming where an interrupted one stopped (about 4 hours on two cores; each run
+# seeds, one Snakemake sweep each, resuming where an interrupted one stopped (about 5-6 hours on two cores; each run
 # records its time, which the chapter shows). Run it in a clean checkout, then commit data/sweeps/valley-conditions-*.
 STUDY := valley-conditions-residual valley-conditions-length valley-conditions-depth valley-conditions-width \
 	valley-conditions-vit valley-conditions-length-5 valley-conditions-size-2
