@@ -242,59 +242,48 @@ def run_sweep(
     """
     spec = plan(chapter, grid, name)
     sweep = (out_root or sweeps_root()) / spec["name"]
+    _keep_plan(spec, sweep)
+    if sequential or importlib.util.find_spec("snakemake") is None:
+        return _run_sequentially(spec, sweep)
+    interrupted, ok = _snakemake(spec, sweep, cores, profile, extra or [])
+    return _finish(spec, sweep, interrupted, ok)
+
+
+def _keep_plan(spec: SweepPlan, sweep: Path) -> None:
+    """Write the sweep's plan (with the provenance of the checkout that planned it) into ``sweep``, or check that
+    the plan already there is this one (the same chapter and jobs: a resumed sweep)."""
     grid_file = sweep / GRID
     if grid_file.exists():
         old = json.loads(grid_file.read_text())
-        if old.get("jobs") != spec["jobs"] or old.get("chapter") != chapter:
+        if old.get("jobs") != spec["jobs"] or old.get("chapter") != spec["chapter"]:
             raise ParameterError(f"a different sweep named {spec['name']!r} exists at {sweep}; choose another --name")
-    else:
-        try:
-            spec["provenance"] = provenance({"grid": spec["grid"]})
-            atomic_write_text(grid_file, json.dumps(spec, indent=2) + "\n")
-        except OSError as err:
-            raise ParameterError(
-                f"cannot write the sweep under {sweep}: {err.strerror or err}; choose another --out"
-            ) from None
-    if sequential or importlib.util.find_spec("snakemake") is None:
-        return _run_sequentially(spec, sweep)
+        return
+    try:
+        spec["provenance"] = provenance({"grid": spec["grid"]})
+        atomic_write_text(grid_file, json.dumps(spec, indent=2) + "\n")
+    except OSError as err:
+        raise ParameterError(
+            f"cannot write the sweep under {sweep}: {err.strerror or err}; choose another --out"
+        ) from None
+
+
+def _snakemake(spec: SweepPlan, sweep: Path, cores: int, profile: str | None, extra: list[str]) -> tuple[bool, bool]:
+    """Run the sweep's jobs with Snakemake (``cores`` at once, or through a cluster ``profile``; ``extra``
+    arguments passed on), its pid kept for a later start to find a stale lock; Ctrl-C stops it cleanly and releases
+    its lock. Returns (interrupted, every job finished)."""
     root = repo_root()
-    base = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(root / SNAKEFILE),
-        "--directory",
-        str(sweep),
-        "--config",
-        f"grid={grid_file.resolve()}",
-        f"python={sys.executable}",
-        f"root={root}",
-    ]
+    base = [sys.executable, "-m", "snakemake", "--snakefile", str(root / SNAKEFILE), "--directory", str(sweep),
+            "--config", f"grid={(sweep / GRID).resolve()}", f"python={sys.executable}", f"root={root}"]  # fmt: skip
     _release_stale_lock(sweep, base)
-    cmd = [
-        *base,
-        "--cores",
-        str(cores),
-        "--keep-going",
-        "--rerun-incomplete",
-        "--rerun-triggers",
-        "mtime",
-        "--quiet",
-        "rules",
-    ]
-    if profile:
-        cmd += ["--profile", profile]
-    cmd += extra or []
-    print(f"sweep {spec['name']}: {len(spec['jobs'])} jobs of chapter {chapter!r} in {sweep}", flush=True)
+    cmd = [*base, "--cores", str(cores), "--keep-going", "--rerun-incomplete", "--rerun-triggers", "mtime", "--quiet",
+           "rules", *(["--profile", profile] if profile else []), *extra]  # fmt: skip
+    print(f"sweep {spec['name']}: {len(spec['jobs'])} jobs of chapter {spec['chapter']!r} in {sweep}", flush=True)
     snake = subprocess.Popen(cmd, cwd=sweep, start_new_session=True)
     snakemake_dir(sweep).mkdir(exist_ok=True)
     atomic_write_text(snakemake_pid(sweep), str(snake.pid))
-    interrupted = False
     try:
         snake.wait()
     except KeyboardInterrupt:
-        interrupted = True
         print(
             f"interrupted: stopping Snakemake (up to {GRACE_S} s for it to stop its jobs and release its lock)",
             file=sys.stderr,
@@ -302,7 +291,8 @@ def run_sweep(
         )
         _stop(snake)
         _release_stale_lock(sweep, base, "the stopped Snakemake")
-    return _finish(spec, sweep, interrupted, snake.returncode == 0)
+        return True, False
+    return False, snake.returncode == 0
 
 
 # ---------------------------------------------------------------------------
