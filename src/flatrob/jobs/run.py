@@ -320,9 +320,6 @@ def run_chapter(
     ``sys.stderr``) also receives the notebook's output live.
     """
     import jupytext
-    import papermill
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
 
     params = validate(chapter, overrides)  # before any compute
     source = chapter_path(chapter)
@@ -336,13 +333,32 @@ def run_chapter(
     old = os.environ.get(RUN_ENV)
     os.environ[RUN_ENV] = str(run.folder.resolve())
     try:
+        _execute(run, chapter, injected, source.parent, echo)
+    finally:
+        if old is None:
+            os.environ.pop(RUN_ENV, None)
+        else:
+            os.environ[RUN_ENV] = old
+    nb_in.unlink()
+    return run.finish(time.perf_counter() - started).folder
+
+
+def _execute(run: Run, chapter: str, injected: dict[str, Any], cwd: Path, echo: Any) -> None:
+    """Execute the run's input notebook with papermill into its folder (output to ``run.log``, and to ``echo``; the
+    kernel's messages to ``kernel.log``); a failure, Ctrl-C or a dead kernel is noted in the run's log and raised as
+    one line (:class:`RunFailed`, :class:`KeyboardInterrupt`)."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
         with open(run.path(RUN_LOG), "a") as log, open(run.path(KERNEL_LOG), "ab") as kernel_log:
             stream = _Tee(log, echo) if echo is not None else log
             papermill.execute_notebook(
-                str(nb_in),
+                str(run.path(INPUT_NOTEBOOK)),
                 str(run.path(NOTEBOOK)),
                 parameters=injected,
-                cwd=str(source.parent),
+                cwd=str(cwd),
                 kernel_name="python3",
                 progress_bar=False,
                 log_output=False,
@@ -368,10 +384,3 @@ def run_chapter(
     except KeyboardInterrupt:
         run.note("interrupted (Ctrl-C)")
         raise
-    finally:
-        if old is None:
-            os.environ.pop(RUN_ENV, None)
-        else:
-            os.environ[RUN_ENV] = old
-    nb_in.unlink()
-    return run.finish(time.perf_counter() - started).folder
