@@ -434,7 +434,6 @@ def _detector_model(model: str, part: pd.DataFrame, paper_step: int) -> str:
     """One model's paragraph of :func:`detector_path`."""
     from flatrob.evidence.checks.rules import DETECTOR_REFUTED, DETECTOR_REPRODUCED
 
-    acc = _accuracy
     rows = part.set_index("position")
     near_rows = [rows.loc[p] for p in ("first flip", "sharpness peak") if p in rows.index]
     if not near_rows or str(paper_step) not in rows.index:
@@ -455,9 +454,9 @@ def _detector_model(model: str, part: pd.DataFrame, paper_step: int) -> str:
         else "where the attack ends does not explain the difference from the paper"
     )
     where = "; ".join(
-        f"{acc(r, 'sharpness')} at the {r.name.replace('first flip', 'first wrong iterate')} "
+        f"{_accuracy(r, 'sharpness')} at the {r.name.replace('first flip', 'first wrong iterate')} "
         f"({int(r['pairs'])} pairs, median step {_f(r['median step'])}; the confidence stump "
-        f"{acc(r, 'confidence')})"
+        f"{_accuracy(r, 'confidence')})"
         for r in near_rows
     )
     same = all(r["confidence hi"] >= r["sharpness lo"] and r["confidence lo"] <= r["sharpness hi"] for r in near_rows)
@@ -468,9 +467,9 @@ def _detector_model(model: str, part: pd.DataFrame, paper_step: int) -> str:
         else ""
     )
     return (
-        f"For the {model} model the sharpness stump's held-out accuracy is {where}, and {acc(end, 'sharpness')} "
+        f"For the {model} model the sharpness stump's held-out accuracy is {where}, and {_accuracy(end, 'sharpness')} "
         f"at the paper's endpoint, step {paper_step} ({int(end['pairs'])} pairs; the confidence stump "
-        f"{acc(end, 'confidence')}). By the detector's thresholds ({DETECTOR_REPRODUCED:g} and "
+        f"{_accuracy(end, 'confidence')}). By the detector's thresholds ({DETECTOR_REPRODUCED:g} and "
         f"{DETECTOR_REFUTED:g}), {reading}."
     )
 
