@@ -43,3 +43,25 @@ def test_latex_has_no_empty_references_chapter_and_keeps_the_bibliography(tmp_pa
     tex = (build(tmp_path, "latex") / "mini.tex").read_text()
     assert r"\chapter{Chapter A}" in tex and r"\chapter{References}" not in tex
     assert r"\bibitem[Ref1]" in tex and r"\sphinxstyleindexentry{The log k threshold}" in tex
+
+
+def check_pdf():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_pdf", ROOT / "tests" / "browser" / "check_pdf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pdf_check_finds_wrap_markers_far_figures_and_floats():
+    cp = check_pdf()
+    wrapped = "x = compute(a,␣\n    ,→b)\n"
+    assert any("wrap with markers" in p for p in cp.problems(wrapped))
+    assert not any("wrap with markers" in p for p in cp.problems("x = compute(a,\n      b)  # 13 → 400\n"))
+    pages = ["as Fig. 8.5 shows", "", "", "Fig. 8.5: the valley", "Fig. 8.6: near", "see Fig. 8.6"]
+    far = cp.far_figures(pages)
+    assert len(far) == 1 and far[0].startswith("figure 8.5 is on page 4, 3 pages")
+    assert not cp.far_figures(pages[:1] + pages[3:])
+    assert cp.floating(r"\begin{figure}[htbp]x\end{figure}\begin{figure}[H]y\end{figure}")[0].startswith("1 figures")
+    assert not cp.floating(r"\begin{figure}[H]y\end{figure}")

@@ -7,7 +7,12 @@
 * every proof box has its title;
 * no chapter is an empty page (its opening page holds only its number and title: the References page once did,
   its bibliography printed at the end of the book);
-* the proof index names each box by its title, not by a raw label (``lem-bridging``).
+* the proof index names each box by its title, not by a raw label (``lem-bridging``);
+* no code line wraps with Sphinx's markers (a red hook, ``,→`` in the text, starting the continued line, or a visible
+  space ``␣`` ending the broken one);
+* every figure sits within two pages of its first citation in the text ("Fig. 8.5"), and the LaTeX places every
+  figure where the text puts it (``[H]``, no float: figure 15.1 once drifted 26 pages, behind the table of every
+  check).
 
 Exits with 1 and says what failed.
 """
@@ -23,6 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OBJECT_REPR = re.compile(r"<[A-Za-z_.]+ (object )?at 0x[0-9a-f]+>")
 LABEL = re.compile(r"\b(?:eq|cor|thm|lem|def|prop|fig|sec)-[a-z0-9]+(?:-[a-z0-9]+)+\b")
+WRAP_MARK = re.compile(r"^\s*,?(?:→|↪)|␣", re.MULTILINE)
+CAPTION = re.compile(r"\bFig\. (\d+\.\d+):")
+CITATION = re.compile(r"\b(?:Fig\.|Figure|figure)\s+(\d+\.\d+)\b(?!:)")
+FLOAT = re.compile(r"\\begin\{figure\}(?!\[H\])")
+#: How many pages a figure may sit from its first citation.
+FIGURE_PAGES = 2
 INTRO_SECTIONS = ("What the paper claims", "How to read this book", "Re-running a chapter", "This build")
 
 
@@ -59,7 +70,32 @@ def problems(text: str) -> list[str]:
         raw = sorted(set(LABEL.findall(text[start : end if end > 0 else None])))
         if raw:
             found.append(f"the proof index lists raw labels: {', '.join(raw[:4])}")
-    return found
+    marks = WRAP_MARK.findall(text)
+    if marks:
+        found.append(f"{len(marks)} code lines wrap with markers ({marks[0].strip()!r})")
+    return found + far_figures(text.split("\f"))
+
+
+def far_figures(pages: list[str]) -> list[str]:
+    """Figures more than ``FIGURE_PAGES`` pages from their first citation (pages: the PDF's text, page by page)."""
+    caption: dict[str, int] = {}
+    cited: dict[str, int] = {}
+    for i, page in enumerate(pages):
+        for m in CAPTION.finditer(page):
+            caption.setdefault(m.group(1), i)
+        for m in CITATION.finditer(page):
+            cited.setdefault(m.group(1), i)
+    return [
+        f"figure {n} is on page {caption[n] + 1}, {abs(caption[n] - cited[n])} pages from its first citation"
+        for n in sorted(caption, key=lambda n: tuple(map(int, n.split("."))))
+        if n in cited and abs(caption[n] - cited[n]) > FIGURE_PAGES
+    ]
+
+
+def floating(tex: str) -> list[str]:
+    """Figures the LaTeX lets float away from where the text puts them (tex: the book's LaTeX source)."""
+    n = len(FLOAT.findall(tex))
+    return [f"{n} figures float (not [H]): set latex_elements.figure_align"] if n else []
 
 
 def main() -> int:
@@ -73,6 +109,9 @@ def main() -> int:
         ["pdftotext", "-layout", str(args.pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
     found = problems(text)
+    tex = args.pdf.with_suffix(".tex")
+    if tex.is_file():
+        found += floating(tex.read_text())
     for p in found:
         print(f"FAILED: {p}")
     print(f"{args.pdf}: {len(text.splitlines())} lines of text; {'fine' if not found else f'{len(found)} problems'}")
