@@ -30,3 +30,15 @@ def test_the_browser_check_sees_only_the_base_fonts(tmp_path):
     # a font folder elsewhere (as TeX adds through /etc/fonts/conf.d) is not seen
     text = conf.read_text()
     assert "conf.d" not in text and "/usr/share/texmf" not in text and "<include" not in text
+
+
+def test_the_landing_page_and_experiment_chapters_must_lead_with_the_papers_setting():
+    cb = check_book()
+    good = {"caption": "Fig. 8.1 The uncanny valley ... (the committed sweep of a WideResNet-10-1)", "code": []}
+    assert not any(cb.leading_problems("experiments/uncanny-valley.html", good).values())
+    small = {"caption": "Fig. 8.1 The small CNN run live in this page", "code": ["import torch"]}
+    found = cb.leading_problems("intro.html", small)
+    assert found["first figure not of the paper's setting (no committed evidence named)"]
+    assert found["code shown in the first screen"] == ["import torch"]
+    assert any(cb.leading_problems("experiments/basin.html", {"caption": None, "code": []}).values())  # no figure
+    assert cb.leading_problems("theory/closed-form.html", small) == {}

@@ -11,6 +11,8 @@ and the equations are fitted to the column, then checks that
 * every image has loaded, sits in a numbered figure with a caption, has an alt text that is not a file path, and no
   image is shown twice on a page;
 * no raw label name (``eq-...``, ``cor-...``, ``fig-...``) appears in the text;
+* on the landing page and in every experiment chapter the first figure is one of the paper's setting (its caption
+  names the committed evidence it is drawn from), and no code is shown unfolded in the first screen (1000 px);
 * MathJax is loaded once, and the book's own text fonts (Noto Sans, fetched at set-up) have loaded, so that the
   text measures the same on every machine whatever fonts it has;
 * no request leaves the machine (only ``file:`` and ``data:`` addresses).
@@ -130,6 +132,37 @@ FONTS_JS = """() => {
     out.push('Noto Sans 400 normal: not loaded');
   return out;
 }"""
+
+# The first figure's caption, and the code inputs a reader sees in the first screen (a folded cell's input sits in a
+# closed <details>, which Chromium lays out without showing).
+FIRST_SCREEN_JS = """() => {
+  const article = document.querySelector('article') || document.body;
+  const caption = article.querySelector('figure figcaption');
+  const code = [...article.querySelectorAll('.cell_input')].filter(e => {
+    if (e.closest('details:not([open])') || (e.checkVisibility && !e.checkVisibility())) return false;
+    const r = e.getBoundingClientRect();
+    return r.height > 0 && r.top < window.innerHeight;
+  }).map(e => e.innerText.trim().split('\\n')[0].slice(0, 60));
+  return {caption: caption ? caption.innerText.slice(0, 120) : null, code};
+}"""
+
+#: The pages that open with the paper's setting: the landing page and every experiment chapter.
+LEADING = re.compile(r"^(intro|experiments/[^/]+)\.html$")
+
+
+def leading_problems(name: str, first: dict) -> dict[str, list[str]]:
+    """What a page that must lead with the paper's setting shows first (name: the page's path in the build; first:
+    what FIRST_SCREEN_JS found)."""
+    if not LEADING.match(name):
+        return {}
+    caption = first.get("caption")
+    return {
+        "first figure not of the paper's setting (no committed evidence named)": (
+            [] if caption and "committed" in caption else [str(caption)]
+        ),
+        "code shown in the first screen": list(first.get("code") or []),
+    }
+
 
 #: Names of the book's labels that must never reach the reader as text.
 LABEL = re.compile(r"\b(?:eq|cor|thm|lem|def|prop|fig|sec|uv)-[a-z0-9]+(?:-[a-z0-9]+)+\b")
@@ -310,6 +343,8 @@ def check(html_root: Path, chromium: str) -> dict:
                     "MathJax loaded more than once": [f"{mathjax} times"] if mathjax > 1 else [],
                     "requests leaving the machine": sorted(set(outside))[:5],
                 }
+                first = page.evaluate(FIRST_SCREEN_JS)
+                problems.update(leading_problems(path.relative_to(html_root).as_posix(), first))
                 problems = {k: v for k, v in problems.items() if v}
                 name = f"{path.relative_to(html_root)} @ {width} px"
                 report["pages"][name] = problems or "ok"
