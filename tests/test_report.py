@@ -8,6 +8,7 @@ import sys
 import matplotlib
 import numpy as np
 import pandas as pd
+import pytest
 
 from flatrob.evidence import findings, ledger, report
 from flatrob.evidence.verdicts import Check, Estimate, Rule
@@ -202,3 +203,23 @@ def test_a_cell_names_where_its_value_comes_from_and_shows_the_claims_centre_bes
         "not reproduced · median peak/start 3 [2.5, 3.5]; median final/peak 3 [2.5, 3.5] (partly)"
         " · wrn-10-1, 10 epochs, seeds 0, 2"
     )
+
+
+def test_a_figure_whose_text_runs_into_another_panel_or_past_its_cell_is_refused():
+    from flatrob import plotting
+
+    fig, (a, b) = plotting.plt.subplots(1, 2, figsize=(4, 2))
+    b.set_ylabel("a long label of the right panel, no room made for it")
+    assert any("runs into panel 1" in p for p in plotting.layout_problems(fig))
+    with pytest.raises(plotting.FigureLayoutError):
+        plotting.stamp(fig, "note")
+    fig.tight_layout()
+    assert plotting.layout_problems(fig) == []
+    fig, ax = plotting.plt.subplots(figsize=(4, 2))
+    ax.set(xlim=(0, 4), ylim=(0, 1))
+    cell = ax.text(0.5, 0.5, "a text much wider than its cell", ha="center", va="center")
+    cell.flatrob_box = (0, 0, 1, 1)
+    assert plotting.layout_problems(fig) == ["'a text much wider than its cell' runs past its cell"]
+    plotting._fit_in_cells(fig, ax)
+    assert plotting.layout_problems(fig) == []
+    plotting.plt.close("all")

@@ -37,7 +37,8 @@ def test_an_axis_that_scales_every_seed_is_decided_and_one_that_does_not_is_not(
     res = table[table.axis == "residual"].iloc[0]
     assert not res.decided and res.lo < 1 < res.hi
     text = effects_sentence(table)
-    assert "**batch norm** changes the collapse depth in 1 of 1 pairs" in text and "interval includes 1" in text
+    assert "Adding batch norm deepens it in 1 of 1 pairs, x0." in text
+    assert "Adding residual connections changes it in none of its 1 pairs (every interval includes 1" in text
 
 
 def test_the_mechanism_predicts_held_out_settings_or_says_it_does_not():

@@ -26,6 +26,8 @@ __all__ = [
     "colours_for",
     "VALLEY_STATS",
     "log_scalable",
+    "layout_problems",
+    "FigureLayoutError",
     "setup",
     "stamp",
     "survival_curves",
@@ -70,10 +72,68 @@ def setup() -> None:
     plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "legend.fontsize": 9, "axes.titlesize": 10.5})
 
 
+class FigureLayoutError(ValueError):
+    """A figure whose text runs into another panel or past the box it belongs in (see :func:`layout_problems`)."""
+
+
+#: How far (in pixels) a text may reach into another panel or past its box before it counts: anti-aliasing.
+LAYOUT_SLACK_PX = 1.0
+
+
+def layout_problems(fig: Figure) -> list[str]:
+    """What a reader would see drawn over something else: a panel's legend, title, axis labels or placed texts
+    reaching into another panel, and a placed text running past its own box (its panel, or the cell recorded in
+    the text's ``flatrob_box`` attribute, a (x0, y0, x1, y1) box in data coordinates, as :func:`verdict_grid` does).
+
+    Args:
+        fig: a drawn or undrawn figure.
+
+    Returns:
+        One line per problem (empty when the layout is clean).
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    s = LAYOUT_SLACK_PX
+    out = []
+    for ax in panels:
+        legend = ax.get_legend()
+        texts = [*ax.texts, ax.title, ax.xaxis.label, ax.yaxis.label, *([legend] if legend is not None else [])]
+        for item in texts:
+            if not item.get_visible() or (hasattr(item, "get_text") and not item.get_text()):
+                continue
+            bb = item.get_window_extent(renderer)
+            name = type(item).__name__.lower() if item is legend else repr(getattr(item, "get_text", str)()[:40])
+            for other in panels:
+                ob = other.bbox
+                if (
+                    other is not ax
+                    and min(bb.x1, ob.x1) - max(bb.x0, ob.x0) > s
+                    and min(bb.y1, ob.y1) - max(bb.y0, ob.y0) > s
+                ):
+                    out.append(f"{name} of panel {panels.index(ax) + 1} runs into panel {panels.index(other) + 1}")
+            if item in ax.texts:
+                box = getattr(item, "flatrob_box", None)
+                if box is not None:
+                    (x0, y0), (x1, y1) = ax.transData.transform([box[:2], box[2:]])
+                    x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+                else:
+                    x0, y0, x1, y1 = ax.bbox.x0, ax.bbox.y0, ax.bbox.x1, ax.bbox.y1
+                if bb.x0 < x0 - s or bb.x1 > x1 + s or bb.y0 < y0 - s or bb.y1 > y1 + s:
+                    out.append(f"{name} runs past its {'cell' if box is not None else 'panel'}")
+    return out
+
+
 def stamp(fig: Figure, line: str) -> Figure:
     """Write ``line`` (see :func:`flatrob.util.provenance.provenance_line`) under everything the figure draws (axes,
-    their labels, legends), wrapped to the figure's width, in 7.5 pt monospace."""
-    fig.canvas.draw()
+    their labels, legends), wrapped to the figure's width, in 7.5 pt monospace, after checking the layout.
+
+    Raises:
+        FigureLayoutError: when a text runs into another panel or past its box (:func:`layout_problems`).
+    """
+    problems = layout_problems(fig)
+    if problems:
+        raise FigureLayoutError("; ".join(dict.fromkeys(problems)))
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     boxes = [a.get_tightbbox(renderer) for a in [*fig.axes, *fig.legends]]
     bottom = min((b.y0 for b in boxes if b is not None), default=0.0) / fig.bbox.height
@@ -351,6 +411,27 @@ VERDICT_COLOURS = {
 }
 
 
+def _fit_in_cells(fig: Figure, ax: Any) -> None:
+    """Fit each text of ``ax`` that has a ``flatrob_box`` (its cell, in data coordinates) into its cell: at its own
+    size, else wrapped into shorter lines, else smaller (down to 5 pt), the first that fits."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    for text in ax.texts:
+        box = getattr(text, "flatrob_box", None)
+        if box is None:
+            continue
+        (x0, y0), (x1, y1) = ax.transData.transform([box[:2], box[2:]])
+        room = (abs(x1 - x0) - 2, abs(y1 - y0) - 2)
+        lines, size = text.get_text().split("\n"), text.get_fontsize()
+        tries = [(w, s) for s in (size, size - 0.5, size - 1) for w in (0, 36, 30, 26, 22)] + [(18, 5.0), (14, 5.0)]
+        for width, points in tries:
+            text.set_text("\n".join(textwrap.fill(line, width) if width else line for line in lines))
+            text.set_fontsize(points)
+            bb = text.get_window_extent(renderer)
+            if bb.width <= room[0] and bb.height <= room[1]:
+                break
+
+
 def verdict_grid(table: pd.DataFrame, title: str, note: str) -> None:
     """Claims against settings: one cell per (claim, setting) coloured by its verdict, with the decisive value
     and its interval written in, the paper's setting marked. ``table``: columns claim, setting, verdict, text,
@@ -373,7 +454,8 @@ def verdict_grid(table: pd.DataFrame, title: str, note: str) -> None:
                 lw=1.6,
             )
         )
-        ax.text(j + 0.48, i + 0.45, row["text"], ha="center", va="center", fontsize=6.5, color="black")
+        cell = ax.text(j + 0.48, i + 0.45, row["text"], ha="center", va="center", fontsize=6.5, color="black")
+        cell.flatrob_box = (j, i, j + 0.96, i + 0.9)  # its cell, for layout_problems
     ax.set(
         xlim=(0, len(settings)),
         ylim=(len(claims), 0),
@@ -388,5 +470,6 @@ def verdict_grid(table: pd.DataFrame, title: str, note: str) -> None:
     top.legend(handles, list(VERDICT_COLOURS), loc="center", ncol=4, fontsize=7, frameon=False)
     top.set_title(title, fontsize=10)
     fig.tight_layout()
+    _fit_in_cells(fig, ax)
     stamp(fig, note)
     plt.show()

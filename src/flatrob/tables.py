@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from flatrob.util.provenance import interval_text
+
 __all__ = ["fmt", "latex_text", "show", "to_html", "to_latex"]
 
 _SPECIAL = {
@@ -74,7 +76,7 @@ def with_intervals(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     out = df.copy()
     for c in columns:
         triples = zip(df[c], df[f"{c} lo"], df[f"{c} hi"], strict=True)
-        out[c] = [f"{fmt(v)} [{fmt(lo)}, {fmt(hi)}]" for v, lo, hi in triples]
+        out[c] = [interval_text(v, lo, hi, fmt) for v, lo, hi in triples]
     return out.drop(columns=[f"{c} {end}" for c in columns for end in ("lo", "hi")])
 
 

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import numpy as np
 
 from flatrob.evidence.records import Measure
+from flatrob.util.provenance import interval_text
 
 
 class Rule(Protocol):
@@ -64,7 +65,7 @@ class Estimate:
     count: int | None = None
 
     def __str__(self) -> str:
-        return f"{_fmt(self.value)} [{_fmt(self.lo)}, {_fmt(self.hi)}]"
+        return interval_text(self.value, self.lo, self.hi)
 
     @property
     def resolved(self) -> bool:
@@ -292,7 +293,3 @@ def rule_of_three(count: int, n: int) -> str:
     if count == 0:
         return f"0 of {n} (rate below {3 / n:.2g} at 95%)"
     return f"{count} of {n}"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flatrob.evidence.checks.rules import COLLAPSES, FORMS_LATER, LATER, REACHES, fmt
+from flatrob.evidence.checks.rules import COLLAPSES, FORMS_LATER, LATER, REACHES
 from flatrob.evidence.claims import LADDER_VARIANT
 from flatrob.evidence.estimates import Estimate, Pooled, bootstrap, median, pooled_mean, pooled_share, rowwise
 from flatrob.evidence.verdicts import NOT_REACHED, Check
-from flatrob.util.provenance import short_value
+from flatrob.util.provenance import interval_text, short_value
+from flatrob.util.provenance import three_digits as fmt
 
 __all__ = ["ladder_check", "ladder_finding", "ladder_runs", "ladder_table"]
 
@@ -195,7 +196,7 @@ def _shallower(table: pd.DataFrame, reached: pd.DataFrame, clean: str) -> str:
 
 
 def _depth(row: pd.Series) -> str:
-    return f"{fmt(row['final/peak'])} [{fmt(row['collapse lo'])}, {fmt(row['collapse hi'])}]"
+    return interval_text(row["final/peak"], row["collapse lo"], row["collapse hi"])
 
 
 def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: str = "clean",

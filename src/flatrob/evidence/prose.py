@@ -20,7 +20,7 @@ import pandas as pd
 
 from flatrob.evidence.records import LedgerEntry, LedgerFile
 from flatrob.evidence.verdicts import NOT_REACHED, Check
-from flatrob.util.provenance import short_value
+from flatrob.util.provenance import interval_text, short_value
 
 __all__ = [
     "DIRECTIONS",
@@ -191,7 +191,7 @@ def robust_by_scale(pooled: pd.DataFrame, paper: float) -> str:
     first, last = weak.iloc[0], weak.iloc[-1]
     return (
         f"Under the weak attack (PGD-$\\ell_2$, radius {_f(float(r['radius']))}) the unscaled model keeps "
-        f"{_f(r[own])} [{_f(r[own + ' lo'])}, {_f(r[own + ' hi'])}] of its inputs ({int(r['seeds'])} seeds, their "
+        f"{interval_text(r[own], r[own + ' lo'], r[own + ' hi'], _f)} of its inputs ({int(r['seeds'])} seeds, their "
         f"counts pooled); the paper's ResNet-18 on CIFAR-10 keeps {_f(paper)}. Each scale attacked by its own PGD, "
         f"the robust accuracy goes from {_f(first[own])} at $s = {_f(float(first['scale s']))}$ to {_f(last[own])} "
         f"at $s = {_f(float(last['scale s']))}$" + _moves(weak, own, r) + "."
@@ -427,7 +427,7 @@ def pooled_path(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def _accuracy(row: pd.Series, stump: str) -> str:
-    return f"{_f(row[f'{stump} accuracy'])} [{_f(row[f'{stump} lo'])}, {_f(row[f'{stump} hi'])}]"
+    return interval_text(row[f"{stump} accuracy"], row[f"{stump} lo"], row[f"{stump} hi"], _f)
 
 
 def _detector_model(model: str, part: pd.DataFrame, paper_step: int) -> str:

@@ -18,6 +18,7 @@ from flatrob.evidence.claims import ROWS, at_paper_setting
 from flatrob.evidence.ledger import setting_group, source_kind, strongest_groups
 from flatrob.evidence.records import ClaimRecord, LedgerEntry, SettingGroup
 from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, NOT_REACHED, combine, combine_settings, counted_settings
+from flatrob.util.provenance import interval_text
 
 __all__ = [
     "CATEGORIES",
@@ -87,7 +88,7 @@ def _value(entry: LedgerEntry) -> str:
     if not m or m.get("value") is None:
         return ""
     ci = m.get("ci95")
-    text = f"{_fmt(m['value'])} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and ci[0] is not None else _fmt(m["value"])
+    text = interval_text(m["value"], ci[0], ci[1], _fmt) if ci and ci[0] is not None else _fmt(m["value"])
     limits = (entry.get("values") or {}).get("limits") or {}
     per_seed = limits.values() if limits and all(isinstance(v, Mapping) for v in limits.values()) else [limits]
     bounds = [float(v) for lim in per_seed for k, v in lim.items() if k.startswith("largest measurable")]

@@ -39,7 +39,7 @@ from flatrob.evidence.verdicts import (
 )
 from flatrob.util.io import atomic_write_text
 from flatrob.util.paths import GRID, PROVENANCE, SUMMARY, SUMMARY_CSV, is_partial, sweep_job_dir, sweeps_root
-from flatrob.util.provenance import Provenance
+from flatrob.util.provenance import Provenance, three_digits
 
 __all__ = [
     "SUMMARY_FORMAT",
@@ -240,10 +240,6 @@ def _summarized(sweep: str) -> SweepSummary:
     return summarize(Path(sweep))
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
-
-
 def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") -> list[Check]:
     """The over-seeds verdicts of a chapter's committed sweeps, as checks for its page and its ledger entries.
 
@@ -297,29 +293,29 @@ def _seeds_evidence(c: SeedsCheck) -> str:
     if not m:
         return f"the seeds' verdicts: {seeds}"
     interval = (
-        f"[{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]"
+        f"[{three_digits(m['ci95'][0])}, {three_digits(m['ci95'][1])}]"
         if c.get("resolved")
         else "(unresolved: the seeds' values are identical)"
     )
     if m.get("pooled") == "counts":
         return (
             f"{m['name']} over {m['seeds']} seeds, pooled as counts: {m['count']} of {m['n']}, "
-            f"{_fmt(m['value'])} {interval} (95% Wilson interval of the pooled count; the seeds "
-            f"spread from {_fmt(c['min'])} to {_fmt(c['max'])}); the seeds' verdicts: {seeds}"
+            f"{three_digits(m['value'])} {interval} (95% Wilson interval of the pooled count; the seeds "
+            f"spread from {three_digits(c['min'])} to {three_digits(c['max'])}); the seeds' verdicts: {seeds}"
         )
     geometric = m.get("pooled") == "geometric"
     return (
         f"{m['name']} over {m['n']} seeds: {'geometric mean' if geometric else 'mean'} "
-        f"{_fmt(m['value'])} {interval} (95% t-interval over seeds"
+        f"{three_digits(m['value'])} {interval} (95% t-interval over seeds"
         f"{' on the log scale' if geometric else ''}, each attacking its own inputs; spread "
-        f"{_fmt(c['min'])} to "
-        f"{_fmt(c['max'])}); the seeds' verdicts: {seeds}"
+        f"{three_digits(c['min'])} to "
+        f"{three_digits(c['max'])}); the seeds' verdicts: {seeds}"
     )
 
 
 def _limits(limits: dict[str, Any]) -> str:
     """A check's limits in words: ``cap 51, never rose (clean) 12, ...``."""
-    return ", ".join(f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in limits.items())
+    return ", ".join(f"{k} {three_digits(v) if isinstance(v, float) else v}" for k, v in limits.items())
 
 
 def sweep_provenance(name: str, combo: Mapping[str, Any]) -> Provenance:

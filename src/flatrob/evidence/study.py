@@ -16,13 +16,15 @@ sharpness of each run (one seed of one setting), on the log scale:
 from __future__ import annotations
 
 import math
-from typing import TypedDict
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
-from flatrob.evidence.checks.rules import fmt
 from flatrob.evidence.estimates import t_interval
+from flatrob.util.provenance import interval_text
+from flatrob.util.provenance import three_digits as fmt
 from flatrob.valley import one_axis_pairs
 
 __all__ = ["PREDICTS", "MechanismFit", "effect_sizes", "effects_sentence", "mechanism", "mechanism_sentence"]
@@ -69,27 +71,57 @@ def effect_sizes(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Each axis of :data:`flatrob.valley.AXES` as the subject of a sentence, what it changes from and to.
+AXIS_WORDS = {
+    "epochs": "Training longer",
+    "batch norm": "Adding batch norm",
+    "residual": "Adding residual connections",
+    "depth": "Going deeper",
+    "widen": "Going wider",
+}
+
+
+def _factor(r: Mapping[str, Any]) -> str:
+    return f"x{interval_text(r['factor'], r['lo'], r['hi'])} ({r['from']} -> {r['to']})"
+
+
+def _axis_clause(axis: str, part: pd.DataFrame) -> str:
+    """One axis's sentence of :func:`effects_sentence`."""
+    name = AXIS_WORDS.get(str(axis), str(axis))
+    decided = part[part.decided].sort_values("factor").to_dict("records")
+    rest = part[~part.decided].sort_values("factor").to_dict("records")
+    n = len(part)
+    if not decided:
+        spread = (f"x{fmt(rest[0]['factor'])}" + (f" to x{fmt(rest[-1]['factor'])}" if len(rest) > 1 else "")
+                  if rest else "")  # fmt: skip
+        return f"{name} changes it in none of its {n} pairs (every interval includes 1: {spread})"
+    below = all(r["factor"] < 1 for r in decided)
+    above = all(r["factor"] > 1 for r in decided)
+    verb = "deepens it" if below else "makes it shallower" if above else "changes it"
+    said = _factor(decided[0]) if len(decided) == 1 else f"from {_factor(decided[0])} to {_factor(decided[-1])}"
+    tail = f"; in the other {len(rest)} the interval includes 1" if rest else ""
+    return f"{name} {verb} in {len(decided)} of {n} pairs, {said}{tail}"
+
+
 def effects_sentence(effects: pd.DataFrame) -> str:
-    """The effect sizes in words, one clause per axis: the pairs whose interval excludes 1, each with its factor
-    and interval, and how many pairs of that axis leave the depth undecided."""
+    """The effect sizes as a finding in words, one sentence per axis (most decided pairs first): in how many of
+    its pairs the axis changes the collapse depth and which way, the smallest and the largest decided factor with
+    their intervals, and how many pairs leave it undecided (the axes that decide in the largest share of their pairs,
+    and of those the ones with the most pairs, first).
+
+    Args:
+        effects: :func:`effect_sizes`.
+
+    Returns:
+        Markdown; empty for no pairs.
+    """
     if effects.empty:
         return ""
-    parts = []
-    for axis, part in effects.groupby("axis", sort=False):
-        decided = part[part.decided]
-        said = "; ".join(
-            f"{r['from']} -> {r['to']}: x{fmt(r['factor'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]"
-            for r in decided.to_dict("records")
-        )
-        rest = len(part) - len(decided)
-        parts.append(
-            f"**{axis}** changes the collapse depth in {len(decided)} of {len(part)} pairs"
-            + (f" ({said})" if said else "")
-            + (f"; in {rest} the interval includes 1" if rest else "")
-        )
+    groups = sorted(effects.groupby("axis", sort=False), key=lambda g: (-float(g[1].decided.mean()), -len(g[1])))
     return (
-        "Each axis's effect on the depth of the collapse (final/peak at the paper's budget; a factor below 1 "
-        "deepens it), the geometric mean over the seeds with its 95% t-interval: " + ". ".join(parts) + "."
+        "What changes the depth of the collapse (each factor: the geometric mean over the seeds of the change in "
+        "final/peak at the paper's budget, with its 95% t-interval; below 1, a deeper collapse). "
+        + " ".join(_axis_clause(str(axis), part) + "." for axis, part in groups)
     )
 
 

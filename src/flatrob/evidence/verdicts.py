@@ -51,6 +51,7 @@ from flatrob.evidence.estimates import (
     t_interval,
 )
 from flatrob.evidence.records import CheckRecord, Measure
+from flatrob.util.provenance import three_digits
 
 if TYPE_CHECKING:
     from flatrob.util.provenance import Provenance
@@ -219,8 +220,8 @@ class Rule:
     def describe(self) -> str:
         """In words, for the evidence: ``above 2 (not reproduced below 1)``."""
         word = {"above": "above" if self.strict else "at least", "below": "below" if self.strict else "at most"}
-        text = f"{word[self.side]} {_fmt(self.threshold)}"
-        return text + f"; not reproduced {'below' if self.side == 'above' else 'above'} {_fmt(self.refutation)}"
+        text = f"{word[self.side]} {three_digits(self.threshold)}"
+        return text + f"; not reproduced {'below' if self.side == 'above' else 'above'} {three_digits(self.refutation)}"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,10 +229,6 @@ class Rule:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rule:
         return cls(**dict(d))
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
 
 
 def _as_estimate(e: Estimate | Mapping[str, Any]) -> Estimate:

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -33,7 +34,9 @@ __all__ = [
     "provenance",
     "provenance_line",
     "in_255ths",
+    "interval_text",
     "short_value",
+    "three_digits",
 ]
 
 
@@ -183,6 +186,16 @@ def short_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(short_value(v) for v in value) + "]"
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def three_digits(x: float) -> str:
+    """A number as verdicts, reports and prose write it: three significant digits (``0.00975``, ``2.33``, ``1e+02``)."""
+    return f"{x:.3g}"
+
+
+def interval_text(value: Any, lo: Any, hi: Any, number: Callable[[Any], str] = three_digits) -> str:
+    """A value with its interval as every page writes it, ``value [lo, hi]``, each number by ``number``."""
+    return f"{number(value)} [{number(lo)}, {number(hi)}]"
 
 
 def provenance_line(record: Provenance) -> str:

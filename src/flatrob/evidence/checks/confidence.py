@@ -13,11 +13,11 @@ from flatrob.evidence.checks.rules import (
     CONFIDENT,
     DETECTS,
     as_array,
-    fmt,
     mean_difference,
     too_few,
 )
 from flatrob.evidence.verdicts import BY_CONSTRUCTION, Check, Setting, bootstrap, judged, share
+from flatrob.util.provenance import three_digits as fmt
 
 # ---------------------------------------------------------------------------
 # confidence and detection (claims 10, 11)

@@ -115,10 +115,6 @@ DETECTS = Rule("above", DETECTOR_REPRODUCED, refute=DETECTOR_REFUTED, margin=0.0
 BEATS_CONFIDENCE = Rule("above", 0.0, strict=True, refute=-0.02, margin=0.01)
 
 
-def fmt(x: float) -> str:
-    return f"{x:.3g}"
-
-
 def yes(ok: bool) -> str:
     return "reproduced" if ok else "not reproduced"
 

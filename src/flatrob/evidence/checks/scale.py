@@ -18,13 +18,13 @@ from flatrob.evidence.checks.rules import (
     STILL_FOOLS,
     TAIL_QUANTILE,
     ascending,
-    fmt,
     mean_difference,
     median_ratio,
     too_few,
 )
 from flatrob.evidence.estimates import rowwise
 from flatrob.evidence.verdicts import BY_CONSTRUCTION, Check, Setting, bootstrap, judged, share
+from flatrob.util.provenance import three_digits as fmt
 
 # ---------------------------------------------------------------------------
 # the last-layer scale (claims 8, 9; rows A, C, D)

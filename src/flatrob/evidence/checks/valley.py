@@ -26,7 +26,6 @@ from flatrob.evidence.checks.rules import (
     WIDENS,
     any_fragile,
     as_array,
-    fmt,
     mean_difference,
     mean_ratio,
     median_ratio,
@@ -46,6 +45,7 @@ from flatrob.evidence.verdicts import (
     share,
     share_of,
 )
+from flatrob.util.provenance import three_digits as fmt
 
 if TYPE_CHECKING:
     from flatrob.valley import ValleySamples
