@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from flatrob.evidence import findings, ledger, report
+from flatrob.evidence.claims import IN_WORDS
 from flatrob.evidence.verdicts import Check, Estimate, Rule
 
 matplotlib.use("Agg")
@@ -168,9 +169,11 @@ def test_a_row_that_does_not_reach_the_regime_names_where_it_does_and_cells_name
                                              "entries": entries}})  # fmt: skip
     table = report.headline(found).set_index("claim")
     clean, adv = table.loc["6 · clean", "at the paper's setting"], table.loc["6 · AT", "at the paper's setting"]
-    assert clean.startswith("reproduced · median final/peak 0.012 [")
+    # the measure said in words first, its name and interval beside it
+    assert clean.startswith("reproduced · sharpness ends at 1.2% of its peak (median final/peak 0.012 [")
     assert adv.startswith("not reached in this regime")
-    assert "reached at 0.1, 10 steps (sweep residual): partly · median final/peak 0.6 [0.48, 0.72]" in adv  # smallest
+    reached = "reached at 0.1, 10 steps (sweep residual): partly · sharpness ends at 60% of its peak (median final/peak"
+    assert f"{reached} 0.6 [0.48, 0.72])" in adv  # the smallest radius
     assert "0.2" not in adv.split("reached at")[1]
 
 
@@ -200,7 +203,8 @@ def test_a_cell_names_where_its_value_comes_from_and_shows_the_claims_centre_bes
     # the rise decided (not reproduced); the collapse, the claim's centre, stands beside it with its own verdict; the
     # origin names the seeds of the value shown (0, 2), not those of the first check
     assert cell == (
-        "not reproduced · median peak/start 3 [2.5, 3.5]; median final/peak 3 [2.5, 3.5] (partly)"
+        "not reproduced · sharpness peaks at 3x its start (median peak/start 3 [2.5, 3.5]); "
+        "median final/peak 3 [2.5, 3.5] (partly)"
         " · wrn-10-1, 10 epochs, seeds 0, 2"
     )
 
@@ -223,3 +227,16 @@ def test_a_figure_whose_text_runs_into_another_panel_or_past_its_cell_is_refused
     plotting._fit_in_cells(fig, ax)
     assert plotting.layout_problems(fig) == []
     plotting.plt.close("all")
+
+
+def test_every_decisive_measure_of_the_committed_ledger_is_said_in_words():
+    from flatrob.util.paths import claims_dir
+
+    names = {e["measure"]["name"] for f in ledger.load(claims_dir()).values() for e in f["entries"] if e.get("measure")}
+    assert names <= set(IN_WORDS), names - set(IN_WORDS)
+    assert IN_WORDS["median kappa, confidently wrong / boundary"](0.0037) == (
+        "confidently wrong points are 270x flatter than boundary points"
+    )
+    assert IN_WORDS["log10 change of the 0.9 quantile of the loss increases, smallest to largest s"](-26.5) == (
+        "the largest loss increases fall by 26.5 decades as s grows"
+    )

@@ -1,16 +1,20 @@
 """The paper's twelve claims, as the book reads them, and its experiments (rows A-F): what each claims, the paper's
 number, whether it is mathematics or a matter of data, and the paper's settings, where a check must be made to
 count as "at the paper's setting" (:func:`at_paper_setting`: the whole setting, attack, network and data).
-Data, not code: the ledger and the report read them."""
+Data, not code: the ledger and the report read them, and the report says each decisive measure in words
+(:data:`IN_WORDS`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from flatrob.util.provenance import three_digits as fmt
 
 __all__ = [
     "CLAIMS",
+    "IN_WORDS",
     "LADDER_VARIANT",
     "PAPER_ATTACK",
     "PAPER_EPS",
@@ -216,3 +220,50 @@ def at_paper_setting(claim: int, setting: Mapping[str, Any]) -> bool:
         and setting.get("data") in REAL_IMAGES
         and at_paper_attack(claim, setting)
     )
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.2g}%"
+
+
+#: Each decisive measure said in words, from its value, for the report's cells (the measure's name and interval
+#: stay beside it): "sharpness ends at 0.97% of its peak" for a median final/peak of 0.00975.
+IN_WORDS: dict[str, Callable[[float], str]] = {
+    "median final/peak": lambda v: f"sharpness ends at {_percent(v)} of its peak",
+    "median kappa end / peak": lambda v: f"sharpness ends at {_percent(v)} of its peak",
+    "median peak/start": lambda v: f"sharpness peaks at {fmt(v)}x its start",
+    "share of rising inputs peaking near the flip": lambda v: f"{_percent(v)} of the rising inputs peak near the flip",
+    "adversarially trained flip share at 8/255": lambda v: (
+        f"the adversarially trained model's attack flips {_percent(v)} of its inputs at 8/255"
+    ),
+    "ratio of median Tr H": lambda v: f"Tr H at clean points is {fmt(v)}x the clean model's after adversarial training",
+    "ratio of restricted mean times to the loss rise": lambda v: (
+        f"the loss rises {fmt(v)}x later after adversarial training"
+    ),
+    "restricted mean time to flip, later by (steps)": lambda v: (
+        f"inputs flip {fmt(v)} steps later after adversarial training"
+    ),
+    "largest ratio of medians, next scale / this one": lambda v: (
+        f"sharpness falls at every larger scale (to at most {fmt(v)}x the previous)"
+        if v < 1
+        else f"sharpness grows by up to {fmt(v)}x from one scale to the next"
+    ),
+    "log10 change of the 0.9 quantile of the loss increases, smallest to largest s": lambda v: (
+        f"the largest loss increases {'fall' if v < 0 else 'rise'} by {fmt(abs(v))} decades as s grows"
+    ),
+    "share of monotone points": lambda v: f"sharpness falls monotonically at {_percent(v)} of the points",
+    "PGD robust accuracy gain": lambda v: f"PGD robust accuracy rises by {100 * v:.2g} points as s grows",
+    "share of inputs a scaled model gets right that the examples fool at the smallest s": lambda v: (
+        f"scaling rescues {_percent(v)} of the inputs the transferred examples fool"
+    ),
+    "held-out accuracy": lambda v: f"the stump is right on {_percent(v)} of held-out inputs, chance being 50%",
+    "held-out accuracy, sharpness minus confidence": lambda v: (
+        f"the sharpness stump is {abs(100 * v):.2g} points {'better' if v > 0 else 'worse'} than the confidence stump"
+    ),
+    "median max/min of ||phi||": lambda v: f"the feature norm changes by a factor {fmt(v)} along the path",
+    "median kappa, confidently wrong / boundary": lambda v: (
+        f"confidently wrong points are {fmt(1 / v)}x flatter than boundary points"
+        if v > 0
+        else "confidently wrong points are flat"
+    ),
+}

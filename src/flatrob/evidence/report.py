@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from flatrob.evidence.claims import ROWS, at_paper_setting
+from flatrob.evidence.claims import IN_WORDS, ROWS, at_paper_setting
 from flatrob.evidence.ledger import setting_group, source_kind, strongest_groups
 from flatrob.evidence.records import ClaimRecord, LedgerEntry, SettingGroup
 from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, NOT_REACHED, combine, combine_settings, counted_settings
@@ -93,6 +93,15 @@ def _value(entry: LedgerEntry) -> str:
     per_seed = limits.values() if limits and all(isinstance(v, Mapping) for v in limits.values()) else [limits]
     bounds = [float(v) for lim in per_seed for k, v in lim.items() if k.startswith("largest measurable")]
     return text + (f" (at most {_fmt(min(bounds))} measurable here)" if bounds else "")
+
+
+def _in_words(entry: LedgerEntry) -> str:
+    """The entry's decisive measure in words (:data:`IN_WORDS`; "" for a measure without words or a value)."""
+    m = entry.get("measure")
+    if not m or m.get("value") is None or m.get("name") not in IN_WORDS:
+        return ""
+    v = float(m["value"])
+    return IN_WORDS[str(m["name"])](v) if math.isfinite(v) else ""
 
 
 def _measure_name(entry: LedgerEntry) -> str:
@@ -181,7 +190,10 @@ def _cell(claim: ClaimRecord, groups: Sequence[SettingGroup], where: bool = True
     seeds = s.get("seeds")
     origin = f"{s.get('architecture', '?')}" + (f", {s['epochs']} epochs" if s.get("epochs") else "")
     origin += f", seeds {', '.join(map(str, seeds))}" if seeds else ", one run"
-    value = f"{_measure_name(main)} {_value(main)}" if main and _value(main) else ""
+    value = ""
+    if main and _value(main):
+        words, value = _in_words(main), f"{_measure_name(main)} {_value(main)}"
+        value = f"{words} ({value})" if words else value
     if centre is not None and main is not None and centre is not main and centre.get("part") != main.get("part"):
         value += f"; {_measure_name(centre)} {_value(centre)} ({centre['verdict']})" if _value(centre) else ""
     return " · ".join(b for b in (verdict + (" (fragile)" if fragile else ""), value, origin if where else "") if b)
