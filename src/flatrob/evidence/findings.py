@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from flatrob.evidence.ledger import source_kind, strongest_groups
 from flatrob.evidence.records import ClaimRecord
-from flatrob.evidence.report import _main, _setting_entries, _value, differences, markdown_math
+from flatrob.evidence.report import _in_words, _main, _setting_entries, _value, differences, markdown_math
 from flatrob.evidence.verdicts import NOT_REACHED, counted_settings
 
 __all__ = ["FINDINGS", "discussion", "findings", "reasons"]
@@ -29,7 +29,8 @@ FINDINGS = {
 def findings(claims: Sequence[ClaimRecord], chapter: str | None = None) -> str:
     """What the book finds, one Markdown bullet per empirical claim, from the committed ledger: the short name linked
     to its chapter, the verdict at the paper's setting (from the rows that reach its regime), the decisive measure
-    named with its value and interval, where it comes from, and the paper's number. ``chapter``: only the claims
+    in words (:data:`~flatrob.evidence.claims.IN_WORDS`), named with its value and interval, where it comes from, and
+    the paper's number. ``chapter``: only the claims
     of that chapter's ledger entries (a chapter's overview), else every claim of :data:`FINDINGS`."""
     out = []
     for claim in claims:
@@ -50,7 +51,12 @@ def findings(claims: Sequence[ClaimRecord], chapter: str | None = None) -> str:
             s = main["setting"]
             seeds = s.get("seeds")
             where = f"{s.get('architecture', '?')}" + (f", {len(seeds)} seeds" if seeds else ", one run")
-            text += f": {m['name']} {_value(main)} ({where})"
+            words = _in_words(main)
+            text += (
+                f": {words} ({m['name']} {_value(main)}; {where})"
+                if words
+                else f": {m['name']} {_value(main)} ({where})"
+            )
         text += f"; the paper: {claim['paper']}."
         out.append(markdown_math(text))
     return "\n".join(out)
