@@ -18,6 +18,11 @@ def test_provenance_is_json():
     assert "commit" in provenance_line(record) and "epochs=3" in provenance_line(record)
     radii = provenance_line(provenance.provenance({"eps": 8 / 255, "lr": 0.05, "radii": [2 / 255, 0.2]}, "cpu"))
     assert "eps=8/255" in radii and "lr=0.05" in radii and "radii=[2/255, 0.2]" in radii and "0.0313" not in radii
+    # a chapter's footer: only the parameters that differ from its defaults (all of them are in its parameter table)
+    record = provenance.provenance({"epochs": 3, "eps": 8 / 255, "seed": 0}, "cpu")
+    line = provenance_line(record, {"epochs": 4, "eps": 8 / 255, "seed": 0})
+    assert line.startswith("parameters: the chapter's defaults except epochs=3 | device: cpu")
+    assert provenance_line(record, record["params"]).startswith("parameters: the chapter's defaults | device")
 
 
 def test_git_commit_dirty_ignores_data(tmp_path):
@@ -177,8 +182,15 @@ def test_a_sweep_figure_caption_names_shared_parameters_seeds_commits_devices_an
         "cpu (x86_64, 1 threads); drawn at commit HEAD1"
     )
     study = sweep_caption([result("a", "wrn-10-1", 0, "c1", 1), result("b", "wrn-10-2", 0, "c2", 2)], "HEAD2")
-    assert study.startswith("committed sweeps a, b: lr=0.05; seeds [0]; made at commit c1, c2 on")
-    assert "architecture" not in study and "cpu (x86_64, 1 threads), cpu (x86_64, 2 threads)" in study
+    assert study.startswith("committed sweeps a, b: lr=0.05, architecture varying; seeds [0]; made at commit c1, c2 on")
+    assert "architecture=" not in study and "cpu (x86_64, 1 threads), cpu (x86_64, 2 threads)" in study
+    # with the chapter's defaults, only what differs from them; beyond two commits, the first and a count
+    many = [result("a", "wrn-10-1", s, f"c{s}", 1) for s in range(4)]
+    short = sweep_caption(many, "HEAD3", {"architecture": "small-cnn", "lr": 0.05}, "basin")
+    assert short.startswith(
+        "committed sweep a: chapter basin's defaults except architecture=wrn-10-1; seeds [0, 1, 2, 3]"
+    )
+    assert "made at commit c0 and 3 more (in the summaries) on" in short
     with pytest.raises(ValueError, match="at least one"):
         sweep_caption([], "HEAD")
 

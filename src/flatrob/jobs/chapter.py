@@ -65,8 +65,14 @@ class ChapterContext:
 
     @property
     def caption(self) -> str:
-        """The provenance line for figure captions (parameters, device, commit)."""
-        return provenance_line(self.provenance)
+        """The provenance line for figure captions: the parameters that differ from the chapter's defaults (all of
+        them are in its parameter table), device, commit."""
+        return provenance_line(self.provenance, self.defaults)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The chapter's parameters' defaults (:func:`flatrob.jobs.params.parameter_spec`)."""
+        return {k: p.default for k, p in parameter_spec(self.name).items()}
 
     # -- data and models --------------------------------------------------------------------------------------
 
@@ -302,10 +308,13 @@ class ChapterContext:
             out += [cast("RegimeCall", {**r, "args": a, "kwargs": k}) for name, a, k in calls(folder) if name == check]
         return out
 
-    def sweep_caption(self, results: Sequence[Mapping[str, Any]]) -> str:
+    def sweep_caption(self, results: Sequence[Mapping[str, Any]], chapter: str | None = None) -> str:
         """The provenance line of a figure drawn from committed sweep results (:meth:`sweep_results`, non-empty):
-        see :func:`sweep_caption`, with the commit of this build as the one that drew it."""
-        return sweep_caption(results, str(self.provenance["commit"]))
+        see :func:`sweep_caption`, with the commit of this build as the one that drew it, and the parameters that
+        differ from the defaults of the sweeps' chapter (``chapter``, else this one).
+        """
+        defaults = {k: p.default for k, p in parameter_spec(chapter).items()} if chapter else self.defaults
+        return sweep_caption(results, str(self.provenance["commit"]), defaults, chapter)
 
     def larger_runs(self, draw: Any = None) -> list[Check]:
         """The chapter's committed runs (``flatrob run``, committed or promoted), shown with their provenance and
@@ -429,27 +438,40 @@ def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Run |
     return None
 
 
-def sweep_caption(results: Sequence[Mapping[str, Any]], drawn_at: str) -> str:
+def sweep_caption(
+    results: Sequence[Mapping[str, Any]],
+    drawn_at: str,
+    defaults: Mapping[str, Any] | None = None,
+    chapter: str | None = None,
+) -> str:
     """The provenance line of a figure drawn from committed sweep results: the sweeps, the parameters all their
-    runs share (those that vary, as a study's axes, are left to the figure), their seeds, the commits and devices
-    that made them, and the commit that drew the figure.
+    runs share (those that vary, as a study's axes, are named and left to the figure), their seeds, the commits
+    (beyond two, the first and how many more: each run's is in its sweep's summary) and devices that made them, and
+    the commit that drew the figure.
 
     Args:
         results: records of :meth:`ChapterContext.sweep_results` (keys "sweep", "setting", "seed", "run"), at
             least one.
         drawn_at: the commit of the build that draws the figure.
+        defaults: the chapter's parameter defaults; where given, only the shared parameters that differ from them
+            are written (:func:`flatrob.util.provenance.changed_parameters`).
+        chapter: the chapter whose defaults these are, where it is not the page's own.
     """
-    from flatrob.util.provenance import short_value
+    from flatrob.util.provenance import changed_parameters
 
     if not results:
         raise ValueError("sweep_caption needs at least one sweep result")
     names = sorted({str(r["sweep"]) for r in results})
     shared = {k: v for k, v in results[0]["setting"].items() if all(r["setting"].get(k) == v for r in results)}
+    varying = sorted({k for r in results for k in r["setting"]} - set(shared))
+    whose = f"chapter {chapter}'s" if chapter else "the chapter's"
+    commits = sorted({str(r["run"]["commit"]) for r in results})
+    made = ", ".join(commits) if len(commits) <= 2 else f"{commits[0]} and {len(commits) - 1} more (in the summaries)"
     return (
         f"committed sweep{'s' if len(names) > 1 else ''} {', '.join(names)}: "
-        f"{', '.join(f'{k}={short_value(v)}' for k, v in shared.items())}; "
-        f"seeds {sorted({r['seed'] for r in results})}; "
-        f"made at commit {', '.join(sorted({str(r['run']['commit']) for r in results}))} on "
+        f"{changed_parameters(shared, defaults, whose)}"
+        + (f", {', '.join(varying)} varying" if varying else "")
+        + f"; seeds {sorted({r['seed'] for r in results})}; made at commit {made} on "
         f"{', '.join(sorted({str(r['run']['device']) for r in results}))}; drawn at commit {drawn_at}"
     )
 

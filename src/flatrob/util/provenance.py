@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -33,6 +33,7 @@ __all__ = [
     "machine_slug",
     "provenance",
     "provenance_line",
+    "changed_parameters",
     "in_255ths",
     "interval_text",
     "short_value",
@@ -198,7 +199,20 @@ def interval_text(value: Any, lo: Any, hi: Any, number: Callable[[Any], str] = t
     return f"{number(value)} [{number(lo)}, {number(hi)}]"
 
 
-def provenance_line(record: Provenance) -> str:
-    """One line for a figure caption: parameters (radii in 255ths, numbers to four digits), device, commit."""
-    params = ", ".join(f"{k}={short_value(v)}" for k, v in record["params"].items())
+def changed_parameters(
+    params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None, whose: str = "the chapter's"
+) -> str:
+    """Parameters as a footer writes them (radii in 255ths, numbers to four digits); with a chapter's ``defaults``,
+    only those that differ from them: "the chapter's defaults except epochs=10, seed=2" (the rest are the defaults
+    of the chapter at the commit the footer names, listed in its parameter table); ``whose`` names the chapter."""
+    if defaults is None:
+        return ", ".join(f"{k}={short_value(v)}" for k, v in params.items())
+    changed = [f"{k}={short_value(v)}" for k, v in params.items() if k not in defaults or defaults[k] != v]
+    return f"{whose} defaults" + (f" except {', '.join(changed)}" if changed else "")
+
+
+def provenance_line(record: Provenance, defaults: Mapping[str, Any] | None = None) -> str:
+    """One line for a figure caption: parameters (:func:`changed_parameters`: with the chapter's ``defaults``, only
+    those that differ), device, commit."""
+    params = changed_parameters(record["params"], defaults)
     return f"parameters: {params} | device: {record['device']} | commit: {record['commit']}"
