@@ -4,7 +4,14 @@ seeds) and as a mechanism (the collapse depth against the final confidence, pred
 import numpy as np
 import pandas as pd
 
-from flatrob.evidence.study import effect_sizes, effects_sentence, mechanism, mechanism_sentence
+from flatrob.evidence.study import (
+    effect_sizes,
+    effects_sentence,
+    mechanism,
+    mechanism_sentence,
+    through_confidence,
+    through_sentence,
+)
 from flatrob.zoo import architecture_traits
 
 
@@ -52,3 +59,19 @@ def test_the_mechanism_predicts_held_out_settings_or_says_it_does_not():
     blind = mechanism(shuffled)
     assert blind["held-out rmse"] > blind["null rmse"] * 0.8 and "does not predict" in mechanism_sentence(blind)
     assert mechanism(runs({"wrn-10-1": 0.01, "wrn-10-1-nobn": 0.1})) == {}  # two settings: nothing to hold out
+
+
+def test_an_axis_that_acts_through_the_final_confidence_is_carried_by_it_and_one_that_does_not_is_not():
+    depths = {"wrn-10-1": 0.01, "wrn-10-1-nobn": 0.1, "wrn-10-1-plain": 0.02, "wrn-10-1-plain-nobn": 0.3}
+    points = runs(depths, noise=0.01)  # the confidence follows the depth (1 - conf = 0.5 depth^1.2)
+    table = through_confidence(effect_sizes(points), points, mechanism(points))
+    bn = table[table.axis == "batch norm"]
+    assert len(bn) == 2 and np.allclose(np.log(bn["through confidence"]) / np.log(bn["observed"]), 1, atol=0.05)
+    assert "adding batch norm: 100% (2 pairs)" in through_sentence(table)
+    assert "Every axis acts on the collapse through how confident the model ends the attack" in through_sentence(table)
+    flat = points.assign(**{"final confidence": 0.9})  # the depth moves, the confidence does not
+    carried = through_confidence(effect_sizes(flat), flat, mechanism(points))
+    assert np.allclose(carried["through confidence"], 1) and "adding batch norm: 0% (2 pairs)" in through_sentence(
+        carried
+    )
+    assert through_confidence(effect_sizes(points), points, {}).empty

@@ -27,7 +27,21 @@ from flatrob.util.provenance import interval_text
 from flatrob.util.provenance import three_digits as fmt
 from flatrob.valley import one_axis_pairs
 
-__all__ = ["PREDICTS", "MechanismFit", "effect_sizes", "effects_sentence", "mechanism", "mechanism_sentence"]
+__all__ = [
+    "CARRIED",
+    "PREDICTS",
+    "MechanismFit",
+    "effect_sizes",
+    "effects_sentence",
+    "mechanism",
+    "mechanism_sentence",
+    "through_confidence",
+    "through_sentence",
+]
+
+#: An axis acts "through the final confidence" when the change in final confidence carries between these shares of
+#: its effect on the log collapse depth (:func:`through_sentence`; fixed before the study was fitted).
+CARRIED = (0.5, 1.5)
 
 #: The final confidence "predicts" the collapse depth when its held-out error is at most this share of the error of
 #: predicting each held-out setting by the mean of the others (fixed before the study was fitted).
@@ -214,3 +228,60 @@ def mechanism_sentence(fit: MechanismFit) -> str:
             "mean's error)."
         )
     )
+
+
+def through_confidence(effects: pd.DataFrame, points: pd.DataFrame, fit: MechanismFit) -> pd.DataFrame:
+    """How much of each axis's effect the change in final confidence carries: the factor the fitted line
+    (:func:`mechanism`) predicts from a pair's change in log10 (1 - final confidence) alone, beside the observed one.
+
+    Args:
+        effects: :func:`effect_sizes`.
+        points: the runs :func:`effect_sizes` and :func:`mechanism` were given (``setting``, ``seed``,
+            ``final/peak``, ``final confidence``).
+        fit: :func:`mechanism` of ``points``.
+
+    Returns:
+        One row per pair of ``effects``: ``axis``, ``from``, ``to``, ``observed`` (the factor) and ``through
+        confidence`` (10 ** (slope x the mean over the paired seeds of the change in log10 (1 - final confidence)));
+        empty without a fit.
+    """
+    if not fit or effects.empty:
+        return pd.DataFrame(columns=["axis", "from", "to", "observed", "through confidence"])
+    x = points.assign(x=np.log10((1 - points["final confidence"].astype(float)).clip(lower=1e-300)))
+    rows = []
+    for r in effects.to_dict("records"):
+        a = x[x.setting == r["from"]].set_index("seed")["x"]
+        b = x[x.setting == r["to"]].set_index("seed")["x"]
+        seeds = sorted(set(a.index) & set(b.index))
+        dx = float(np.mean([b[s] - a[s] for s in seeds])) if seeds else math.nan
+        rows.append({"axis": r["axis"], "from": r["from"], "to": r["to"], "observed": r["factor"],
+                     "through confidence": 10 ** (fit["slope"] * dx)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def through_sentence(table: pd.DataFrame) -> str:
+    """:func:`through_confidence` in words: per axis, the median share of the observed change in log final/peak
+    that the change in final confidence accounts for (1 where the axis acts entirely through how confident the model
+    ends the attack, 0 where not at all), over the axis's pairs whose observed factor differs from 1 by at least 10%.
+    """
+    parts: list[str] = []
+    through: list[str] = []
+    other: list[str] = []
+    for axis, part in table.groupby("axis", sort=False):
+        moved = part[(part.observed - 1).abs() >= 0.1]
+        if moved.empty:
+            continue
+        shares = np.log(moved["through confidence"].astype(float)) / np.log(moved["observed"].astype(float))
+        name, share = AXIS_WORDS.get(str(axis), str(axis)).lower(), float(np.median(shares))
+        parts.append(f"{name}: {share:.0%} ({len(moved)} pair{'s' if len(moved) > 1 else ''})")
+        (through if CARRIED[0] <= share <= CARRIED[1] else other).append(name)
+    if not parts:
+        return ""
+    verdict = (
+        " Every axis acts on the collapse through how confident the model ends the attack."
+        if not other
+        else f" Through the final confidence: {', '.join(through) or 'none'}; not, or not only: {', '.join(other)}."
+    )
+    return ("The share of each axis's effect on the collapse depth (log scale) that its change in final confidence "
+            "carries through the fitted line, the median over the axis's pairs that move the depth by 10% or more: "
+            + "; ".join(parts) + "." + verdict)  # fmt: skip
