@@ -166,7 +166,7 @@ def test_the_twin_story_names_what_differs_between_the_sweep_run_and_the_live_ru
 
 
 def test_a_sweep_figure_caption_names_shared_parameters_seeds_commits_devices_and_the_drawing_commit():
-    from flatrob.jobs.chapter import sweep_caption
+    from flatrob.util.provenance import sweep_caption
 
     def result(sweep, arch, seed, commit, threads):
         return {

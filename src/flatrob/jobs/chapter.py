@@ -24,7 +24,7 @@ from flatrob.jobs.params import parameter_spec, validate
 from flatrob.jobs.run import RUN_ENV, Run
 from flatrob.util.devices import fix_threads, resolve_device
 from flatrob.util.progress import set_progress_default
-from flatrob.util.provenance import Provenance, provenance, provenance_line
+from flatrob.util.provenance import Provenance, provenance, provenance_line, sweep_caption
 
 if TYPE_CHECKING:
     from flatrob.attacks import AttackConfig, Norm
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from flatrob.models import FeatureClassifier
     from flatrob.training import TrainConfig
 
-__all__ = ["ChapterContext", "SWEEP_JOB_NOTE", "setup_chapter", "sweep_caption"]
+__all__ = ["ChapterContext", "SWEEP_JOB_NOTE", "setup_chapter"]
 
 #: What a job of a sweep shows where the book's page shows the committed evidence (:attr:`ChapterContext.in_sweep`).
 SWEEP_JOB_NOTE = (
@@ -310,8 +310,8 @@ class ChapterContext:
 
     def sweep_caption(self, results: Sequence[Mapping[str, Any]], chapter: str | None = None) -> str:
         """The provenance line of a figure drawn from committed sweep results (:meth:`sweep_results`, non-empty):
-        see :func:`sweep_caption`, with the commit of this build as the one that drew it, and the parameters that
-        differ from the defaults of the sweeps' chapter (``chapter``, else this one).
+        see :func:`flatrob.util.provenance.sweep_caption`, with the commit of this build as the one that drew it,
+        and the parameters that differ from the defaults of the sweeps' chapter (``chapter``, else this one).
         """
         defaults = {k: p.default for k, p in parameter_spec(chapter).items()} if chapter else self.defaults
         return sweep_caption(results, str(self.provenance["commit"]), defaults, chapter)
@@ -436,44 +436,6 @@ def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Run |
         if (folder / PROVENANCE).is_file() and Run(folder).params == dict(params):
             return Run(folder)
     return None
-
-
-def sweep_caption(
-    results: Sequence[Mapping[str, Any]],
-    drawn_at: str,
-    defaults: Mapping[str, Any] | None = None,
-    chapter: str | None = None,
-) -> str:
-    """The provenance line of a figure drawn from committed sweep results: the sweeps, the parameters all their
-    runs share (those that vary, as a study's axes, are named and left to the figure), their seeds, the commits
-    (beyond two, the first and how many more: each run's is in its sweep's summary) and devices that made them, and
-    the commit that drew the figure.
-
-    Args:
-        results: records of :meth:`ChapterContext.sweep_results` (keys "sweep", "setting", "seed", "run"), at
-            least one.
-        drawn_at: the commit of the build that draws the figure.
-        defaults: the chapter's parameter defaults; where given, only the shared parameters that differ from them
-            are written (:func:`flatrob.util.provenance.changed_parameters`).
-        chapter: the chapter whose defaults these are, where it is not the page's own.
-    """
-    from flatrob.util.provenance import changed_parameters
-
-    if not results:
-        raise ValueError("sweep_caption needs at least one sweep result")
-    names = sorted({str(r["sweep"]) for r in results})
-    shared = {k: v for k, v in results[0]["setting"].items() if all(r["setting"].get(k) == v for r in results)}
-    varying = sorted({k for r in results for k in r["setting"]} - set(shared))
-    whose = f"chapter {chapter}'s" if chapter else "the chapter's"
-    commits = sorted({str(r["run"]["commit"]) for r in results})
-    made = ", ".join(commits) if len(commits) <= 2 else f"{commits[0]} and {len(commits) - 1} more (in the summaries)"
-    return (
-        f"committed sweep{'s' if len(names) > 1 else ''} {', '.join(names)}: "
-        f"{changed_parameters(shared, defaults, whose)}"
-        + (f", {', '.join(varying)} varying" if varying else "")
-        + f"; seeds {sorted({r['seed'] for r in results})}; made at commit {made} on "
-        f"{', '.join(sorted({str(r['run']['device']) for r in results}))}; drawn at commit {drawn_at}"
-    )
 
 
 def _current_run(name: str, namespace: Mapping[str, Any]) -> Run | None:

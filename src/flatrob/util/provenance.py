@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -33,6 +33,7 @@ __all__ = [
     "machine_slug",
     "provenance",
     "provenance_line",
+    "sweep_caption",
     "changed_parameters",
     "in_255ths",
     "interval_text",
@@ -216,3 +217,39 @@ def provenance_line(record: Provenance, defaults: Mapping[str, Any] | None = Non
     those that differ), device, commit."""
     params = changed_parameters(record["params"], defaults)
     return f"parameters: {params} | device: {record['device']} | commit: {record['commit']}"
+
+
+def sweep_caption(
+    results: Sequence[Mapping[str, Any]],
+    drawn_at: str,
+    defaults: Mapping[str, Any] | None = None,
+    chapter: str | None = None,
+) -> str:
+    """The provenance line of a figure drawn from committed sweep results: the sweeps, the parameters all their
+    runs share (those that vary, as a study's axes, are named and left to the figure), their seeds, the commits
+    (beyond two, the first and how many more: each run's is in its sweep's summary) and devices that made them, and
+    the commit that drew the figure.
+
+    Args:
+        results: records of :meth:`flatrob.jobs.chapter.ChapterContext.sweep_results` (keys "sweep", "setting",
+            "seed", "run"), at least one.
+        drawn_at: the commit of the build that draws the figure.
+        defaults: the chapter's parameter defaults; where given, only the shared parameters that differ from them
+            are written (:func:`flatrob.util.provenance.changed_parameters`).
+        chapter: the chapter whose defaults these are, where it is not the page's own.
+    """
+    if not results:
+        raise ValueError("sweep_caption needs at least one sweep result")
+    names = sorted({str(r["sweep"]) for r in results})
+    shared = {k: v for k, v in results[0]["setting"].items() if all(r["setting"].get(k) == v for r in results)}
+    varying = sorted({k for r in results for k in r["setting"]} - set(shared))
+    whose = f"chapter {chapter}'s" if chapter else "the chapter's"
+    commits = sorted({str(r["run"]["commit"]) for r in results})
+    made = ", ".join(commits) if len(commits) <= 2 else f"{commits[0]} and {len(commits) - 1} more (in the summaries)"
+    return (
+        f"committed sweep{'s' if len(names) > 1 else ''} {', '.join(names)}: "
+        f"{changed_parameters(shared, defaults, whose)}"
+        + (f", {', '.join(varying)} varying" if varying else "")
+        + f"; seeds {sorted({r['seed'] for r in results})}; made at commit {made} on "
+        f"{', '.join(sorted({str(r['run']['device']) for r in results}))}; drawn at commit {drawn_at}"
+    )
