@@ -226,6 +226,25 @@ def test_a_figure_whose_text_runs_into_another_panel_or_past_its_cell_is_refused
     assert plotting.layout_problems(fig) == ["'a text much wider than its cell' runs past its cell"]
     plotting._fit_in_cells(fig, ax)
     assert plotting.layout_problems(fig) == []
+    # three survival panels side by side (the uncanny-valley chapter's): their legends stay in their panels
+    fig, axes = plotting.plt.subplots(1, 3, figsize=(plotting.COLUMN_IN, 2.6), sharey=True)
+    rng = np.random.default_rng(0)
+    for ax in axes:
+        times = {"clean": rng.integers(0, 12, 300).astype(float), "adversarial": rng.integers(0, 12, 268).astype(float)}
+        plotting.survival_curves(times, 10, ax, "PGD iterate")
+    fig.tight_layout()
+    assert plotting.layout_problems(fig) == []
+    plotting.plt.close("all")
+
+
+def test_outside_the_test_suite_a_figure_with_a_layout_problem_is_drawn_with_a_warning(monkeypatch):
+    from flatrob import plotting
+
+    monkeypatch.delenv(plotting.STRICT_ENV)
+    fig, (a, b) = plotting.plt.subplots(1, 2, figsize=(4, 2))
+    b.set_ylabel("a long label of the right panel, no room made for it")
+    with pytest.warns(plotting.FigureLayoutWarning, match="runs into panel 1"):
+        plotting.stamp(fig, "note")
     plotting.plt.close("all")
 
 
