@@ -123,7 +123,7 @@ def interrupted_training(tmp_path, monkeypatch, after: int, cfg=None):
     import pytest
     import torch
 
-    import flatrob.training as tr
+    import flatrob.checkpoints as checkpoints
     from flatrob.data import load_digits
     from flatrob.models import DigitsCNN
     from flatrob.training import TrainConfig, train
@@ -133,7 +133,7 @@ def interrupted_training(tmp_path, monkeypatch, after: int, cfg=None):
     cfg = cfg or TrainConfig(epochs=3, batch_size=64)
     ckpt = tmp_path / "run.partial.pt"
     saves = {"n": 0}
-    save = tr._atomic_save
+    save = checkpoints.save
 
     def save_then_interrupt(obj, path):
         save(obj, path)
@@ -141,9 +141,9 @@ def interrupted_training(tmp_path, monkeypatch, after: int, cfg=None):
         if saves["n"] == after:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(tr, "_atomic_save", save_then_interrupt)
+    monkeypatch.setattr(checkpoints, "save", save_then_interrupt)
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
         train(DigitsCNN(channels=4, width=16), x, y, cfg, device=torch.device("cpu"), progress=False, checkpoint=ckpt)
-    monkeypatch.setattr(tr, "_atomic_save", save)
+    monkeypatch.setattr(checkpoints, "save", save)
     return x, y, cfg, ckpt

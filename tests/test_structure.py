@@ -11,6 +11,7 @@ BASE = {"util.paths", "_cpu", "flatness"}  # import nothing of flatrob
 #: The library a user imports: it imports nothing of the book's machinery (evidence/, jobs/).
 LIBRARY = {"flatness", "bounds", "attacks", "valley", "masking", "detection", "models", "data", "cifar", "training"}
 LIBRARY |= {"zoo", "manifold", "symbolic", "plotting", "tables", "_cpu", "store", "lipschitz", "npm_data"}
+LIBRARY |= {"checkpoints"}
 
 
 def module_name(path: Path) -> str:
@@ -90,6 +91,22 @@ def test_the_data_layout_lives_in_one_module():
     ]
     assert not offenders, offenders
     assert "from flatrob.util.paths import" in (ROOT / "workflow" / "Snakefile").read_text()
+
+
+def test_the_evidence_is_typed_across_modules():
+    """No untyped dictionary (``dict[str, Any]``, ``Mapping[str, Any]``) in a signature or a record of the evidence
+    code and the chapters' machinery: a setting, a chapter's parameters, a check's values, a measure and its rule,
+    a training record, a logged call each have their type (:mod:`flatrob.evidence.records`), so strict mypy sees
+    the code that decides the verdicts."""
+    untyped = re.compile(r"(dict|Mapping)\[str, Any\]")
+    offenders = [
+        f"{module_name(p)}:{i}: {line.strip()}"
+        for p in SRC.rglob("*.py")
+        if module_name(p).split(".")[0] in ("evidence", "jobs")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if untyped.search(line)
+    ]
+    assert not offenders, offenders
 
 
 def test_no_check_id_is_parsed_back():
@@ -228,3 +245,22 @@ def test_one_colour_per_model_in_every_figure():
     assert colours_for(["clean", "adversarial"])["adversarial"] == colours_for(["adversarial"])["adversarial"]
     other = colours_for(["wrn-10-1", "small-cnn"])
     assert len(set(map(tuple, other.values()))) == 2 and colours_for(["clean"])["clean"] not in other.values()
+
+
+def test_the_reference_page_covers_every_public_function_of_the_library():
+    """Every public function of the library half (its modules' ``__all__``) is on the API page, where the test above
+    holds it to the docstring convention."""
+    import importlib
+    import inspect
+
+    api = (ROOT / "book" / "api.md").read_text()
+    shown = set(re.findall(r"\.\. auto(?:function|class|data):: ([\w.]+)", api))
+    missing = []
+    for name in sorted(LIBRARY - {"_cpu", "plotting", "tables", "npm_data"}):  # the figures and tables: the book's
+        module = importlib.import_module(f"flatrob.{name}")
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            ours = inspect.isfunction(obj) and obj.__module__.startswith(module.__name__)
+            if ours and f"flatrob.{name}.{attr}" not in shown:
+                missing.append(f"flatrob.{name}.{attr}")
+    assert not missing, missing

@@ -103,16 +103,16 @@ def test_truncated_checkpoint_resumes_from_the_last_good_one(tmp_path, monkeypat
 
 
 def test_fit_or_load_says_it_resumed(tmp_cache, monkeypatch):
-    import flatrob.training as tr
+    import flatrob.checkpoints as checkpoints
 
     cfg = TrainConfig(epochs=2, batch_size=256)
-    save = tr._atomic_save
+    save = checkpoints.save
     monkeypatch.setattr(
-        tr, "_atomic_save", lambda obj, path: (save(obj, path), (_ for _ in ()).throw(KeyboardInterrupt))
+        checkpoints, "save", lambda obj, path: (save(obj, path), (_ for _ in ()).throw(KeyboardInterrupt))
     )
     with pytest.raises(KeyboardInterrupt):
         small_fit(cfg)
-    monkeypatch.setattr(tr, "_atomic_save", save)
+    monkeypatch.setattr(checkpoints, "save", save)
     _, rec = small_fit(cfg)
     assert rec["resumed_from_epoch"] == 1 and describe(rec) == "resumed from epoch 1, trained now"
     assert not list((tmp_cache / "models").glob("*.partial*"))

@@ -1,6 +1,7 @@
 """The verdict machinery: intervals, every rule driven to every verdict (the inconclusive case included), fragility,
 combining parts and seeds, checks as data."""
 
+import json
 import math
 
 import numpy as np
@@ -349,3 +350,29 @@ def test_shares_per_seed_pool_as_counts_per_group():
     assert out.loc[0.1, "seeds"] == 3 and out.loc[0.1, "acc"] == pytest.approx(310 / 350)
     assert (out.loc[0.1, "acc lo"], out.loc[0.1, "acc hi"]) == (pooled.lo, pooled.hi)
     assert out.loc[0.2, "acc"] == 0 and out.loc[0.2, "acc hi"] > 0  # 0 of 40: decided, an interval with width
+
+
+def test_stored_values_are_read_by_type_and_refused_otherwise():
+    """The evidence records' readers (flatrob.evidence.records) take what JSON holds and refuse anything else, so a
+    malformed file fails where it is read, not as a wrong verdict later."""
+    from flatrob.evidence import records as r
+
+    assert r.number(3) == 3.0 and math.isnan(r.number(None)) and r.integer(4.0) == 4 and r.text("a") == "a"
+    assert r.numbers([1, 2.5]) == [1.0, 2.5] and r.texts(["x"]) == ["x"] and r.flag(False) is False
+    assert r.mapping({"a": 1}) == {"a": 1} and r.sequence([1]) == [1]
+    for reader, bad in [(r.number, True), (r.number, "1"), (r.integer, 1.5), (r.text, 1), (r.flag, 0),
+                        (r.mapping, [1]), (r.sequence, "ab"), (r.texts, ["a", 1]), (r.numbers, 1.0)]:  # fmt: skip
+        with pytest.raises(TypeError):
+            reader(bad)
+
+
+def test_a_check_read_back_is_the_check_and_a_malformed_record_is_refused():
+    from flatrob.evidence.verdicts import Check
+
+    c = Check(claim=6, part="rise", statement="s", verdict="reproduced", evidence="e", setting={"eps": 0.03},
+              values={"n": 3}, fragile=True)  # fmt: skip
+    assert Check.from_dict(json.loads(json.dumps(c.as_dict()))) == c
+    with pytest.raises(TypeError):
+        Check.from_dict({**c.as_dict(), "claim": "six"})
+    with pytest.raises(TypeError):
+        Check.from_dict({**c.as_dict(), "fragile": "yes"})

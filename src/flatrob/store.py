@@ -24,7 +24,7 @@ import torch
 
 from flatrob.data import Split
 from flatrob.models import FeatureClassifier
-from flatrob.training import TrainConfig, accuracy
+from flatrob.training import CommittedModel, TrainConfig, TrainingRecord, accuracy
 from flatrob.util.devices import default_device
 from flatrob.util.io import atomic_write_text
 from flatrob.util.paths import MODELS_MANIFEST, models_dir
@@ -106,7 +106,7 @@ def load(
     *,
     device: torch.device | None = None,
     root: Path | None = None,
-) -> tuple[FeatureClassifier, dict[str, Any]] | None:
+) -> tuple[FeatureClassifier, TrainingRecord] | None:
     """The committed model of this recipe, or None when none is committed.
 
     Raises when a committed file's hash differs from the manifest's (an altered or truncated file is never used).
@@ -132,12 +132,15 @@ def load(
     model = build_model(architecture, split.n_classes, split.input_shape)
     model.load_state_dict(torch.load(path, weights_only=True))
     model.to(device or default_device()).eval()
-    record = {
+    committed: CommittedModel = {"file": name, "sha256": entry["sha256"]}
+    if "provenance" in entry:
+        committed["provenance"] = entry["provenance"]
+    record: TrainingRecord = {
         "key": key,
         "path": str(path),
         "history": entry.get("history", []),
         "cached": True,
-        "committed": {k: entry[k] for k in ("sha256", "provenance") if k in entry} | {"file": name},
+        "committed": committed,
         "test_accuracy": accuracy(model, split.x_test, split.y_test),
     }
     return model, record

@@ -3,25 +3,23 @@ PGD adversarial training, and checkpoints that are reused when they match and re
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
-import os
 import sys
 import time
-import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import torch
 from torch import Tensor, nn
 
+from flatrob import checkpoints
 from flatrob.attacks import AttackConfig, pgd
 from flatrob.data import load_digits
 from flatrob.models import DigitsCNN, FeatureClassifier, on_model
 from flatrob.util.devices import default_device
-from flatrob.util.io import atomic_write
 from flatrob.util.paths import model_cache_dir
 from flatrob.util.progress import progress_bar, progress_enabled
 from flatrob.zoo import build_model
@@ -30,7 +28,9 @@ if TYPE_CHECKING:
     from flatrob.data import Split
 
 __all__ = [
+    "CommittedModel",
     "TrainConfig",
+    "TrainingRecord",
     "accuracy",
     "describe",
     "fit_or_load",
@@ -40,6 +40,30 @@ __all__ = [
     "train_clean_and_adversarial",
     "trained_digits_cnn",
 ]
+
+
+class CommittedModel(TypedDict):
+    """Where a committed model came from (:func:`flatrob.store.load`): its file in ``data/models``, its SHA-256 and
+    the provenance of the run that trained it, as the manifest records them."""
+
+    file: str
+    sha256: NotRequired[str]
+    provenance: NotRequired[Mapping[str, object]]
+
+
+class TrainingRecord(TypedDict):
+    """How a model was made (:func:`fit_or_load`, :func:`train_model`, :func:`flatrob.store.load`): its cache key
+    and file, one entry per epoch (epoch, mean training loss, training accuracy), whether it came from the cache,
+    the epoch a training resumed from, its test accuracy and, for a committed model, where it came from
+    (:func:`describe` says it in words)."""
+
+    key: str
+    path: str
+    history: list[dict[str, float]]
+    cached: bool
+    resumed_from_epoch: NotRequired[int]
+    test_accuracy: NotRequired[float]
+    committed: NotRequired[CommittedModel]
 
 
 @dataclass(frozen=True)
@@ -97,49 +121,41 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def _set_aside(path: Path, err: BaseException, what: str) -> None:
-    """Move an unreadable file out of the way (``<name>.corrupt-<time>``) and say so, naming it."""
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    os.replace(path, aside)
-    warnings.warn(
-        f"{what} {path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
-        f"moved aside to {aside.name}",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-
-
-def _load(path: Path, what: str, *, weights_only: bool) -> dict[str, Any] | None:
-    """``torch.load(path)`` on the CPU, or None when the file is missing or unreadable (then set aside)."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=weights_only)
-        if not isinstance(state, dict):
-            raise TypeError(f"expected a dict, found {type(state).__name__}")
-        return state
-    except Exception as err:  # a truncated zip, a pickle error, a foreign file: all mean "cannot use it"
-        _set_aside(path, err, what)
-        return None
-
-
-def _previous(checkpoint: Path) -> Path:
-    return checkpoint.with_name(checkpoint.name.replace(".pt", "") + ".prev.pt")
-
-
-def _resume_point(checkpoint: Path) -> int:
-    """The epochs completed in the checkpoint :func:`train` will resume from (0 if none is readable)."""
-    for path in (checkpoint, _previous(checkpoint)):
-        try:
-            return len(torch.load(path, map_location="cpu", weights_only=False)["history"])
-        except Exception:  # missing or unreadable: train() names and sets aside what it cannot use
-            continue
-    return 0
+def _epoch(
+    model: FeatureClassifier,
+    x: Tensor,
+    y: Tensor,
+    config: TrainConfig,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    attack: AttackConfig | None,
+    device: torch.device,
+) -> tuple[float, float]:
+    """One epoch of :func:`train` in the order ``gen`` shuffles (mini-batches augmented and, with ``attack``,
+    replaced by their PGD examples): (mean training loss, training accuracy)."""
+    loss_fn = nn.CrossEntropyLoss()
+    order = torch.randperm(len(y), generator=gen)
+    total, correct = 0.0, 0
+    for start in range(0, len(y), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        if config.augment:
+            xb = _augment(xb, gen)
+        if attack is not None:
+            seeded = AttackConfig(**(attack.as_dict() | {"seed": int(torch.randint(0, 2**31 - 1, (), generator=gen))}))
+            xb = pgd(model, xb, yb, seeded)  # eval mode for the attack
+            model.train()
+        logits = model(xb)
+        loss = loss_fn(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item() * len(idx)
+        hard = yb.argmax(-1) if yb.dim() > 1 else yb  # soft targets (n, k): their arg-max
+        correct += int((logits.argmax(-1) == hard).sum())
+    return total / len(y), correct / len(y)
 
 
 def train(
@@ -178,25 +194,11 @@ def train(
     steps_per_epoch = -(-len(y) // config.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(config.seed)
-    history: list[dict[str, float]] = []
-    for path in (checkpoint, _previous(checkpoint)) if checkpoint is not None else ():
-        state = _load(path, "training checkpoint", weights_only=False)
-        if state is None:
-            continue
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            gen.set_state(state["generator"])
-            history = state["history"]
-            break
-        except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            _set_aside(path, err, "training checkpoint")
+    history = checkpoints.restore(checkpoint, model, opt, sched, gen)
     model.to(device)
     attack = None
     if config.adv_eps > 0:
         attack = AttackConfig("linf", config.adv_eps, config.adv_steps, config.adv_step_size, random_start=True)
-    loss_fn = nn.CrossEntropyLoss()
     if history and progress_enabled(progress):
         print(f"resumed from epoch {len(history)} of {config.epochs}", file=sys.stderr)
     bar = progress_bar(
@@ -209,29 +211,8 @@ def train(
     )
     clock, first = time.perf_counter(), len(history)
     for epoch in bar:
-        order = torch.randperm(len(y), generator=gen)
-        total, correct = 0.0, 0
-        for start in range(0, len(y), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            if config.augment:
-                xb = _augment(xb, gen)
-            if attack is not None:
-                seeded = AttackConfig(
-                    **(attack.as_dict() | {"seed": int(torch.randint(0, 2**31 - 1, (), generator=gen))})
-                )
-                xb = pgd(model, xb, yb, seeded)  # eval mode for the attack
-                model.train()
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            hard = yb.argmax(-1) if yb.dim() > 1 else yb  # soft targets (n, k): their arg-max
-            correct += int((logits.argmax(-1) == hard).sum())
-        history.append({"epoch": epoch + 1, "loss": total / len(y), "accuracy": correct / len(y)})
+        loss, acc = _epoch(model, x, y, config, opt, sched, gen, attack, device)
+        history.append({"epoch": epoch + 1, "loss": loss, "accuracy": acc})
         if epoch == first and progress_enabled(progress) and epoch + 1 < config.epochs:
             took = time.perf_counter() - clock
             print(
@@ -240,20 +221,9 @@ def train(
                 file=sys.stderr,
             )
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", acc=f"{history[-1]['accuracy']:.3f}", refresh=False)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", refresh=False)
         if checkpoint is not None:
-            if checkpoint.exists():
-                os.replace(checkpoint, _previous(checkpoint))
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
-                    "history": history,
-                },
-                checkpoint,
-            )
+            checkpoints.store(checkpoint, model, opt, sched, gen, history)
     model.eval()
     return history
 
@@ -312,7 +282,7 @@ def fit_or_load(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[FeatureClassifier, dict[str, Any]]:
+) -> tuple[FeatureClassifier, TrainingRecord]:
     """Train a freshly initialised model, or load the cached result of the same training.
 
     The cache key is ``name`` (which must identify the architecture and data), the training config, the model's
@@ -351,19 +321,19 @@ def fit_or_load(
     path = model_cache_dir() / f"{name}-{key}.pt"
     partial = path.with_suffix(".partial.pt")
     device = device or default_device()
-    blob = _load(path, "cached model", weights_only=True)
+    blob = checkpoints.load(path, "cached model", weights_only=True)
     if blob is not None:
         try:
             model.load_state_dict(blob["state_dict"])
             model.to(device).eval()
             return model, {"key": key, "path": str(path), "history": json.loads(blob["history"]), "cached": True}
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            _set_aside(path, err, "cached model")
-    resumed_from = _resume_point(partial)
+            checkpoints.set_aside(path, err, "cached model")
+    resumed_from = checkpoints.resume_point(partial)
     history = train(model, x, y, config, device=device, progress=progress, checkpoint=partial)
-    _atomic_save({"state_dict": model.state_dict(), "history": json.dumps(history)}, path)
+    checkpoints.save({"state_dict": model.state_dict(), "history": json.dumps(history)}, path)
     partial.unlink(missing_ok=True)
-    _previous(partial).unlink(missing_ok=True)
+    checkpoints.previous(partial).unlink(missing_ok=True)
     return model, {
         "key": key,
         "path": str(path),
@@ -373,7 +343,7 @@ def fit_or_load(
     }
 
 
-def describe(record: dict[str, Any]) -> str:
+def describe(record: TrainingRecord) -> str:
     """Where a model of :func:`fit_or_load` (or ``flatrob.store.load``) came from, in words.
 
     Args:
@@ -398,7 +368,7 @@ def train_model(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[FeatureClassifier, dict[str, Any]]:
+) -> tuple[FeatureClassifier, TrainingRecord]:
     """Build an architecture for a data set (initialisation seeded by ``config.seed``) and fit or load it.
 
     Args:
@@ -427,7 +397,7 @@ def train_clean_and_adversarial(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
+) -> tuple[dict[str, FeatureClassifier], dict[str, TrainingRecord]]:
     """The experiment chapters' pair of models: the same recipe on clean inputs and adversarially.
 
     The clean model uses the same config with ``adv_eps = 0``.
@@ -463,7 +433,7 @@ def trained_digits_cnn(
     *,
     device: torch.device | None = None,
     progress: bool | None = None,
-) -> tuple[FeatureClassifier, Split, dict[str, Any]]:
+) -> tuple[FeatureClassifier, Split, TrainingRecord]:
     """The theory chapters' reference network: ``DigitsCNN`` trained on scikit-learn's digits.
 
     The result is cached (:func:`fit_or_load`).

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
+from flatrob.evidence.records import Setting
 from flatrob.util.provenance import three_digits as fmt
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
 PAPER_EPS = 8 / 255
 
 #: The paper's PGD-l_inf attack: 10 steps of 2/255 at 8/255 (rows C, E, F and the predecessor's code).
-PAPER_ATTACK: dict[str, Any] = {"norm": "linf", "eps": PAPER_EPS, "steps": 10, "step_size": 2 / 255}
+PAPER_ATTACK: Setting = {"norm": "linf", "eps": PAPER_EPS, "steps": 10, "step_size": 2 / 255}
 
 #: Claim 7's shift as the paper states it ("adversarially trained models shift the valley to later steps and larger
 #: perturbations, but keep it", row E) is a statement across budgets and steps, so its setting is the paper's attack
@@ -46,13 +47,19 @@ LADDER_VARIANT = "where the valley forms, along a PGD-linf budget ladder"
 REAL_IMAGES = ("fashion-mnist", "fashion-mnist-3x32", "mnist", "cifar10", "cifar100")
 
 
-class Claim(dict):  # type: ignore[type-arg]
+class Claim(TypedDict):
     """A claim of the paper: ``statement``, the paper's value or shape (``paper``), ``kind`` ("mathematical" for the
     identities and bounds, "empirical" for what data decide), the paper's settings (``paper_settings``: setting
     fields a check must share to be at the paper's setting) and where our reading of it comes from (``source``)."""
 
+    statement: str
+    paper: str
+    kind: str
+    source: str
+    paper_settings: list[Setting]
 
-def _claim(statement: str, paper: str, kind: str, source: str, *paper_settings: dict[str, Any]) -> Claim:
+
+def _claim(statement: str, paper: str, kind: str, source: str, *paper_settings: Setting) -> Claim:
     return Claim(statement=statement, paper=paper, kind=kind, source=source, paper_settings=list(paper_settings))
 
 
@@ -194,7 +201,7 @@ ROWS: dict[str, tuple[str, int, str, tuple[str, ...], str]] = {
 }
 
 
-def at_paper_attack(claim: int, setting: Mapping[str, Any]) -> bool:
+def at_paper_attack(claim: int, setting: Mapping[str, object]) -> bool:
     """Whether a check's setting has the paper's attack (or variant) for its claim: every field of one of the claim's
     paper settings (:data:`CLAIMS`) shared, numbers compared to a relative 1e-6; the network and data aside."""
 
@@ -207,7 +214,7 @@ def at_paper_attack(claim: int, setting: Mapping[str, Any]) -> bool:
     return any(all(same(k, v) for k, v in paper.items()) for paper in CLAIMS[claim]["paper_settings"])
 
 
-def at_paper_setting(claim: int, setting: Mapping[str, Any]) -> bool:
+def at_paper_setting(claim: int, setting: Mapping[str, object]) -> bool:
     """Whether a check was made at the paper's setting, which is a property of the whole setting: the paper's attack
     (norm, radius, steps and step size) or variant for the claim (:func:`at_paper_attack`), on a network of the
     paper's kind (:data:`flatrob.zoo.PAPER_KIND`: residual with batch norm, or one of the paper's own) trained on

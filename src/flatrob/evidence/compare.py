@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from flatrob.evidence.ledger import build, load, source_kind
 from flatrob.evidence.records import ChapterComparison, Comparison, ComparisonRow, LedgerEntry, LedgerFile
 from flatrob.evidence.verdicts import Check
 from flatrob.util.io import atomic_write_text, json_text
 from flatrob.util.paths import build_ledger_dir, claims_dir, claims_file
-from flatrob.util.provenance import git_commit, is_dirty, machine
+from flatrob.util.provenance import Provenance, git_commit, is_dirty, machine
 
 __all__ = ["RefreshRefused", "compare", "compare_chapter", "comparison_display", "twin_story", "update"]
 
@@ -116,7 +115,7 @@ def compare_chapter(chapter: str, entries: Sequence[LedgerEntry], root: Path | N
     return {"rows": rows, "note": _agreement_sentence(rows, ref[0]["provenance"] if ref else {})}
 
 
-def _agreement_sentence(rows: Sequence[ComparisonRow], ref: Mapping[str, Any]) -> str:
+def _agreement_sentence(rows: Sequence[ComparisonRow], ref: Provenance) -> str:
     agree = sum(r["agrees"] for r in rows)
     drifts = [(r["drift"], r["check"]) for r in rows if r["drift"] is not None]
     worst = max(drifts, default=(0.0, ""))
@@ -216,9 +215,7 @@ def update(root: Path | None = None) -> list[Path]:
     return written
 
 
-def twin_story(
-    prov: Mapping[str, Any], checks: Sequence[Check], live: Sequence[Check], here: Mapping[str, Any], sweep: str
-) -> str:
+def twin_story(prov: Provenance, checks: Sequence[Check], live: Sequence[Check], here: Provenance, sweep: str) -> str:
     """How a chapter's live run relates to the run of a committed sweep made with the same parameters.
 
     Args:
@@ -262,13 +259,13 @@ def twin_story(
     )
 
 
-def _where(prov: Mapping[str, Any]) -> str:
+def _where(prov: Provenance) -> str:
     """A provenance record's commit, processor and device (with its thread count), in words."""
     cpu = prov.get("machine", {}).get("cpu")
     return f"commit `{prov.get('commit')}` on {f'{cpu}, ' if cpu else ''}{prov.get('device')}"
 
 
-def _apart(sweep: Mapping[str, Any], here: Mapping[str, Any]) -> str:
+def _apart(sweep: Provenance, here: Provenance) -> str:
     """What differs between a sweep run's provenance and this run's among commit, processor and device, in words
     ("the commit is `a` in the sweep and `b` here; ..."), or "" when none does."""
     pairs = {

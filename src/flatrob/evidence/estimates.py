@@ -13,14 +13,14 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-from flatrob.evidence.records import Measure
+from flatrob.evidence.records import JSON, Measure, RuleRecord
 from flatrob.util.provenance import interval_text
 
 
-class Rule(Protocol):
+class NamedRule(Protocol):
     """What an estimate needs of a rule (:class:`flatrob.evidence.verdicts.Rule`) to name it as its measure's."""
 
-    def as_dict(self) -> dict[str, Any]: ...
+    def as_dict(self) -> RuleRecord: ...
 
 
 __all__ = [
@@ -72,12 +72,13 @@ class Estimate:
         """False for an empty sample or an interval of zero width (a median of a few discrete values)."""
         return all(math.isfinite(v) for v in (self.value, self.lo, self.hi)) and self.hi > self.lo
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "ci95": [self.lo, self.hi], "n": self.n} | (
-            {"count": self.count} if self.count is not None else {}
-        )
+    def as_dict(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {"value": self.value, "ci95": [self.lo, self.hi], "n": self.n}
+        if self.count is not None:
+            out["count"] = self.count
+        return out
 
-    def measure(self, name: str, rule: Rule) -> Measure:
+    def measure(self, name: str, rule: NamedRule) -> Measure:
         """This estimate as the decisive measure of a check, with the rule that turns it into the verdict."""
         ci95 = [self.lo, self.hi]
         if self.count is None:

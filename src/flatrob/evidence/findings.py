@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from flatrob.evidence.ledger import source_kind, strongest_groups
-from flatrob.evidence.records import ClaimRecord
+from flatrob.evidence.records import ClaimRecord, sequence
 from flatrob.evidence.report import _in_words, _main, _setting_entries, _value, differences, markdown_math
 from flatrob.evidence.verdicts import NOT_REACHED, counted_settings
 
@@ -50,7 +50,7 @@ def findings(claims: Sequence[ClaimRecord], chapter: str | None = None) -> str:
         if main and (m := main.get("measure")):
             s = main["setting"]
             seeds = s.get("seeds")
-            where = f"{s.get('architecture', '?')}" + (f", {len(seeds)} seeds" if seeds else ", one run")
+            where = f"{s.get('architecture', '?')}" + (f", {len(sequence(seeds))} seeds" if seeds else ", one run")
             words = _in_words(main)
             text += (
                 f": {words} ({m['name']} {_value(main)}; {where})"

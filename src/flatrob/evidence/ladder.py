@@ -23,6 +23,7 @@ import pandas as pd
 from flatrob.evidence.checks.rules import COLLAPSES, FORMS_LATER, LATER, REACHES
 from flatrob.evidence.claims import LADDER_VARIANT
 from flatrob.evidence.estimates import Estimate, Pooled, bootstrap, median, pooled_mean, pooled_share, rowwise
+from flatrob.evidence.records import Setting, SweepResult, Values, number
 from flatrob.evidence.verdicts import NOT_REACHED, Check
 from flatrob.util.provenance import interval_text, short_value
 from flatrob.util.provenance import three_digits as fmt
@@ -37,20 +38,20 @@ def _half_flip_step(time_to_flip: np.ndarray) -> float:
     return float(np.quantile(time_to_flip, 0.5, method="inverted_cdf")) if len(time_to_flip) else math.nan
 
 
-def ladder_runs(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def ladder_runs(results: Sequence[SweepResult]) -> list[SweepResult]:
     """The runs of the ladder sweep among a chapter's committed ``ladder.csv`` results (``ChapterContext.
     sweep_results("ladder.csv")``): of the sweeps on a network of the paper's kind, the one with the most radii
     (the uncanny-valley sweep at the paper's attack saves a ladder of its own three radii); [] if none."""
     from flatrob.zoo import PAPER_KIND
 
-    by_sweep: dict[str, list[Mapping[str, Any]]] = {}
+    by_sweep: dict[str, list[SweepResult]] = {}
     for r in results:
         if r["setting"].get("architecture") in PAPER_KIND and r.get("data") is not None and len(r["data"]):
             by_sweep.setdefault(r["sweep"], []).append(r)
     return max(by_sweep.values(), key=lambda runs: runs[0]["data"]["radius"].nunique(), default=[])
 
 
-def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def ladder_table(results: Sequence[SweepResult]) -> pd.DataFrame:
     """The valley along the budget ladder, pooled over the runs (seeds) of one sweep.
 
     Args:
@@ -76,7 +77,7 @@ def ladder_table(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ladder_row(model: str, radius: float, part: pd.DataFrame) -> dict[str, Any]:
+def _ladder_row(model: str, radius: float, part: pd.DataFrame) -> dict[str, str | float | bool | None]:
     """One model and radius of :func:`ladder_table`, from the per-input rows of every seed (``part``)."""
     steps = int(part["steps"].max())
     by_seed = list(part.groupby("seed"))
@@ -119,8 +120,8 @@ def _ladder_row(model: str, radius: float, part: pd.DataFrame) -> dict[str, Any]
     }
 
 
-def _step(row: Mapping[str, Any]) -> str:
-    if not math.isfinite(row["half-flip step"]):
+def _step(row: Mapping[str, object]) -> str:
+    if not math.isfinite(number(row["half-flip step"])):
         return f"fewer than half flip within {row['steps']} steps"
     return f"half have flipped by step {row['half-flip step']:.0f}"
 
@@ -199,7 +200,7 @@ def _depth(row: pd.Series) -> str:
     return interval_text(row["final/peak"], row["collapse lo"], row["collapse hi"])
 
 
-def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: str = "clean",
+def ladder_check(table: pd.DataFrame, runs: Sequence[SweepResult], clean: str = "clean",
                  adversarial: str = "adversarial") -> Check | None:  # fmt: skip
     """Claim 7, where the valley forms (:data:`~flatrob.evidence.checks.rules.FORMS_LATER`): at the smallest radius
     of the ladder where the clean model's attack reaches the valley's regime, does the adversarially trained model's
@@ -224,10 +225,9 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
         return None
     steps = int(table["steps"].max())
     setting = _ladder_setting(table, runs, f"{clean} vs {adversarial}")
-    combo = {"setting": runs[0]["setting"], "runs": [r["run"] for r in runs]}
     stmt = "Adversarial training shifts the valley to larger budgets and later steps: where it forms."
     paper = "the valley shifts (to later steps and larger perturbations) but persists (row E)"
-    provenance = sweep_provenance(runs[0]["sweep"], combo)
+    provenance = sweep_provenance(runs[0]["sweep"], runs[0]["setting"], [r["run"] for r in runs])
 
     def check(verdict: str, evidence: str, **more: Any) -> Check:
         return Check(claim=7, part="forms", statement=stmt, verdict=verdict, evidence=evidence, paper=paper,
@@ -246,7 +246,7 @@ def ladder_check(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], clean: 
                      int(a["flip count"]))  # fmt: skip
     verdict, fragile = FORMS_LATER.judge(share), FORMS_LATER.fragile(share)
     text = _forms_text(r, c, a, share, steps)
-    values: dict[str, Any] = {"radius": r, "at_share": share.as_dict(), "clean_flipped": int(c.flipped),
+    values: Values = {"radius": r, "at_share": share.as_dict(), "clean_flipped": int(c.flipped),
                               "clean_inputs": int(c.inputs), "steps": steps}  # fmt: skip
     if verdict == "not reproduced":  # most adversarially trained inputs flip there too: do they flip later?
         late = _later(c, a)
@@ -280,7 +280,7 @@ def _later(c: pd.Series, a: pd.Series) -> Estimate:
                     a["step hi"] - c["step lo"], int(a.inputs))  # fmt: skip
 
 
-def _ladder_setting(table: pd.DataFrame, runs: Sequence[Mapping[str, Any]], training: str) -> dict[str, Any]:
+def _ladder_setting(table: pd.DataFrame, runs: Sequence[SweepResult], training: str) -> Setting:
     """The ladder check's setting: the runs' data, network and training length, the two models, the ladder (its
     radii and steps), the sweep and its seeds."""
     params = {k: v for k, v in runs[0]["setting"].items() if k not in ("radii", "seed")}

@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any, cast
 
 from flatrob.evidence.claims import CLAIMS, at_paper_attack, at_paper_setting
-from flatrob.evidence.records import LEDGER_FORMAT, ClaimRecord, Further, LedgerEntry, LedgerFile, SettingGroup
+from flatrob.evidence.records import (
+    LEDGER_FORMAT,
+    ClaimRecord,
+    Further,
+    LedgerEntry,
+    LedgerFile,
+    SettingGroup,
+    number,
+    sequence,
+    texts,
+)
 from flatrob.evidence.verdicts import (
     EVIDENCE_VERDICTS,
     VERDICTS,
@@ -67,7 +77,7 @@ _STRENGTH = {"run": 3, "sweep": 2, "live": 1, "study": 0}
 # entries
 
 
-def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> LedgerEntry:
+def entry(check: Check, chapter: str, provenance: Mapping[str, object]) -> LedgerEntry:
     """The ledger entry of one check: the check itself (:meth:`Check.as_dict`: id, claim, part, statement, verdict,
     fragile, evidence, the paper's number, setting, values, decisive measure), the chapter that shows it and the
     provenance of the run that made it: a committed sweep's or run's (``check.provenance``, with ``judged_at``, the
@@ -81,7 +91,7 @@ def entry(check: Check, chapter: str, provenance: Mapping[str, Any]) -> LedgerEn
     return cast(LedgerEntry, doc | {"provenance": made_by})
 
 
-def _stable(doc: Mapping[str, Any]) -> Any:
+def _stable(doc: Mapping[str, object]) -> Any:
     """A ledger file as JSON holds it, without the fields that change on every run (commit, time, duration)."""
     plain = strict_json(doc)
     plain.pop("duration_s", None)
@@ -93,7 +103,7 @@ def _stable(doc: Mapping[str, Any]) -> Any:
 
 def record(
     chapter: str,
-    entries: Sequence[Mapping[str, Any]],
+    entries: Sequence[Mapping[str, object]],
     *,
     duration_s: float | None = None,
     root: Path | None = None,
@@ -135,24 +145,24 @@ def _entries(ledger: Mapping[str, LedgerFile]) -> list[LedgerEntry]:
 # settings
 
 
-def source_kind(setting: Mapping[str, Any]) -> str:
+def source_kind(setting: Mapping[str, object]) -> str:
     """ "live" (a chapter's own run in this build), "sweep" (a committed sweep over seeds), "study" (a committed sweep
     beyond the paper's settings) or "run" (a committed larger run)."""
     return str(setting.get("source", "live")).split(" ")[0]
 
 
-def setting_group(setting: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+def setting_group(setting: Mapping[str, object]) -> tuple[tuple[str, object], ...]:
     """The fields that tell a setting apart from the claim's other settings (:data:`_GROUP_KEYS`)."""
     return tuple((k, setting[k]) for k in _GROUP_KEYS if setting.get(k) is not None)
 
 
-def setting_label(setting: Mapping[str, Any]) -> str:
+def setting_label(setting: Mapping[str, object]) -> str:
     """A setting in words, complete enough that two settings never share a label: ``PGD-linf 8/255, 10 steps, 40 steps
     of 0.003922, clean, small-cnn (4 epochs), fashion-mnist; sweep X (seeds 0, 1, 2)`` (attack and its steps, the
     variant, training, model, data, source and seeds)."""
     bits = []
     if setting.get("norm"):
-        eps = float(setting["eps"])
+        eps = number(setting["eps"])
         radius = short_value(eps)
         steps = f", {setting['steps']} steps" if setting.get("steps") else ""
         bits.append(f"PGD-{setting['norm']} {radius}{steps}")
@@ -166,12 +176,14 @@ def setting_label(setting: Mapping[str, Any]) -> str:
     if setting.get("data"):
         bits.append(str(setting["data"]))
     shown = {"norm", "eps", "steps", "variant", "ladder", "definition", "training", "architecture", "epochs", "data"}
-    bits += [f"{k} {setting.get(k)}" for k in setting.get("varied", ()) if k not in shown]  # a sweep's other axes
+    bits += [
+        f"{k} {setting.get(k)}" for k in texts(setting.get("varied", [])) if k not in shown
+    ]  # a sweep's other axes
     text = ", ".join(bits) or "no attack"
     source = str(setting.get("source", "live"))
     if source != "live":
         seeds = setting.get("seeds")
-        text += f"; {source}" + (f" (seeds {', '.join(map(str, seeds))})" if seeds else "")
+        text += f"; {source}" + (f" (seeds {', '.join(map(str, sequence(seeds)))})" if seeds else "")
     return text
 
 
@@ -246,7 +258,7 @@ def _setting_groups(claim: int, found: Sequence[LedgerEntry], paper_settings: bo
             }
         )
     settings.sort(
-        key=lambda g: (not g["paper_setting"], -g["strength"], float(g["setting"].get("eps", 0.0)), g["label"])
+        key=lambda g: (not g["paper_setting"], -g["strength"], number(g["setting"].get("eps", 0.0)), g["label"])
     )
     return settings
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from flatrob.evidence.records import LedgerEntry, LedgerFile
+from flatrob.evidence.records import LedgerEntry, LedgerFile, mapping, number
 from flatrob.evidence.verdicts import NOT_REACHED, Check
 from flatrob.util.provenance import interval_text, short_value
 
@@ -45,7 +45,7 @@ def _value(c: Check | None, key: str) -> float | None:
     if c is None or key not in c.values:
         return None
     v = c.values[key]
-    return float(v["value"]) if isinstance(v, Mapping) and v.get("value") is not None else None
+    return number(v["value"]) if isinstance(v, Mapping) and v.get("value") is not None else None
 
 
 def _find(found: Iterable[Check], part: str, **setting: Any) -> Check | None:
@@ -124,14 +124,14 @@ def basin(found: Sequence[Check]) -> str:
     for c in found:
         if c.part == "basin" and c.setting.get("source", "live") == "live":
             r = _value(c, "ratio of restricted mean times to the loss rise")
-            v = c.values
+            never, v = mapping(c.values["never_rose"]), c.values
             how = "longer" if r is not None and r > 1 else "shorter"
             out.append(
                 f'With the {c.setting.get("definition")} reading of "the loss rises", the adversarially trained '
                 f"model's walks stay low {_f(r)} times {how} in restricted mean ({c.verdict}; the paper: about "
-                f"20); {v['never_rose']['clean']} clean and {v['never_rose']['adversarial']} adversarially "
+                f"20); {never['clean']} clean and {never['adversarial']} adversarially "
                 f"trained walks never rise within the walk, and the largest ratio this walk can show is "
-                f"{_f(v['largest_measurable_ratio'])}."
+                f"{_f(number(v['largest_measurable_ratio']))}."
             )
         if c.part == "trace" and c.setting.get("source", "live") == "live":
             r = _value(c, "ratio of median Tr H")
@@ -246,9 +246,9 @@ def _verdict_of(entries: Sequence[LedgerEntry], part: str, ok: set[str], **setti
         for e in entries
         if e.get("part") == part
         and all(
-            isinstance(e["setting"].get(k), float)
+            isinstance(here := e["setting"].get(k), float)
             and isinstance(v, float)
-            and math.isclose(e["setting"][k], v, rel_tol=1e-6)
+            and math.isclose(here, v, rel_tol=1e-6)
             or e["setting"].get(k) == v
             for k, v in setting.items()
         )
@@ -264,7 +264,7 @@ TEXT_CLAIMS: tuple[TextClaim, ...] = (
         r"mostly confidently wrong",
         lambda es: any(
             e.get("part") == "attack"
-            and e["values"].get("n_confidently_wrong", 0) * 2 > e["setting"].get("inputs", math.inf)
+            and number(e["values"].get("n_confidently_wrong", 0)) * 2 > number(e["setting"].get("inputs", math.inf))
             for e in es
         ),
         "the attack's end points are mostly confidently wrong",
@@ -417,7 +417,7 @@ def path_intervals(along: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def pooled_path(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def pooled_path(results: Sequence[Mapping[str, object]]) -> pd.DataFrame:
     """The detector along the path over the seeds of committed sweeps (``ChapterContext.sweep_results("path.json")``:
     each run's :func:`flatrob.detection.detector_along_path` table as records): the seeds' counts added
     (:func:`flatrob.detection.pool_along_path`), with Wilson intervals (:func:`path_intervals`)."""

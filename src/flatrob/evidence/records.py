@@ -12,6 +12,8 @@ mypy checks every module that builds or reads one of them by these types.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
@@ -19,6 +21,21 @@ if TYPE_CHECKING:
     from flatrob.util.provenance import Provenance
 
 __all__ = [
+    "JSON",
+    "ParamValue",
+    "Params",
+    "RuleRecord",
+    "Scalar",
+    "Setting",
+    "Values",
+    "flag",
+    "integer",
+    "mapping",
+    "number",
+    "numbers",
+    "sequence",
+    "text",
+    "texts",
     "CALLS_FORMAT",
     "LEDGER_FORMAT",
     "SUMMARY_FORMAT",
@@ -31,6 +48,7 @@ __all__ = [
     "Further",
     "LedgerEntry",
     "LedgerFile",
+    "LoggedCall",
     "RegimeCall",
     "Measure",
     "CommittedSweep",
@@ -43,12 +61,104 @@ __all__ = [
     "SweepSummary",
 ]
 
+#: A scalar as JSON holds it.
+Scalar = str | int | float | bool | None
+#: A value as JSON holds it: a scalar, or a list or object of such values.
+JSON = Scalar | Sequence["JSON"] | Mapping[str, "JSON"]
+#: The value of one parameter of a chapter (:mod:`flatrob.jobs.params`): a scalar or a list of scalars.
+ParamValue = Scalar | Sequence[Scalar]
+#: A chapter's parameters, checked and typed (:func:`flatrob.jobs.params.validate`): name -> value.
+Params = dict[str, ParamValue]
+#: What made a check, as data: data set, model, training, the attack's norm, radius, steps and step size, the
+#: number of inputs, the seed(s), the source of the evidence ("live", a sweep, a committed run) and the variant;
+#: for a sweep over more than seeds, ``varied`` names the parameters it varies (their values are in the setting).
+Setting = Params
+#: A check's measured values, as its record stores them: name -> JSON value.
+Values = dict[str, JSON]
+
+
+def number(value: JSON | object) -> float:
+    """A stored value read as a number (a JSON number or ``None``, as NaN).
+
+    Args:
+        value: a value of a setting, a check's values or a measure.
+
+    Returns:
+        The number as a float; NaN for ``None`` (a value that was not measured).
+
+    Raises:
+        TypeError: for a value that is not a number (a bool, a string, a list, an object).
+    """
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number; got {value!r}")
+    return float(value)
+
+
+def integer(value: JSON | object) -> int:
+    """A stored value read as a whole number (a float with no fraction counts); TypeError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise TypeError(f"expected a whole number; got {value!r}")
+    return int(value)
+
+
+def text(value: JSON | object) -> str:
+    """A stored value read as a string; TypeError for anything else."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string; got {value!r}")
+    return value
+
+
+def flag(value: JSON | object) -> bool:
+    """A stored value read as a bool; TypeError for anything else."""
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false; got {value!r}")
+    return value
+
+
+def texts(value: JSON | object) -> list[str]:
+    """A stored value read as a list of strings; TypeError for anything else."""
+    return [text(v) for v in sequence(value)]
+
+
+def numbers(value: JSON | object) -> list[float]:
+    """A stored value read as a list of numbers; TypeError for anything else."""
+    return [number(v) for v in sequence(value)]
+
+
+def mapping(value: JSON | object) -> Mapping[str, JSON]:
+    """A stored value read as a JSON object; TypeError for anything else."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object; got {value!r}")
+    return value
+
+
+def sequence(value: JSON | object) -> Sequence[JSON]:
+    """A stored value read as a JSON list (a string is not one); TypeError for anything else."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"expected a list; got {value!r}")
+    return value
+
+
 #: The layout of a ledger file: each entry a check (``Check.as_dict``) with its chapter and provenance.
 LEDGER_FORMAT = 2
 #: The version of ``summary.json``'s layout; summaries of another version (made by older code) are not read.
 SUMMARY_FORMAT = 2
 #: The layout of a run's logged check calls.
 CALLS_FORMAT = 1
+
+
+class RuleRecord(TypedDict):
+    """A rule as a check's measure stores it (:meth:`flatrob.evidence.verdicts.Rule.as_dict`): which side of the
+    threshold the claim lies on, the threshold, the refutation threshold, whether the bound is strict and the margin
+    within which a verdict is fragile."""
+
+    side: str
+    threshold: float
+    refute: float | None
+    strict: bool
+    margin: float | None
 
 
 class Measure(TypedDict):
@@ -62,7 +172,7 @@ class Measure(TypedDict):
     ci95: list[float]
     n: int
     count: NotRequired[int]
-    rule: dict[str, Any]
+    rule: RuleRecord
     pooled: NotRequired[str]
     seeds: NotRequired[int]
 
@@ -79,8 +189,8 @@ class _CheckFields(TypedDict):
     verdict: str
     evidence: str
     paper: str
-    setting: dict[str, Any]
-    values: dict[str, Any]
+    setting: Setting
+    values: Values
     measure: Measure | None
     fragile: bool
 
@@ -104,12 +214,12 @@ class SeedsCheck(TypedDict):
     part: str
     statement: str
     paper: str
-    setting: dict[str, Any]
+    setting: Setting
     seeds: list[int]
     verdicts: dict[str, str]
     verdict: str
     fragile: bool
-    limits: NotRequired[dict[str, Any]]
+    limits: NotRequired[Values]
     measure: NotRequired[Measure]
     resolved: NotRequired[bool]
     min: NotRequired[float]
@@ -147,7 +257,7 @@ class SweepRun(TypedDict):
 class Combination(TypedDict):
     """The runs of one combination of a sweep's parameters other than the seed, and its checks over the seeds."""
 
-    setting: dict[str, Any]
+    setting: Setting
     runs: list[SweepRun]
     checks: list[SeedsCheck]
 
@@ -156,7 +266,7 @@ class SweepJob(TypedDict):
     """One job of a sweep's plan: its id (from its parameters) and its checked, typed parameters."""
 
     id: str
-    params: dict[str, Any]
+    params: Params
 
 
 class SweepPlan(TypedDict):
@@ -187,7 +297,7 @@ class SettingGroup(TypedDict):
     """The checks of one claim that share a setting (:func:`flatrob.evidence.ledger.setting_group`), with the
     setting's combined verdict: how the report and the pages read a claim's evidence setting by setting."""
 
-    setting: dict[str, Any]
+    setting: Setting
     label: str
     paper_setting: bool
     paper_attack: bool
@@ -214,7 +324,7 @@ class ClaimRecord(TypedDict):
     paper: str
     kind: str
     source: str
-    paper_settings: list[dict[str, Any]]
+    paper_settings: list[Params]
     verdict: str
     fragile: bool
     further: Further | None
@@ -258,18 +368,27 @@ class SweepResult(TypedDict):
     the file read (a ``.npz`` as a dict of arrays, a ``.json`` as its content, a ``.csv`` as a DataFrame)."""
 
     sweep: str
-    setting: dict[str, Any]
+    setting: Setting
     seed: int
     run: SweepRun
     data: Any
+
+
+class LoggedCall(TypedDict):
+    """One logged call of a check in a run's ``check-calls.json`` (:class:`flatrob.evidence.checks.replay.CheckLog`):
+    the check's name and its arguments as JSON, each array replaced by a reference into the run's array file."""
+
+    check: str
+    args: list[JSON]
+    kwargs: dict[str, JSON]
 
 
 class RegimeCall(SweepResult):
     """One recorded call of a check in a run of the paper's regime
     (:meth:`flatrob.jobs.chapter.ChapterContext.paper_regime_calls`): the run's result, and the call's arguments."""
 
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args: list[object]
+    kwargs: dict[str, object]
 
 
 class Comparison(TypedDict):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from flatrob.evidence.claims import IN_WORDS, ROWS, at_paper_setting
 from flatrob.evidence.ledger import setting_group, source_kind, strongest_groups
-from flatrob.evidence.records import ClaimRecord, LedgerEntry, SettingGroup
+from flatrob.evidence.records import ClaimRecord, Comparison, LedgerEntry, SettingGroup, mapping, number, sequence
 from flatrob.evidence.verdicts import EVIDENCE_VERDICTS, NOT_REACHED, combine, combine_settings, counted_settings
 from flatrob.util.provenance import interval_text
 
@@ -65,7 +65,7 @@ def paper_link(claim: int, text: str, prefix: str = "") -> str:
     return f'<a href="{prefix}paper.html#claim-{claim}">{text}</a>' if text else ""
 
 
-def category(claim: int, setting: Mapping[str, Any]) -> str:
+def category(claim: int, setting: Mapping[str, object]) -> str:
     """The grid's column of a check: the paper's setting or not, one run, over seeds, or a committed run."""
     kind = source_kind(setting)
     if kind == "run":
@@ -89,9 +89,11 @@ def _value(entry: LedgerEntry) -> str:
         return ""
     ci = m.get("ci95")
     text = interval_text(m["value"], ci[0], ci[1], _fmt) if ci and ci[0] is not None else _fmt(m["value"])
-    limits = (entry.get("values") or {}).get("limits") or {}
-    per_seed = limits.values() if limits and all(isinstance(v, Mapping) for v in limits.values()) else [limits]
-    bounds = [float(v) for lim in per_seed for k, v in lim.items() if k.startswith("largest measurable")]
+    limits = mapping((entry.get("values") or {}).get("limits") or {})
+    per_seed = (
+        [mapping(v) for v in limits.values()] if all(isinstance(v, Mapping) for v in limits.values()) else [limits]
+    )
+    bounds = [number(v) for lim in per_seed for k, v in lim.items() if k.startswith("largest measurable")]
     return text + (f" (at most {_fmt(min(bounds))} measurable here)" if bounds else "")
 
 
@@ -189,7 +191,7 @@ def _cell(claim: ClaimRecord, groups: Sequence[SettingGroup], where: bool = True
     s = shown["setting"] if shown else {}  # where the value shown comes from
     seeds = s.get("seeds")
     origin = f"{s.get('architecture', '?')}" + (f", {s['epochs']} epochs" if s.get("epochs") else "")
-    origin += f", seeds {', '.join(map(str, seeds))}" if seeds else ", one run"
+    origin += f", seeds {', '.join(map(str, sequence(seeds)))}" if seeds else ", one run"
     value = ""
     if main and _value(main):
         words, value = _in_words(main), f"{_measure_name(main)} {_value(main)}"
@@ -224,9 +226,9 @@ def _reached_elsewhere(claim: ClaimRecord, candidates: Sequence[SettingGroup]) -
         if any(e.get("part") in centre and e["verdict"] in EVIDENCE_VERDICTS for e in _setting_entries(claim, [g]))
     ]
     strongest = strongest_groups(at_centre or reached)
-    g = min(strongest, key=lambda g: (float(g["setting"]["eps"]), g["label"]))
+    g = min(strongest, key=lambda g: (number(g["setting"]["eps"]), g["label"]))
     entry = _setting_entries(claim, [g])[0]["setting"]
-    attack = f"{short_value(float(g['setting']['eps']))}" + (f", {entry['steps']} steps" if entry.get("steps") else "")
+    attack = f"{short_value(number(g['setting']['eps']))}" + (f", {entry['steps']} steps" if entry.get("steps") else "")
     return f"; reached at {attack} ({entry.get('source', 'live')}): {_cell(claim, [g], where=False)}"
 
 
@@ -300,7 +302,7 @@ def differences(claims: Sequence[ClaimRecord]) -> str:
             if found.get(key) is not None:
                 params.setdefault(key, set()).add(str(found[key]))
         if e["setting"].get("seeds"):
-            params.setdefault("seeds", set()).add(str(len(e["setting"]["seeds"])))
+            params.setdefault("seeds", set()).add(str(len(sequence(e["setting"]["seeds"]))))
 
     def one(key: str) -> str:
         return ", ".join(sorted(params.get(key, {"?"})))
@@ -393,7 +395,7 @@ def rows(claims: Sequence[ClaimRecord]) -> pd.DataFrame:
         ]
         strongest = max((_strength(e) for e in found), default=0)
         found = [e for e in found if _strength(e) == strongest]
-        by_setting: dict[Any, list[Mapping[str, Any]]] = {}
+        by_setting: dict[tuple[tuple[str, object], ...], list[LedgerEntry]] = {}
         for e in found:  # each setting's parts combined, then the settings (a row outside the regime left out)
             by_setting.setdefault(setting_group(e["setting"]), []).append(e)
         each = [combine([e["verdict"] for e in group]) for group in by_setting.values()]
@@ -420,7 +422,7 @@ def _strength(entry: LedgerEntry) -> int:
     return {"run": 3, "sweep": 2, "study": 0}.get(source_kind(entry["setting"]), 1)
 
 
-def comparison_line(result: Mapping[str, Any], has_build: bool) -> str:
+def comparison_line(result: Comparison, has_build: bool) -> str:
     """The report's first line about this build: how many verdicts it reproduced, and its largest drift."""
     if not has_build:
         return (

@@ -11,21 +11,26 @@ import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
 from flatrob.evidence.admission import committed
 from flatrob.evidence.checks.replay import CALLS_FILE
 from flatrob.evidence.records import (
+    JSON,
     SUMMARY_FORMAT,
     CheckRecord,
     Combination,
     CommittedSweep,
     Measure,
     SeedsCheck,
+    Setting,
     SweepPlan,
+    SweepRun,
     SweepSummary,
+    integer,
+    mapping,
 )
 from flatrob.evidence.verdicts import (
     BY_CONSTRUCTION,
@@ -76,7 +81,7 @@ def over_seeds(checks_by_seed: Mapping[Any, Sequence[CheckRecord]]) -> list[Seed
         first = next(iter(present.values()))
         verdicts = {str(s): c["verdict"] for s, c in present.items()}
         setting = {k: v for k, v in first.get("setting", {}).items() if k != "seed"}
-        entry: dict[str, Any] = {
+        entry: dict[str, object] = {
             "id": cid,
             "claim": first["claim"],
             "part": first.get("part", ""),
@@ -97,7 +102,16 @@ def over_seeds(checks_by_seed: Mapping[Any, Sequence[CheckRecord]]) -> list[Seed
     return out
 
 
-def _pooled(present: Iterable[CheckRecord]) -> tuple[dict[str, Any], dict[str, Any] | None, Rule | None]:
+class _PooledFields(TypedDict, total=False):
+    """What pooling the seeds adds to a :class:`SeedsCheck`."""
+
+    measure: Measure
+    resolved: bool
+    min: float
+    max: float
+
+
+def _pooled(present: Iterable[CheckRecord]) -> tuple[_PooledFields, Measure | None, Rule | None]:
     """The seeds' decisive measures pooled (:func:`over_seeds`): the entry's fields ("measure", "resolved", "min",
     "max"), the pooled estimate and the rule; ({}, None, None) where fewer than two seeds measured a finite value.
     A check that holds by construction keeps its measured number too."""
@@ -112,23 +126,30 @@ def _pooled(present: Iterable[CheckRecord]) -> tuple[dict[str, Any], dict[str, A
     if len(measured) < 2:
         return {}, None, None
     values = [float(m["value"]) for m in measured]
-    pooled: dict[str, Any]
-    if all(m.get("count") is not None for m in measured):  # a share: the seeds' counts pooled as counts
-        counted = pooled_share([int(m["count"]) for m in measured], [int(m["n"]) for m in measured])
+    first = measured[0]
+    # the keys in the order summary.json has always had them: name, value, ci95, n, count, pooled, seeds, rule
+    measure: Measure
+    counts = [m.get("count") for m in measured]
+    if all(c is not None for c in counts):  # a share: the seeds' counts pooled as counts
+        counted = pooled_share([int(c or 0) for c in counts], [int(m["n"]) for m in measured])
         mean, lo, hi = counted.value, counted.lo, counted.hi
-        pooled = counted.as_dict() | {"pooled": "counts", "seeds": len(values)}
+        measure = {"name": first["name"], "value": mean, "ci95": [lo, hi], "n": counted.n}  # type: ignore[typeddict-item]
+        if counted.count is not None:
+            measure["count"] = counted.count
+        measure["pooled"], measure["seeds"] = "counts", len(values)
     else:
-        mean, lo, hi, geometric = pooled_mean(values, is_ratio(measured[0]["name"]))
-        pooled = {"value": mean, "ci95": [lo, hi], "n": len(values)}
+        mean, lo, hi, geometric = pooled_mean(values, is_ratio(first["name"]))
+        measure = {"name": first["name"], "value": mean, "ci95": [lo, hi], "n": len(values)}  # type: ignore[typeddict-item]
         if geometric:
-            pooled["pooled"] = "geometric"
-    fields = {
-        "measure": {"name": measured[0]["name"], **pooled, "rule": measured[0]["rule"]},
+            measure["pooled"] = "geometric"
+    measure["rule"] = first["rule"]
+    fields: _PooledFields = {
+        "measure": measure,
         "resolved": hi - lo > 1e-9 * max(1.0, abs(mean)),  # identical values: an interval of no width
         "min": float(min(values)),
         "max": float(max(values)),
     }
-    return fields, pooled, Rule.from_dict(measured[0]["rule"])
+    return fields, measure, Rule.from_dict(first["rule"])
 
 
 def _checks_of(run: Path) -> list[CheckRecord]:
@@ -139,9 +160,17 @@ def _checks_of(run: Path) -> list[CheckRecord]:
     return [c.as_dict() for c in replay(run)]
 
 
-def _runs_of(sweep: Path, spec: SweepPlan) -> dict[str, dict[str, Any]]:
+class _Group(TypedDict):
+    """The finished runs of one combination: its setting, each seed's checks, and the runs."""
+
+    setting: Setting
+    checks_by_seed: dict[int, list[CheckRecord]]
+    runs: list[SweepRun]
+
+
+def _runs_of(sweep: Path, spec: SweepPlan) -> dict[str, _Group]:
     """The finished runs of a sweep, grouped by their parameters other than ``seed``."""
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[str, _Group] = {}
     for job in spec["jobs"]:
         run = sweep_job_dir(sweep, spec["chapter"], job["id"])
         if not (run / CALLS_FILE).exists():  # unfinished, or made by code that recorded no measurements: re-run it
@@ -150,12 +179,13 @@ def _runs_of(sweep: Path, spec: SweepPlan) -> dict[str, dict[str, Any]]:
         g = groups.setdefault(
             json.dumps(setting, sort_keys=True), {"setting": setting, "checks_by_seed": {}, "runs": []}
         )
-        g["checks_by_seed"][job["params"].get("seed", 0)] = _checks_of(run)
+        seed = integer(job["params"].get("seed", 0))
+        g["checks_by_seed"][seed] = _checks_of(run)
         prov = json.loads((run / PROVENANCE).read_text())
         g["runs"].append(
             {
                 "job": job["id"],
-                "seed": job["params"].get("seed", 0),
+                "seed": seed,
                 "commit": prov.get("commit"),
                 "device": prov.get("device"),
                 "machine": prov.get("machine", {}).get("cpu"),
@@ -279,7 +309,7 @@ def sweep_checks(chapter: str, root: Path | None = None, kind: str = "sweep") ->
                         values={"verdicts": c["verdicts"], **({"limits": c["limits"]} if c.get("limits") else {})},
                         measure=m,
                         fragile=c["fragile"],
-                        provenance=sweep_provenance(name, combo),
+                        provenance=sweep_provenance(name, combo["setting"], combo["runs"]),
                     )
                 )
     return out
@@ -313,21 +343,29 @@ def _seeds_evidence(c: SeedsCheck) -> str:
     )
 
 
-def _limits(limits: dict[str, Any]) -> str:
+def _limits(limits: JSON) -> str:
     """A check's limits in words: ``cap 51, never rose (clean) 12, ...``."""
-    return ", ".join(f"{k} {three_digits(v) if isinstance(v, float) else v}" for k, v in limits.items())
+    return ", ".join(f"{k} {three_digits(v) if isinstance(v, float) else v}" for k, v in mapping(limits).items())
 
 
-def sweep_provenance(name: str, combo: Mapping[str, Any]) -> Provenance:
-    """Where an over-seeds entry comes from: the sweep ``name``, the parameters of its combination (``combo``:
-    {"setting", "runs"}) and, per run, the commit, device, machine and time that made it (not the build that judges
-    it)."""
-    commits = sorted({str(r.get("commit")) for r in combo["runs"]})
+def sweep_provenance(name: str, setting: Setting, runs: Sequence[SweepRun]) -> Provenance:
+    """Where an over-seeds entry comes from.
+
+    Args:
+        name: the sweep.
+        setting: the parameters of its combination, but the seed.
+        runs: the combination's runs, as the summary records them.
+
+    Returns:
+        The entry's provenance: the sweep, its parameters with the seeds, and, per run, the commit, device, machine
+        and time that made it (not the build that judges it).
+    """
+    commits = sorted({str(r.get("commit")) for r in runs})
     return {
         "source": f"sweep {name}",
-        "params": {**combo["setting"], "seed": sorted(r["seed"] for r in combo["runs"])},
+        "params": {**setting, "seed": sorted(r["seed"] for r in runs)},
         "commit": ", ".join(commits),
-        "device": ", ".join(sorted({str(r.get("device")) for r in combo["runs"]})),
-        "machine": {"cpu": ", ".join(sorted({str(r.get("machine")) for r in combo["runs"]}))},
-        "runs": combo["runs"],
+        "device": ", ".join(sorted({str(r.get("device")) for r in runs})),
+        "machine": {"cpu": ", ".join(sorted({str(r.get("machine")) for r in runs}))},
+        "runs": list(runs),
     }

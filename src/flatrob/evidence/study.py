@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,7 @@ AXIS_WORDS = {
 }
 
 
-def _factor(r: Mapping[str, Any]) -> str:
+def _factor(r: Mapping[str, object]) -> str:
     return f"x{interval_text(r['factor'], r['lo'], r['hi'])} ({r['from']} -> {r['to']})"
 
 

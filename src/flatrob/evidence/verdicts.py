@@ -35,7 +35,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from flatrob.evidence.estimates import (
     Estimate,
@@ -50,7 +50,20 @@ from flatrob.evidence.estimates import (
     share_of,
     t_interval,
 )
-from flatrob.evidence.records import CheckRecord, Measure
+from flatrob.evidence.records import (
+    CheckRecord,
+    Measure,
+    RuleRecord,
+    Setting,
+    Values,
+    flag,
+    integer,
+    mapping,
+    number,
+    sequence,
+    text,
+    texts,
+)
 from flatrob.util.provenance import three_digits
 
 if TYPE_CHECKING:
@@ -132,12 +145,6 @@ def define(shown: Sequence[str]) -> str:
     return ("Verdict words: " + "; ".join(found) + ".") if found else ""
 
 
-#: What made a check, as data: data set, model, training, the attack's norm, radius, steps and step size, the
-#: number of inputs, the seed(s), the source of the evidence ("live", a sweep, a committed run) and the variant;
-#: for a sweep over more than seeds, ``varied`` names the parameters it varies (their values are in the setting).
-Setting = dict[str, Any]
-
-
 # ---------------------------------------------------------------------------
 # rules
 
@@ -185,7 +192,7 @@ class Rule:
     def tolerance(self) -> float:
         return self.margin if self.margin is not None else 0.1 * abs(self.threshold)
 
-    def judge(self, e: Estimate | Mapping[str, float]) -> str:
+    def judge(self, e: Estimate | Mapping[str, object]) -> str:
         """The verdict on an estimate (an :class:`Estimate`, or a mapping with ``value``, ``lo`` and ``hi``)."""
         est = _as_estimate(e)
         if not all(math.isfinite(v) for v in (est.value, est.lo, est.hi)):
@@ -205,7 +212,7 @@ class Rule:
                 return "not reproduced"
         return "partly"
 
-    def fragile(self, e: Estimate | Mapping[str, float]) -> bool:
+    def fragile(self, e: Estimate | Mapping[str, object]) -> bool:
         """Whether an interval end lies within :attr:`tolerance` of a threshold it would cross to change the
         verdict."""
         est = _as_estimate(e)
@@ -223,30 +230,29 @@ class Rule:
         text = f"{word[self.side]} {three_digits(self.threshold)}"
         return text + f"; not reproduced {'below' if self.side == 'above' else 'above'} {three_digits(self.refutation)}"
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> RuleRecord:
+        return cast(RuleRecord, asdict(self))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Rule:
-        return cls(**dict(d))
+    def from_dict(cls, d: RuleRecord) -> Rule:
+        side = d["side"]
+        if side != "above" and side != "below":
+            raise ValueError(f"side must be 'above' or 'below'; got {side!r}")
+        return cls("above" if side == "above" else "below", d["threshold"], d["refute"], d["strict"], d["margin"])
 
 
-def _as_estimate(e: Estimate | Mapping[str, Any]) -> Estimate:
+def _as_estimate(e: Estimate | Mapping[str, object]) -> Estimate:
     if isinstance(e, Estimate):
         return e
-    lo, hi = e["ci95"] if "ci95" in e else (e["lo"], e["hi"])
-    return Estimate(float(e["value"]), _float(lo), _float(hi), int(e.get("n", 0)))
-
-
-def _float(v: Any) -> float:
-    return math.nan if v is None else float(v)
+    lo, hi = sequence(e["ci95"]) if "ci95" in e else (e["lo"], e["hi"])
+    return Estimate(number(e["value"]), number(lo), number(hi), integer(e.get("n", 0)))
 
 
 # ---------------------------------------------------------------------------
 # checks
 
 
-def check_id(claim: int, part: str, setting: Mapping[str, Any]) -> str:
+def check_id(claim: int, part: str, setting: Mapping[str, object]) -> str:
     """The name of a check, made from its claim, its part and the setting that distinguishes it from its siblings:
     ``6-rise-clean-linf-eps=0.03137``; a sweep's combination adds the values of the parameters it varies
     (``...-architecture=mlp-epochs=8-study_valley-conditions``). Made once, never parsed back (the setting travels
@@ -256,8 +262,8 @@ def check_id(claim: int, part: str, setting: Mapping[str, Any]) -> str:
         if setting.get(key):
             bits.append(str(setting[key]).replace(" ", "_"))
     if setting.get("norm") and setting.get("eps") is not None:
-        bits.append(f"{setting['norm']}-eps={float(setting['eps']):.4g}")
-    for key in setting.get("varied", ()):  # a sweep over more than seeds: the combination's own values
+        bits.append(f"{setting['norm']}-eps={number(setting['eps']):.4g}")
+    for key in texts(setting.get("varied", [])):  # a sweep over more than seeds: the combination's own values
         bits.append(f"{key}={setting.get(key)}".replace(" ", "_"))
     if setting.get("source", "live") != "live":
         bits.append(str(setting["source"]).replace(" ", "_"))
@@ -284,7 +290,7 @@ class Check:
     evidence: str
     paper: str = ""
     setting: Setting = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
+    values: Values = field(default_factory=dict)
     measure: Measure | None = None
     fragile: bool = False
     provenance: Provenance | None = None
@@ -301,21 +307,21 @@ class Check:
         return cast(CheckRecord, {"id": self.id, **asdict(self)})
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Check:
-        fields = {
-            "claim",
-            "part",
-            "statement",
-            "verdict",
-            "evidence",
-            "paper",
-            "setting",
-            "values",
-            "measure",
-            "fragile",
-            "provenance",
-        }
-        return cls(**{k: v for k, v in d.items() if k in fields})
+    def from_dict(cls, d: Mapping[str, object]) -> Check:
+        """A check as a record stores it (``checks.json``, a ledger entry), its fields checked for their types."""
+        return cls(
+            claim=integer(d["claim"]),
+            part=text(d["part"]),
+            statement=text(d["statement"]),
+            verdict=text(d["verdict"]),
+            evidence=text(d["evidence"]),
+            paper=text(d.get("paper", "")),
+            setting=cast(Setting, dict(mapping(d.get("setting", {})))),
+            values=dict(mapping(d.get("values", {}))),
+            measure=cast("Measure | None", d.get("measure")),
+            fragile=flag(d.get("fragile", False)),
+            provenance=cast("Provenance | None", d.get("provenance")),
+        )
 
 
 def judged(
@@ -329,7 +335,7 @@ def judged(
     evidence: str,
     paper: str,
     setting: Setting,
-    values: dict[str, Any] | None = None,
+    values: Values | None = None,
 ) -> Check:
     """A check decided by one estimate and its rule: the verdict, the measure and the fragility all from them (an
     interval of zero width is said to be unresolved in the evidence)."""
@@ -403,7 +409,7 @@ OVER_SEEDS_RULE = (
 
 
 def over_seeds_verdict(
-    verdicts: Sequence[str], pooled: Estimate | Mapping[str, Any] | None = None, rule: Rule | None = None
+    verdicts: Sequence[str], pooled: Estimate | Mapping[str, object] | None = None, rule: Rule | None = None
 ) -> tuple[str, bool]:
     """One verdict over several training seeds, each seed judged by the check's whole rule: (verdict, fragile).
 

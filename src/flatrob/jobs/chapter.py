@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from flatrob.evidence.checks.replay import CheckLog
+from flatrob.evidence.records import Params, flag, integer, number, numbers, text, texts
 from flatrob.evidence.verdicts import Check, Setting
 from flatrob.jobs.params import parameter_spec, validate
 from flatrob.jobs.run import RUN_ENV, Run
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from flatrob.data import Split
     from flatrob.evidence.records import ClaimRecord, LedgerEntry, RegimeCall, SweepResult
     from flatrob.models import FeatureClassifier
-    from flatrob.training import TrainConfig
+    from flatrob.training import TrainConfig, TrainingRecord
 
 __all__ = ["ChapterContext", "SWEEP_JOB_NOTE", "setup_chapter"]
 
@@ -47,7 +48,7 @@ class ChapterContext:
     """A chapter's checked parameters, its device and its provenance record, and what it does with them."""
 
     name: str
-    params: dict[str, Any]
+    params: Params
     device: torch.device
     provenance: Provenance
     run: Run | None = None
@@ -70,7 +71,7 @@ class ChapterContext:
         return provenance_line(self.provenance, self.defaults)
 
     @property
-    def defaults(self) -> dict[str, Any]:
+    def defaults(self) -> Params:
         """The chapter's parameters' defaults (:func:`flatrob.jobs.params.parameter_spec`)."""
         return {k: p.default for k, p in parameter_spec(self.name).items()}
 
@@ -80,27 +81,39 @@ class ChapterContext:
         """The chapter's data: ``dataset`` (from ``data_root`` for CIFAR), with ``n_train`` training images."""
         from flatrob.data import load_dataset, train_subset
 
-        p = self.params
-        split = load_dataset(p["dataset"], seed=p["seed"], root=p.get("data_root") or None)
-        return train_subset(split, p.get("n_train", 0), p["seed"])
+        p, seed = self.params, integer(self.params["seed"])
+        split = load_dataset(text(p["dataset"]), seed=seed, root=text(p.get("data_root") or "") or None)
+        return train_subset(split, integer(p.get("n_train", 0)), seed)
 
     def inputs(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``n_samples`` test inputs the chapter attacks, drawn by its ``seed``
         (:func:`flatrob.data.test_inputs`)."""
         from flatrob.data import test_inputs
 
-        return test_inputs(split, self.params["n_samples"], self.params["seed"])
+        return test_inputs(split, integer(self.params["n_samples"]), integer(self.params["seed"]))
 
     def train_config(self, adversarial: bool = False) -> TrainConfig:
         """The chapter's training recipe from its parameters; its adversarial ones only with ``adversarial``."""
         from flatrob.training import TrainConfig
 
-        keys = ["epochs", "lr", "batch_size", "seed", "augment"]
-        if adversarial:
-            keys += ["adv_eps", "adv_steps", "adv_step_size"]
-        return TrainConfig(**{k: self.params[k] for k in keys if k in self.params})
+        p, default = self.params, TrainConfig()
+        config = TrainConfig(
+            epochs=integer(p.get("epochs", default.epochs)),
+            lr=number(p.get("lr", default.lr)),
+            batch_size=integer(p.get("batch_size", default.batch_size)),
+            seed=integer(p.get("seed", default.seed)),
+            augment=flag(p.get("augment", default.augment)),
+        )
+        if not adversarial:
+            return config
+        return replace(
+            config,
+            adv_eps=number(p.get("adv_eps", default.adv_eps)),
+            adv_steps=integer(p.get("adv_steps", default.adv_steps)),
+            adv_step_size=number(p.get("adv_step_size", default.adv_step_size)),
+        )
 
-    def train(self, split: Split, adversarial: bool = False) -> tuple[FeatureClassifier, dict[str, Any]]:
+    def train(self, split: Split, adversarial: bool = False) -> tuple[FeatureClassifier, TrainingRecord]:
         """The chapter's model on ``split``, on its device: (model, record); the adversarially trained one where
         ``adversarial``. A committed model of the same recipe (:func:`flatrob.store.load`, hash checked) is used as
         it is; else it is trained, or taken from the cache."""
@@ -108,19 +121,20 @@ class ChapterContext:
         from flatrob.training import train_model
 
         config = self.train_config(adversarial=adversarial)
-        found = store.load(self.params["architecture"], split, config, device=self.device)
+        architecture = text(self.params["architecture"])
+        found = store.load(architecture, split, config, device=self.device)
         if found is not None:
             return found
-        return train_model(self.params["architecture"], split, config, device=self.device)
+        return train_model(architecture, split, config, device=self.device)
 
-    def train_pair(self, split: Split) -> tuple[dict[str, FeatureClassifier], dict[str, dict[str, Any]]]:
+    def train_pair(self, split: Split) -> tuple[dict[str, FeatureClassifier], dict[str, TrainingRecord]]:
         """The clean and the adversarially trained model, the same recipe on clean inputs and adversarially (as
         :func:`flatrob.training.train_clean_and_adversarial` makes them): ({"clean": model, "adversarial": model},
         {name: record}); only those the chapter's ``trainings`` parameter names, where it has one. Each comes from
         :meth:`train` (a committed model of its recipe when there is one)."""
         models: dict[str, FeatureClassifier] = {}
-        records: dict[str, dict[str, Any]] = {}
-        for name in self.params.get("trainings", ["clean", "adversarial"]):
+        records: dict[str, TrainingRecord] = {}
+        for name in texts(self.params.get("trainings", ["clean", "adversarial"])):
             models[name], records[name] = self.train(split, adversarial=name != "clean")
         return models, records
 
@@ -132,18 +146,22 @@ class ChapterContext:
         from flatrob.attacks import AttackConfig
 
         p = self.params
+        norms: dict[str, Norm] = {"linf": "linf", "l2": "l2"}
+        named = text(p.get(f"{prefix}_norm", "linf"))
+        if named not in norms:
+            raise ValueError(f"{prefix}_norm must be 'linf' or 'l2'; got {named!r}")
         return AttackConfig(
-            norm or p.get(f"{prefix}_norm", "linf"),
-            p[f"{prefix}_eps"],
-            p[f"{prefix}_steps"],
-            p[f"{prefix}_step_size"],
-            seed=p["seed"],
+            norm or norms[named],
+            number(p[f"{prefix}_eps"]),
+            integer(p[f"{prefix}_steps"]),
+            number(p[f"{prefix}_step_size"]),
+            seed=integer(p["seed"]),
         )
 
     def attacks(self, prefix: str = "attack", norm: Norm | None = None) -> list[AttackConfig]:
         """The chapter's attack at its own radius, then at each of ``radii`` (:meth:`AttackConfig.at_radius`)."""
         base = self.attack(prefix, norm)
-        return [base, *(base.at_radius(eps) for eps in self.params.get("radii", []))]
+        return [base, *(base.at_radius(eps) for eps in numbers(self.params.get("radii", [])))]
 
     def setting(self, attack: AttackConfig | None = None, **extra: Any) -> Setting:
         """What made a check, as data: the chapter's data, model, training, inputs and seed, the attack's fields
@@ -163,7 +181,7 @@ class ChapterContext:
 
     # -- results ----------------------------------------------------------------------------------------------
 
-    def save(self, files: Mapping[str, Any]) -> list[Path]:
+    def save(self, files: Mapping[str, object]) -> list[Path]:
         """Write result files into the run's folder (nothing outside ``flatrob run``); see :func:`save_results`."""
         return self.run.save(dict(files)) if self.run is not None else []
 
@@ -308,7 +326,7 @@ class ChapterContext:
             out += [cast("RegimeCall", {**r, "args": a, "kwargs": k}) for name, a, k in calls(folder) if name == check]
         return out
 
-    def sweep_caption(self, results: Sequence[Mapping[str, Any]], chapter: str | None = None) -> str:
+    def sweep_caption(self, results: Sequence[Mapping[str, object]], chapter: str | None = None) -> str:
         """The provenance line of a figure drawn from committed sweep results (:meth:`sweep_results`, non-empty):
         see :func:`flatrob.util.provenance.sweep_caption`, with the commit of this build as the one that drew it,
         and the parameters that differ from the defaults of the sweeps' chapter (``chapter``, else this one).
@@ -341,7 +359,7 @@ class ChapterContext:
                 )
             )
             if draw is not None:
-                data: dict[str, Any] = {f.name: run.read(f.name) for f in sorted(run.folder.glob("*.csv"))}
+                data: dict[str, object] = {f.name: run.read(f.name) for f in sorted(run.folder.glob("*.csv"))}
                 draw(run.name, data | {"caption": provenance_line(prov)})
             found = run.checks()
             for c in found:
@@ -428,7 +446,7 @@ def show_checks(checks: Sequence[Check]) -> None:
         display(Markdown(words))
 
 
-def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Run | None:
+def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, object]) -> Run | None:
     """The run of a committed sweep made with exactly these parameters, if there is one."""
     from flatrob.util.paths import PROVENANCE, run_dirs, sweep_runs_dir
 
@@ -438,7 +456,7 @@ def _same_run(sweep_dir: Path, chapter: str, params: Mapping[str, Any]) -> Run |
     return None
 
 
-def _current_run(name: str, namespace: Mapping[str, Any]) -> Run | None:
+def _current_run(name: str, namespace: Mapping[str, object]) -> Run | None:
     """The run that ``flatrob run`` made for this kernel (:meth:`Run.current`), after checking that it is this
     chapter's and that the kernel holds its values."""
     run = Run.current()
@@ -452,7 +470,7 @@ def _current_run(name: str, namespace: Mapping[str, Any]) -> Run | None:
     return run
 
 
-def setup_chapter(name: str, namespace: MutableMapping[str, Any]) -> ChapterContext:
+def setup_chapter(name: str, namespace: MutableMapping[str, object]) -> ChapterContext:
     """The one call after a chapter's parameters cell: its parameters checked, its thread count fixed, the figure
     style set, its device resolved and its provenance record made (or, under ``flatrob run``, read).
 
@@ -471,5 +489,5 @@ def setup_chapter(name: str, namespace: MutableMapping[str, Any]) -> ChapterCont
         return ChapterContext(name, run.params, torch.device(run.record["device_type"]), run.record, run)
     params = validate(name, {k: namespace[k] for k in parameter_spec(name) if k in namespace})
     namespace.update(params)
-    device = resolve_device(params["device"]) if "device" in params else torch.device("cpu")
+    device = resolve_device(text(params["device"])) if "device" in params else torch.device("cpu")
     return ChapterContext(name, params, device, provenance(params, device))

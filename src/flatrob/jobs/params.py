@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flatrob.evidence.records import Params, text
 from flatrob.util.paths import book_dir, chapter_file, repo_root, toc_file
 
 if TYPE_CHECKING:
@@ -398,7 +399,7 @@ def parse_value(text: str) -> Any:
 # validation
 
 
-def _check_machine(chapter: str, params: Mapping[str, Any]) -> None:
+def _check_machine(chapter: str, params: Mapping[str, object]) -> None:
     """Checks against this machine, before any compute: CUDA for ``device cuda``; the data set's files (present and
     intact); a data set whose inputs the architecture can take."""
     where = f"chapter {chapter!r}"
@@ -410,24 +411,23 @@ def _check_machine(chapter: str, params: Mapping[str, Any]) -> None:
                 f"parameter 'device' of {where} is 'cuda' but CUDA is not available on this machine; "
                 "use -p device auto (or cpu)"
             )
-    dataset = params.get("dataset")
-    if dataset is None:
+    if params.get("dataset") is None:
         return
     from flatrob.data import data_problem, input_shape
 
-    problem = data_problem(dataset, params.get("data_root") or None)
+    dataset = text(params["dataset"])
+    problem = data_problem(dataset, text(params.get("data_root") or "") or None)
     if problem:
         raise ParameterError(f"parameter 'dataset' of {where} is {dataset!r}: {problem}")
-    architecture = params.get("architecture")
-    if architecture is not None:
+    if params.get("architecture") is not None:
         from flatrob.zoo import fits
 
-        why = fits(architecture, input_shape(dataset))
+        why = fits(text(params["architecture"]), input_shape(dataset))
         if why:
             raise ParameterError(f"parameters 'dataset' and 'architecture' of {where} do not fit: {why}")
 
 
-def validate(chapter: str, values: Mapping[str, Any]) -> dict[str, Any]:
+def validate(chapter: str, values: Mapping[str, object]) -> Params:
     """Check parameter values for a chapter; return the complete parameter set (defaults filled in, numbers typed).
 
     Unknown names, wrong types, values outside the rules of the parameters cell and values this machine cannot run
@@ -445,7 +445,7 @@ def validate(chapter: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def parameters_frame(name: str, values: Mapping[str, Any]) -> pd.DataFrame:
+def parameters_frame(name: str, values: Mapping[str, object]) -> pd.DataFrame:
     """A chapter's parameters as a reader's table, read from its ``parameters`` cell without executing it
     (:func:`parameter_spec`).
 

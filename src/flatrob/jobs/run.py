@@ -23,13 +23,15 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
 from flatrob.evidence.admission import committed
+from flatrob.evidence.records import Params, text
 from flatrob.evidence.verdicts import Check
 from flatrob.jobs.params import ParameterError, chapter_path, validate
 from flatrob.util.devices import fix_threads, resolve_device
@@ -50,6 +52,9 @@ from flatrob.util.paths import (
     sweeps_root,
 )
 from flatrob.util.provenance import Provenance, provenance
+
+if TYPE_CHECKING:
+    from flatrob.evidence.checks.replay import CheckLog
 
 __all__ = ["RUN_ENV", "Run", "RunFailed", "partial_runs", "run_chapter"]
 
@@ -78,7 +83,7 @@ class Run:
     def create(
         cls,
         chapter: str,
-        params: dict[str, Any],
+        params: Params,
         device: torch.device,
         *,
         base: Path | None = None,
@@ -147,7 +152,7 @@ class Run:
         return str(self.record.get("chapter", ""))
 
     @property
-    def params(self) -> dict[str, Any]:
+    def params(self) -> Params:
         return dict(self.record.get("params", {}))
 
     @property
@@ -159,7 +164,7 @@ class Run:
         self._record = Provenance(**record)  # a copy
         atomic_write_text(self.path(PROVENANCE), json.dumps(self._record, indent=2) + "\n")
 
-    def save(self, files: dict[str, Any]) -> list[Path]:
+    def save(self, files: Mapping[str, object]) -> list[Path]:
         """Write result files into the run (:func:`~flatrob.util.io.save_results`: tables as CSV, dicts of arrays
         as ``.npz``, the rest as JSON; bytes as they are)."""
         out = []
@@ -175,7 +180,7 @@ class Run:
                 rest[fname] = obj
         return out + save_results(self.folder, rest)
 
-    def save_checks(self, checks: list[Check], log: Any) -> None:
+    def save_checks(self, checks: list[Check], log: CheckLog) -> None:
         """The run's checks as it judged them, and the calls that made them with their measurements (``log``, a
         :class:`flatrob.evidence.checks.replay.CheckLog`), so that any later build can judge them again."""
         self.save({CHECKS: [c.as_dict() for c in checks], **log.files()})
@@ -305,11 +310,11 @@ def _new_run_folder(base: Path, run_name: str | None, digest: str) -> tuple[Path
 
 def run_chapter(
     chapter: str,
-    overrides: dict[str, Any],
+    overrides: Mapping[str, object],
     out_root: Path | None = None,
     run_name: str | None = None,
     progress: bool = True,
-    echo: Any = None,
+    echo: TextIO | None = None,
 ) -> Path:
     """Validate, record, convert (jupytext), execute (papermill) and store a chapter run.
 
@@ -324,7 +329,7 @@ def run_chapter(
     params = validate(chapter, overrides)  # before any compute
     source = chapter_path(chapter)
     fix_threads()  # the kernel fixes the same count: the record says what it computes with
-    device = resolve_device(params["device"]) if "device" in params else resolve_device("cpu")
+    device = resolve_device(text(params["device"]) if "device" in params else "cpu")
     run = Run.create(chapter, params, device, base=out_root, name=run_name, progress=progress)
     nb_in = run.path(INPUT_NOTEBOOK)
     jupytext.write(jupytext.read(source), nb_in)
@@ -343,7 +348,7 @@ def run_chapter(
     return run.finish(time.perf_counter() - started).folder
 
 
-def _execute(run: Run, chapter: str, injected: dict[str, Any], cwd: Path, echo: Any) -> None:
+def _execute(run: Run, chapter: str, injected: Params, cwd: Path, echo: TextIO | None) -> None:
     """Execute the run's input notebook with papermill into its folder (output to ``run.log``, and to ``echo``; the
     kernel's messages to ``kernel.log``); a failure, Ctrl-C or a dead kernel is noted in the run's log and raised as
     one line (:class:`RunFailed`, :class:`KeyboardInterrupt`)."""

@@ -28,10 +28,11 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flatrob.evidence.records import SweepJob, SweepPlan
+from flatrob.evidence.records import ParamValue, SweepJob, SweepPlan
 from flatrob.evidence.seeds import aggregate
 from flatrob.jobs.params import ParameterError, parse_value, validate
 from flatrob.util.io import atomic_write_text
@@ -85,7 +86,7 @@ def split_values(text: str) -> list[Any]:
     return [parse_value(p.strip()) for p in parts]
 
 
-def job_id(params: dict[str, Any]) -> str:
+def job_id(params: Mapping[str, ParamValue]) -> str:
     """A readable, file-safe name for one combination: ``dataset-digits_seed-1``."""
 
     def clean(v: Any) -> str:

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, write)
 
 
-def save_results(results_dir: str | Path | None, files: dict[str, Any]) -> list[Path]:
+def save_results(results_dir: str | Path | None, files: Mapping[str, object]) -> list[Path]:
     """Write a chapter's results into ``results_dir`` (nothing when it is empty): DataFrames as CSV, a dict of arrays
     named ``*.npz`` as a compressed NumPy archive, the rest as JSON.
 
@@ -55,7 +55,9 @@ def save_results(results_dir: str | Path | None, files: dict[str, Any]) -> list[
         if fname.endswith(".npz"):  # a dict of arrays: one compressed NumPy archive
             import numpy as np
 
-            arrays = {k: np.asarray(v) for k, v in obj.items()}
+            if not isinstance(obj, Mapping):
+                raise TypeError(f"{fname}: a .npz result is a dict of arrays; got {type(obj).__name__}")
+            arrays = {str(k): np.asarray(v) for k, v in obj.items()}
 
             def write(tmp: Path, a: dict[str, Any] = arrays) -> None:
                 with open(tmp, "wb") as handle:  # a handle: given a path, NumPy would append ".npz" to it

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flatrob.evidence.records import CALLS_FORMAT
+from flatrob.evidence.records import CALLS_FORMAT, LoggedCall
 from flatrob.evidence.verdicts import Check
 from flatrob.util.paths import ARRAYS, CALLS
 
@@ -88,7 +88,7 @@ class CheckLog:
     """The checks a run made, as calls that can be made again: :meth:`judge` runs a check and logs it."""
 
     def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[LoggedCall] = []
         self.arrays: dict[str, np.ndarray] = {}
         self.made: list[Check] = []  # the checks the logged calls returned: only these can be recorded as this run's
 
@@ -117,7 +117,7 @@ class CheckLog:
         return {CALLS_FILE: (json.dumps(calls, indent=1) + "\n").encode(), ARRAYS_FILE: buffer.getvalue()}
 
 
-def calls(folder: Path) -> list[tuple[str, list[Any], dict[str, Any]]]:
+def calls(folder: Path) -> list[tuple[str, list[object], dict[str, object]]]:
     """The recorded calls of a run folder, decoded: [(check name, args, kwargs)], the measurements as the run made
     them (a chapter draws its committed figures from them); [] when it has none."""
     calls_file = folder / CALLS_FILE

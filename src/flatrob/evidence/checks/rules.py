@@ -4,12 +4,12 @@ the checks share."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from torch import Tensor
 
 from flatrob.evidence.estimates import rowwise
+from flatrob.evidence.records import Values
 from flatrob.evidence.verdicts import NOT_TESTABLE, Check, Estimate, Rule, Setting
 
 # ---------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def too_few(
     statement: str,
     paper: str,
     setting: Setting,
-    values: dict[str, Any] | None = None,
+    values: Values | None = None,
 ) -> Check | None:
     """The one "not testable here" check of every claim: None when ``count`` reaches :data:`MIN_POINTS`, else the
     check that says so, its evidence ``what`` followed by "(need MIN_POINTS)".

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
@@ -31,6 +31,7 @@ from flatrob.evidence.checks.rules import (
     median_ratio,
     too_few,
 )
+from flatrob.evidence.records import Values
 from flatrob.evidence.verdicts import (
     CANNOT_DECIDE,
     NOT_REACHED,
@@ -98,7 +99,7 @@ def check_valley_shape(samples: ValleySamples, setting: Setting) -> list[Check]:
     whose peak lies within a tolerance tied to their flip step (:data:`PEAK_FRACTION`); the median final/peak,
     the share wrong at the end and the median final confidence (collapse, in a confidently wrong region).
     """
-    counts = {k: samples[k] for k in ("n_samples", "n_start_correct", "n_flipped", "steps")}
+    counts: Values = {k: samples[k] for k in ("n_samples", "n_start_correct", "n_flipped", "steps")}
     n = (
         f"{samples['n_flipped']} of {samples['n_start_correct']} inputs that start correct flip within "
         f"{samples['steps']} steps"
@@ -133,7 +134,7 @@ def check_valley_shape(samples: ValleySamples, setting: Setting) -> list[Check]:
 
 
 def _shape_not_reached(
-    samples: ValleySamples, setting: Setting, counts: dict[str, Any], outside: str, flips: Estimate
+    samples: ValleySamples, setting: Setting, counts: Values, outside: str, flips: Estimate
 ) -> list[Check]:
     """Every part of claim 6 for a row whose attack does not reach the regime: the measured numbers stay in the
     evidence, the verdict says the row is outside it."""
@@ -159,7 +160,7 @@ def _shape_not_reached(
     ]
 
 
-def _shape_peak(samples: ValleySamples, setting: Setting, counts: dict[str, Any]) -> Check:
+def _shape_peak(samples: ValleySamples, setting: Setting, counts: Values) -> Check:
     """Claim 6's peak: among the flipped inputs that rise by :data:`RISE_FACTOR`, the share whose peak lies within
     max(1, :data:`PEAK_FRACTION` x flip step) steps of the flip."""
     rose = samples["peak_over_start"] >= RISE_FACTOR
@@ -194,7 +195,7 @@ def _shape_peak(samples: ValleySamples, setting: Setting, counts: dict[str, Any]
     )
 
 
-def _shape_collapse(samples: ValleySamples, setting: Setting, counts: dict[str, Any], n: str) -> Check:
+def _shape_collapse(samples: ValleySamples, setting: Setting, counts: Values, n: str) -> Check:
     """Claim 6's collapse: the median final/peak, in a confidently wrong region (most inputs wrong at the end, with
     a high median final confidence); where the attacks end near the boundary, not reached in this regime."""
     drop = bootstrap(median, samples["final_over_peak"])
