@@ -8,6 +8,12 @@ mypy checks every module that builds or reads one of them by these types.
 * a run's ``check-calls.json``: the logged calls of its checks (:data:`CALLS_FORMAT`;
   :mod:`flatrob.evidence.checks.replay`);
 * ``data/models/manifest.json``: :data:`flatrob.store.MANIFEST_FORMAT`.
+
+What these records hold inside is typed too: a setting or a chapter's parameters (:data:`Setting`, :data:`Params`:
+name -> scalar or list of scalars), a check's measured values (:data:`Values`: name -> :data:`JSON`). A value read
+back from a file goes through a reader that checks its type (:func:`number`, :func:`integer`, :func:`text`,
+:func:`flag`, :func:`texts`, :func:`numbers`, :func:`mapping`, :func:`sequence`), so a malformed file fails where it
+is read, with the value named, rather than as a wrong verdict later.
 """
 
 from __future__ import annotations
