@@ -118,7 +118,7 @@ def restore(
         model, opt, sched, gen: the model, optimiser, schedule and random generator, loaded in place.
 
     Returns:
-        The history of the completed epochs ([] when none is readable: the training starts afresh).
+        The history of the completed epochs, or [] when none is readable (the training then starts afresh).
     """
     for path in (checkpoint, previous(checkpoint)) if checkpoint is not None else ():
         state = load(path, "training checkpoint", weights_only=False)

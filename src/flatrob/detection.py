@@ -162,9 +162,9 @@ def adversarial_pairs(traj: Trajectory) -> tuple[pd.DataFrame, dict[str, float]]
         traj: the instrumented attack's record (:func:`flatrob.attacks.pgd` with ``track=True``).
 
     Returns:
-        The scores, one row per point (columns input, label, pair: the number of the input's pair, "log10 kappa",
-        "log10 (1 - confidence)"), and the
-        counts: inputs correct at the start, the attack's success among them, and the number of pairs.
+        The scores, one row per point with the columns input, label, pair (the number of the input's pair),
+        "log10 kappa" and "log10 (1 - confidence)"; and the counts (inputs correct at the start, the attack's
+        success among them, and the number of pairs).
     """
     correct = traj.pred[0] == traj.labels
     fooled = correct & (traj.pred[-1] != traj.labels)  # a real adversarial example and its clean original
@@ -227,7 +227,7 @@ def detector_along_path(
     At each position the pairs are the inputs that start correct and are wrong at that iterate (an input not yet
     fooled is no adversarial example), each paired with its clean original; the folds keep a pair together
     (:func:`held_out_correct` with ``groups``). Accuracies are counts of correct held-out predictions over the
-    ``2 x pairs`` points (their intervals: :func:`flatrob.evidence.verdicts.share_of`).
+    ``2 x pairs`` points (their intervals: ``flatrob.evidence.verdicts.share_of``).
 
     Args:
         traj: one model's instrumented attack (:func:`flatrob.attacks.pgd` with ``track=True``; the path may be
@@ -237,7 +237,7 @@ def detector_along_path(
         seed: seeds the folds.
 
     Returns:
-        One row per position: position, median step, pairs, points (2 x pairs), and per stump (sharpness,
+        One row per position with its position, median step, pairs, points (2 x pairs), and per stump (sharpness,
         confidence) the held-out accuracy and the count of correct held-out predictions; the median log10 sharpness
         of the clean and of the adversarial points. Positions with fewer pairs than ``folds`` are left out.
     """

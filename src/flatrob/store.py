@@ -63,7 +63,7 @@ def recipe(architecture: str, split: Split, config: TrainConfig) -> tuple[str, d
         config: the training recipe.
 
     Returns:
-        (key, recipe): a 16-hex-digit key and the recipe it hashes.
+        The pair (key, recipe), a 16-hex-digit key and the recipe it hashes.
     """
     torch.manual_seed(config.seed)
     model = build_model(architecture, split.n_classes, split.input_shape)

@@ -19,6 +19,7 @@ from flatrob.zoo import architecture_traits
 
 __all__ = [
     "AXES",
+    "PER_INPUT_KEYS",
     "PathPoints",
     "path_points",
     "VALLEY_KEYS",
@@ -173,6 +174,7 @@ def valley_samples(traj: Trajectory, stat: str = "kappa_layer") -> ValleySamples
     return cast(ValleySamples, out | {k: cols[k].numpy() for k in VALLEY_KEYS})
 
 
+#: The columns of :func:`per_input`, one value per input and setting.
 PER_INPUT_KEYS = ("peak_over_start", "final_over_peak", "flip_step", "peak_step", "final_confidence")
 
 
