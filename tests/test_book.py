@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,11 @@ def test_chapter_executes_with_papermill_parameters(path, tmp_path, chapter_env)
         assert injected and all(f"{k} = {text[k]}" in "".join(injected[0]["source"]) for k in params)
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    # a warning printed into a cell's output reaches the reader's page, with the path of the machine that built it
+    printed = "".join(
+        "".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"
+    )
+    assert not re.findall(r"\w+Warning: .*", printed), re.findall(r"\w+Warning: .*", printed)
 
 
 @pytest.mark.slow

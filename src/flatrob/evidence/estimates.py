@@ -138,7 +138,8 @@ def bootstrap(
                 boots[b] = stat(*(a[idx] for a in arrays))
             else:
                 boots[b] = stat(*(a[rng.integers(0, len(a), len(a))] for a in arrays))
-    lo, hi = np.nanquantile(boots, [0.025, 0.975])
+    finite = boots[~np.isnan(boots)]  # a statistic undefined on every resample has no interval (and no warning)
+    lo, hi = np.quantile(finite, [0.025, 0.975]) if len(finite) else (math.nan, math.nan)
     return Estimate(value, float(lo), float(hi), len(arrays[0]))
 
 
