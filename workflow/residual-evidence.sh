@@ -9,7 +9,8 @@
 #   bash workflow/residual-evidence.sh [SWEEP ...]     # all sweeps, or the named ones, in this order
 #
 # Run it in a clean checkout (a git worktree of the commit to be credited), then commit data/sweeps/<name>/.
-# On two cores it takes about 8 hours in all; each sweep's runs record their own time.
+# Each run records its own time: the committed runs took about 22 hours of run time in all, one core a run and two
+# runs at a time, so about 11 hours on two cores (the valley-conditions study alone about 11.5 and 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
