@@ -95,7 +95,8 @@ def test_chapter_executes_with_papermill_parameters(path, tmp_path, chapter_env)
     printed = "".join(
         "".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"
     )
-    assert not re.findall(r"\w+Warning: .*", printed), re.findall(r"\w+Warning: .*", printed)
+    warned = re.findall(r"\w+Warning: .*", printed)
+    assert not warned, warned
 
 
 @pytest.mark.slow

@@ -288,7 +288,7 @@ def test_the_reference_page_renders_without_a_warning(tmp_path):
     conf["nitpick_ignore_regex"] = [tuple(pair) for pair in conf["nitpick_ignore_regex"]]
     conf |= {"extensions": ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx_proof", "sphinx.ext.mathjax"]}
     conf |= {"nitpicky": True, "math_numfig": True}
-    warnings = io.StringIO()
+    log = io.StringIO()
     app = Sphinx(
         str(src),
         None,
@@ -297,7 +297,7 @@ def test_the_reference_page_renders_without_a_warning(tmp_path):
         "html",
         confoverrides=conf,
         status=None,
-        warning=warnings,
+        warning=log,
         freshenv=True,
     )
     app.build()
@@ -305,5 +305,5 @@ def test_the_reference_page_renders_without_a_warning(tmp_path):
         r"(equation not found|label '[\w-]+' not found|undefined label"
         r"|target not found: (eq|thm|cor|lem|def|prop)-)"
     )
-    own = [line for line in warnings.getvalue().splitlines() if "WARNING" in line and not book_labels.search(line)]
+    own = [line for line in log.getvalue().splitlines() if "WARNING" in line and not book_labels.search(line)]
     assert not own, "\n".join(own)
